@@ -1,0 +1,566 @@
+//! Where large values live: a blob store trait, the local sharded directory that
+//! implements it, and the self-describing blob file format.
+//!
+//! A blob file is `magic "CNBLOB"`, a format version byte, a reserved byte, the
+//! header length (u32, little endian), the header (JSON of [`BlobHeader`]: the
+//! entry's metadata), then the stored bytes. The header lets the metadata be
+//! rebuilt from the files alone.
+
+use std::fmt::Debug;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
+use crate::error::{Error, Result};
+use crate::key::{CacheKey, Params};
+
+/// The first bytes of every blob file.
+pub const BLOB_MAGIC: &[u8; 6] = b"CNBLOB";
+/// The blob file format this code writes and reads.
+pub const BLOB_FORMAT_VERSION: u8 = 1;
+/// Bytes before the header: magic, version, reserved, header length.
+const PREAMBLE_LEN: usize = 6 + 1 + 1 + 4;
+/// A header larger than this is damage, not metadata.
+const MAX_HEADER_LEN: usize = 64 << 20;
+
+/// Stores blobs by name. Names are chosen by the store and are unique per write,
+/// so two writers of one key never share a file.
+///
+/// The local directory ([`LocalBlobStore`]) is the implementation core ships; a
+/// store on another medium can replace it without touching the engine or the
+/// metadata backends.
+pub trait BlobStore: Send + Sync + Debug {
+    /// Stores the concatenation of `parts` as a new blob for `key` and returns
+    /// its name. A reader never sees a partly written blob.
+    fn write(&self, key: &CacheKey, parts: &[&[u8]]) -> Result<String>;
+
+    /// The whole blob, or `None` if there is no blob of that name.
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes the blob; a blob that is already gone is not an error.
+    fn remove(&self, name: &str) -> Result<()>;
+
+    /// Calls `visit` with the name of every blob.
+    fn list(&self, visit: &mut dyn FnMut(&str)) -> Result<()>;
+
+    /// Deletes temporary files left by writers that died; returns how many.
+    fn collect_temp_files(&self) -> Result<u64>;
+
+    /// The file behind a blob, for stores that have one.
+    fn local_path(&self, _name: &str) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// How hard a write tries to reach the disk before it returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Written to the OS: survives the process being killed, not a power loss.
+    #[default]
+    Flush,
+    /// Also `fsync`ed (file and directory): survives a power loss.
+    Sync,
+}
+
+/// Blobs in a sharded directory: `<dir>/blobs/ab/<key>-<nonce>`, written under
+/// `<dir>/tmp/` and renamed into place.
+#[derive(Debug)]
+pub struct LocalBlobStore {
+    blobs_dir: PathBuf,
+    tmp_dir: PathBuf,
+    durability: Durability,
+}
+
+impl LocalBlobStore {
+    /// Opens (creating if needed) the blob store under the cache dir `dir`, and
+    /// collects temporary files that dead writers left behind.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        let store = LocalBlobStore {
+            blobs_dir: dir.join("blobs"),
+            tmp_dir: dir.join("tmp"),
+            durability,
+        };
+        create_private_dir(&store.blobs_dir)?;
+        create_private_dir(&store.tmp_dir)?;
+        store.collect_temp_files()?;
+        Ok(store)
+    }
+
+    /// The path of the blob `name`, after checking that the name is one this store
+    /// could have made (so a name read from metadata cannot point outside the store).
+    pub fn blob_path(&self, name: &str) -> Result<PathBuf> {
+        validate_blob_name(name)?;
+        Ok(self.blobs_dir.join(name))
+    }
+
+    fn write_temp(&self, temp_path: &Path, parts: &[&[u8]]) -> io::Result<()> {
+        let mut file = create_private_file(temp_path)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
+        if self.durability == Durability::Sync {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn rename_into_place(&self, temp_path: &Path, blob_path: &Path) -> io::Result<()> {
+        match fs::rename(temp_path, blob_path) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                if let Some(shard) = blob_path.parent() {
+                    create_private_dir_io(shard)?;
+                }
+                fs::rename(temp_path, blob_path)
+            }
+            other => other,
+        }?;
+        if self.durability == Durability::Sync {
+            if let Some(shard) = blob_path.parent() {
+                File::open(shard)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl BlobStore for LocalBlobStore {
+    fn write(&self, key: &CacheKey, parts: &[&[u8]]) -> Result<String> {
+        let nonce = unique_nonce();
+        let name = blob_name(key, nonce);
+        let blob_path = self.blobs_dir.join(&name);
+        let temp_path = self
+            .tmp_dir
+            .join(format!("{}-{nonce:016x}.tmp", std::process::id()));
+        let written = self
+            .write_temp(&temp_path, parts)
+            .map_err(|source| Error::io("write blob", &temp_path, source))
+            .and_then(|()| {
+                self.rename_into_place(&temp_path, &blob_path)
+                    .map_err(|source| Error::io("rename blob", &blob_path, source))
+            });
+        if written.is_err() {
+            // A failed put leaves no file behind.
+            let _ = fs::remove_file(&temp_path);
+        }
+        written.map(|()| name)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(name)?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::io("read blob", path, source)),
+        }
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        let path = self.blob_path(name)?;
+        match fs::remove_file(&path) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(Error::io("remove blob", path, error))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn list(&self, visit: &mut dyn FnMut(&str)) -> Result<()> {
+        let shards = match fs::read_dir(&self.blobs_dir) {
+            Ok(shards) => shards,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(Error::io("list blobs", &self.blobs_dir, source)),
+        };
+        for shard in shards {
+            let shard = shard.map_err(|source| Error::io("list blobs", &self.blobs_dir, source))?;
+            let shard_path = shard.path();
+            if !shard_path.is_dir() {
+                continue;
+            }
+            let files = fs::read_dir(&shard_path)
+                .map_err(|source| Error::io("list blobs", &shard_path, source))?;
+            for file in files {
+                let file = file.map_err(|source| Error::io("list blobs", &shard_path, source))?;
+                let (Some(shard_name), Some(file_name)) = (
+                    shard.file_name().to_str().map(str::to_owned),
+                    file.file_name().to_str().map(str::to_owned),
+                ) else {
+                    continue;
+                };
+                let name = format!("{shard_name}/{file_name}");
+                if validate_blob_name(&name).is_ok() {
+                    visit(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn collect_temp_files(&self) -> Result<u64> {
+        let entries = match fs::read_dir(&self.tmp_dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => return Err(Error::io("list temp files", &self.tmp_dir, source)),
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if temp_file_is_stale(&path) && fs::remove_file(&path).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.blob_path(name).ok()
+    }
+}
+
+/// A temp file is stale when the process that wrote it is gone (its name starts
+/// with the writer's pid; Linux tells whether that pid runs through `/proc`), or,
+/// where that cannot be told, when it is over an hour old.
+fn temp_file_is_stale(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+        return false;
+    };
+    let writer = name
+        .split('-')
+        .next()
+        .and_then(|pid| pid.parse::<u32>().ok());
+    let proc_dir = Path::new("/proc/self");
+    if let Some(pid) = writer {
+        if pid == std::process::id() {
+            return false;
+        }
+        if proc_dir.exists() {
+            return !Path::new("/proc").join(pid.to_string()).exists();
+        }
+    }
+    const STALE_AFTER_SECS: u64 = 3600;
+    fs::metadata(path)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .is_some_and(|age| age.as_secs() > STALE_AFTER_SECS)
+}
+
+fn blob_name(key: &CacheKey, nonce: u64) -> String {
+    let hex = key.to_hex();
+    format!("{}/{hex}-{nonce:016x}", &hex[..2])
+}
+
+/// Checks that `name` has the exact shape of a blob name: `ab/<32 hex>-<16 hex>`
+/// whose shard is the key's first byte. Anything else (`..`, absolute paths,
+/// separators) is rejected.
+pub fn validate_blob_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let lower_hex = |byte: &u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
+    let well_formed = bytes.len() == 2 + 1 + 32 + 1 + 16
+        && bytes[2] == b'/'
+        && bytes[35] == b'-'
+        && bytes[..2].iter().all(lower_hex)
+        && bytes[3..35].iter().all(lower_hex)
+        && bytes[36..].iter().all(lower_hex)
+        && bytes[..2] == bytes[3..5];
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput {
+            what: "blob name",
+            value: name.escape_debug().to_string(),
+            reason: "not of the form ab/<32 hex>-<16 hex>".into(),
+        })
+    }
+}
+
+/// A nonce unique across threads and processes: the pid, the time and a counter,
+/// mixed by blake3.
+fn unique_nonce() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&std::process::id().to_le_bytes());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let digest = hasher.finalize();
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_le_bytes(nonce)
+}
+
+/// Creates `path` and its parents; new directories are private (0700) on Unix.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    create_private_dir_io(path).map_err(|source| Error::io("create directory", path, source))
+}
+
+fn create_private_dir_io(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Creates a new file that only its owner can read (0600 on Unix).
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+/// The metadata a blob file carries about its entry, enough to rebuild the entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobHeader {
+    /// The entry's key.
+    pub key: CacheKey,
+    /// See [`Entry::prefix`].
+    #[serde(default)]
+    pub prefix: String,
+    /// See [`Entry::description`].
+    #[serde(default)]
+    pub description: String,
+    /// See [`Entry::type_tag`].
+    #[serde(default)]
+    pub type_tag: String,
+    /// See [`Entry::codec`].
+    pub codec: String,
+    /// See [`Entry::params`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Params>,
+    /// See [`Entry::created_at`].
+    pub created_at: u64,
+    /// See [`Entry::expires_at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// See [`Entry::stored_size`].
+    pub stored_size: u64,
+    /// See [`Entry::raw_size`].
+    pub raw_size: u64,
+    /// See [`Entry::compression`].
+    pub compression: Compression,
+    /// See [`Entry::content_hash`].
+    pub content_hash: ContentHash,
+    /// See [`Entry::signature`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// See [`Entry::user_metadata`].
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub user_metadata: UserMetadata,
+}
+
+impl BlobHeader {
+    /// The header describing `entry`.
+    pub fn from_entry(entry: &Entry) -> Self {
+        BlobHeader {
+            key: entry.key,
+            prefix: entry.prefix.clone(),
+            description: entry.description.clone(),
+            type_tag: entry.type_tag.clone(),
+            codec: entry.codec.clone(),
+            params: entry.params.clone(),
+            created_at: entry.created_at,
+            expires_at: entry.expires_at,
+            stored_size: entry.stored_size,
+            raw_size: entry.raw_size,
+            compression: entry.compression,
+            content_hash: entry.content_hash,
+            signature: entry.signature.clone(),
+            user_metadata: entry.user_metadata.clone(),
+        }
+    }
+
+    /// The entry this header describes, stored in blob `name`; it counts as
+    /// accessed when it was created.
+    pub fn into_entry(self, name: String) -> Entry {
+        Entry {
+            key: self.key,
+            prefix: self.prefix,
+            description: self.description,
+            type_tag: self.type_tag,
+            codec: self.codec,
+            params: self.params,
+            created_at: self.created_at,
+            accessed_at: self.created_at,
+            expires_at: self.expires_at,
+            access_count: 0,
+            stored_size: self.stored_size,
+            raw_size: self.raw_size,
+            compression: self.compression,
+            content_hash: self.content_hash,
+            location: Location::Blob(name),
+            signature: self.signature,
+            user_metadata: self.user_metadata,
+        }
+    }
+
+    /// The bytes that start a blob file for this header: preamble and header.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("a blob header always serializes to JSON");
+        let mut out = Vec::with_capacity(PREAMBLE_LEN + json.len());
+        out.extend_from_slice(BLOB_MAGIC);
+        out.push(BLOB_FORMAT_VERSION);
+        out.push(0);
+        // The header is metadata of one entry; it never nears 4 GiB.
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        out
+    }
+
+    /// Parses the header of a whole blob file, returning it and the offset where
+    /// the stored bytes start.
+    pub fn decode(file: &[u8]) -> Result<(BlobHeader, usize), String> {
+        let (header_json, payload_offset) = split_header(file)?;
+        let header =
+            serde_json::from_slice(header_json).map_err(|error| format!("bad header: {error}"))?;
+        Ok((header, payload_offset))
+    }
+}
+
+/// The offset of the stored bytes in a blob file, checking the preamble only.
+pub fn payload_offset(file: &[u8]) -> Result<usize, String> {
+    split_header(file).map(|(_, offset)| offset)
+}
+
+fn split_header(file: &[u8]) -> Result<(&[u8], usize), String> {
+    if file.len() < PREAMBLE_LEN {
+        return Err(format!("{} bytes is too short for a blob", file.len()));
+    }
+    if &file[..6] != BLOB_MAGIC {
+        return Err("not a cacheness blob (bad magic)".into());
+    }
+    if file[6] != BLOB_FORMAT_VERSION {
+        return Err(format!(
+            "blob format version {} is not supported (this build reads {BLOB_FORMAT_VERSION})",
+            file[6]
+        ));
+    }
+    let mut length = [0u8; 4];
+    length.copy_from_slice(&file[8..12]);
+    let header_len = u32::from_le_bytes(length) as usize;
+    let end = PREAMBLE_LEN.saturating_add(header_len);
+    if header_len > MAX_HEADER_LEN || end > file.len() {
+        return Err(format!(
+            "header length {header_len} runs past the end of the file"
+        ));
+    }
+    Ok((&file[PREAMBLE_LEN..end], end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> CacheKey {
+        CacheKey::from_bytes([0xab; 16])
+    }
+
+    #[test]
+    fn written_blobs_read_back_and_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
+        let name = store.write(&key(), &[b"hello ", b"world"]).unwrap();
+        assert!(name.starts_with("ab/abab"));
+        assert_eq!(store.read(&name).unwrap().unwrap(), b"hello world");
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        let mut names = Vec::new();
+        store.list(&mut |name| names.push(name.to_owned())).unwrap();
+        assert_eq!(names, vec![name.clone()]);
+        store.remove(&name).unwrap();
+        store.remove(&name).unwrap();
+        assert_eq!(store.read(&name).unwrap(), None);
+    }
+
+    #[test]
+    fn two_writes_of_one_key_get_two_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Durability::Sync).unwrap();
+        let first = store.write(&key(), &[b"1"]).unwrap();
+        let second = store.write(&key(), &[b"2"]).unwrap();
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn names_that_escape_the_store_are_rejected() {
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "ab/../../x",
+            "ab/abababababababababababababababab-0123456789abcdeg",
+            "cd/abababababababababababababababab-0123456789abcdef",
+            "",
+        ] {
+            assert!(validate_blob_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_blob_name("ab/abababababababababababababababab-0123456789abcdef").is_ok());
+    }
+
+    #[test]
+    fn stale_temp_files_of_dead_writers_are_collected() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        // pid 4294967295 never runs; our own pid's files are in flight.
+        let dead = dir.path().join("tmp/4294967295-00.tmp");
+        let ours = dir
+            .path()
+            .join(format!("tmp/{}-00.tmp", std::process::id()));
+        fs::write(&dead, b"x").unwrap();
+        fs::write(&ours, b"x").unwrap();
+        let _store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
+        assert!(!dead.exists());
+        assert!(ours.exists());
+    }
+
+    #[test]
+    fn header_round_trips_and_damage_is_reported() {
+        let header = BlobHeader {
+            key: key(),
+            prefix: "p".into(),
+            description: String::new(),
+            type_tag: "t".into(),
+            codec: "json".into(),
+            params: None,
+            created_at: 5,
+            expires_at: None,
+            stored_size: 3,
+            raw_size: 3,
+            compression: Compression::None,
+            content_hash: ContentHash::of(b"abc"),
+            signature: None,
+            user_metadata: UserMetadata::new(),
+        };
+        let mut file = header.encode();
+        file.extend_from_slice(b"abc");
+        let (decoded, offset) = BlobHeader::decode(&file).unwrap();
+        assert_eq!(decoded, header);
+        assert_eq!(&file[offset..], b"abc");
+        assert!(BlobHeader::decode(&file[..5]).is_err());
+        assert!(BlobHeader::decode(&file[..20]).is_err());
+        let mut bad_magic = file.clone();
+        bad_magic[0] = b'X';
+        assert!(BlobHeader::decode(&bad_magic).is_err());
+        let mut future = file.clone();
+        future[6] = 9;
+        assert!(
+            BlobHeader::decode(&future)
+                .unwrap_err()
+                .contains("version 9")
+        );
+    }
+}

@@ -1,0 +1,1203 @@
+//! The cache engine: values in, values out, over any metadata backend.
+
+use std::any::type_name;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
+use crate::blob::{
+    BlobHeader, BlobStore, Durability, LocalBlobStore, create_private_dir, payload_offset,
+};
+use crate::clock::{Clock, SystemClock, duration_ms};
+use crate::codec::{Codec, JsonCodec, RAW_CODEC};
+use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
+use crate::error::{Error, Result};
+use crate::key::{CacheKey, Params, ToKey};
+
+/// Values up to this many stored bytes live inline in the entry by default.
+pub const DEFAULT_INLINE_THRESHOLD: usize = 4 * 1024;
+/// The size limit evicts down to this fraction of the limit by default.
+pub const DEFAULT_LOW_WATERMARK: f64 = 0.8;
+/// Buffered reads are written to the backend after this many distinct keys...
+const FLUSH_MAX_TOUCHES: usize = 4096;
+/// ...or once this much time has passed since the last write.
+const FLUSH_INTERVAL_MS: u64 = 1_000;
+/// With a size limit, the exact total is re-read from the backend every this many
+/// puts, so writes by other processes are noticed.
+const SIZE_RESYNC_PUTS: u64 = 256;
+/// Eviction and expiry work through the backend in batches of this many entries.
+const REMOVAL_BATCH: usize = 256;
+/// Compression is only tried on values at least this large.
+const COMPRESS_MIN_LEN: usize = 64;
+/// Large values are compressed only if a sample of this size compresses.
+const COMPRESS_SAMPLE_LEN: usize = 64 * 1024;
+
+/// A persistent cache: serde values stored under keys, with TTLs, a size limit and
+/// integrity checks, over a pluggable [`MetadataBackend`].
+///
+/// `Cache` is `Send + Sync`; share it between threads with an `Arc`. Reads are
+/// recorded in memory and written to the backend in batches (on a size or time
+/// threshold, on [`flush`](Cache::flush) and on drop), so a get never costs a
+/// synchronous write.
+///
+/// ```
+/// use std::time::Duration;
+/// use cacheness_core::{Cache, ManualClock, key};
+/// use cacheness_memory::MemoryBackend;
+///
+/// let clock = ManualClock::new(0);
+/// let cache = Cache::builder()
+///     .default_ttl(Duration::from_secs(60))
+///     .clock(clock.clone())
+///     .open(MemoryBackend::new())?;
+///
+/// let key = key!(model = "xgboost", version = 2);
+/// cache.put(&key, &vec![0.5_f64, 0.25])?;
+/// assert_eq!(cache.get::<Vec<f64>>(&key)?, Some(vec![0.5, 0.25]));
+///
+/// clock.advance(Duration::from_secs(61));
+/// assert_eq!(cache.get::<Vec<f64>>(&key)?, None);
+/// # Ok::<(), cacheness_core::Error>(())
+/// ```
+pub struct Cache<C: Codec = JsonCodec> {
+    backend: Arc<dyn MetadataBackend>,
+    blobs: Option<Arc<dyn BlobStore>>,
+    codec: C,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    pending: Mutex<PendingAccess>,
+    session: SessionCounters,
+    approx_total_size: AtomicU64,
+    puts_since_resync: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    dir: Option<PathBuf>,
+    default_ttl: Option<Duration>,
+    max_size: Option<u64>,
+    low_watermark: f64,
+    verify_integrity: bool,
+    /// Stored values up to this size go inline; `usize::MAX` without a blob store,
+    /// and `None` when the backend cannot hold inline values.
+    inline_limit: Option<usize>,
+}
+
+#[derive(Debug, Default)]
+struct PendingAccess {
+    touches: HashMap<CacheKey, (u64, u64)>,
+    counters: Counters,
+    last_flush_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct SessionCounters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+}
+
+impl<C: Codec> std::fmt::Debug for Cache<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.backend.name())
+            .field("dir", &self.settings.dir)
+            .field("codec", &self.codec.name())
+            .field("max_size", &self.settings.max_size)
+            .field("default_ttl", &self.settings.default_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures and opens a [`Cache`]; see [`Cache::builder`].
+#[derive(Debug)]
+pub struct CacheBuilder<C: Codec = JsonCodec> {
+    dir: Option<PathBuf>,
+    default_ttl: Option<Duration>,
+    max_size: Option<u64>,
+    low_watermark: f64,
+    verify_integrity: bool,
+    inline_threshold: usize,
+    durability: Durability,
+    clock: Arc<dyn Clock>,
+    codec: C,
+    blob_store: Option<Arc<dyn BlobStore>>,
+}
+
+impl Default for CacheBuilder<JsonCodec> {
+    fn default() -> Self {
+        CacheBuilder {
+            dir: None,
+            default_ttl: None,
+            max_size: None,
+            low_watermark: DEFAULT_LOW_WATERMARK,
+            verify_integrity: true,
+            inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            durability: Durability::default(),
+            clock: Arc::new(SystemClock),
+            codec: JsonCodec,
+            blob_store: None,
+        }
+    }
+}
+
+impl<C: Codec> CacheBuilder<C> {
+    /// The cache directory, for blob files (created, mode 0700, if missing).
+    /// Without a directory every value is held inline by the backend.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The TTL of entries put without one of their own (default: none, entries
+    /// never expire).
+    pub fn default_ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.default_ttl = ttl.into();
+        self
+    }
+
+    /// The most stored bytes the cache holds before it evicts the least recently
+    /// accessed entries (default: no limit).
+    pub fn max_size(mut self, bytes: impl Into<Option<u64>>) -> Self {
+        self.max_size = bytes.into();
+        self
+    }
+
+    /// The fraction of `max_size` eviction brings the cache down to (default 0.8).
+    pub fn low_watermark(mut self, fraction: f64) -> Self {
+        self.low_watermark = fraction;
+        self
+    }
+
+    /// Whether every read checks the stored bytes against their blake3 hash
+    /// (default: yes). Missing and truncated blobs are detected either way.
+    pub fn verify_integrity(mut self, verify: bool) -> Self {
+        self.verify_integrity = verify;
+        self
+    }
+
+    /// Stored values up to this many bytes live inline in the metadata, where the
+    /// backend allows it (default 4 KiB); larger ones go to blob files.
+    pub fn inline_threshold(mut self, bytes: usize) -> Self {
+        self.inline_threshold = bytes;
+        self
+    }
+
+    /// How hard blob writes try to reach the disk (default [`Durability::Flush`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// The clock all times come from (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// A blob store to use instead of the local directory.
+    pub fn blob_store(mut self, store: Arc<dyn BlobStore>) -> Self {
+        self.blob_store = Some(store);
+        self
+    }
+
+    /// The codec values are stored with (default [`JsonCodec`]).
+    pub fn codec<D: Codec>(self, codec: D) -> CacheBuilder<D> {
+        CacheBuilder {
+            dir: self.dir,
+            default_ttl: self.default_ttl,
+            max_size: self.max_size,
+            low_watermark: self.low_watermark,
+            verify_integrity: self.verify_integrity,
+            inline_threshold: self.inline_threshold,
+            durability: self.durability,
+            clock: self.clock,
+            codec,
+            blob_store: self.blob_store,
+        }
+    }
+
+    /// Opens the cache over `backend`, checking the configuration.
+    pub fn open(self, backend: impl MetadataBackend + 'static) -> Result<Cache<C>> {
+        self.open_shared(Arc::new(backend))
+    }
+
+    /// Opens the cache over a backend that is shared (with a memory layer, a
+    /// migration, or another cache).
+    pub fn open_shared(self, backend: Arc<dyn MetadataBackend>) -> Result<Cache<C>> {
+        if self.max_size == Some(0) {
+            return Err(Error::Config {
+                field: "max_size",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        if !(self.low_watermark > 0.0 && self.low_watermark <= 1.0) {
+            return Err(Error::Config {
+                field: "low_watermark",
+                reason: format!("{} is not in (0, 1]", self.low_watermark),
+            });
+        }
+        let blobs = match (self.blob_store, &self.dir) {
+            (Some(store), _) => Some(store),
+            (None, Some(dir)) => {
+                prepare_dir(dir)?;
+                Some(Arc::new(LocalBlobStore::open(dir, self.durability)?) as Arc<dyn BlobStore>)
+            }
+            (None, None) => None,
+        };
+        let inline_allowed = backend.capabilities().inline_values;
+        let inline_limit = match (&blobs, inline_allowed) {
+            (_, false) => None,
+            (None, true) => Some(usize::MAX),
+            (Some(_), true) => Some(self.inline_threshold),
+        };
+        if blobs.is_none() && !inline_allowed {
+            return Err(Error::Config {
+                field: "dir",
+                reason: format!(
+                    "the {} backend cannot hold values inline, so it needs a cache directory",
+                    backend.name()
+                ),
+            });
+        }
+        let now = self.clock.now_ms();
+        let approx_total_size = match self.max_size {
+            Some(_) => backend.total_size()?,
+            None => 0,
+        };
+        Ok(Cache {
+            backend,
+            blobs,
+            codec: self.codec,
+            clock: self.clock,
+            settings: Settings {
+                dir: self.dir,
+                default_ttl: self.default_ttl,
+                max_size: self.max_size,
+                low_watermark: self.low_watermark,
+                verify_integrity: self.verify_integrity,
+                inline_limit,
+            },
+            pending: Mutex::new(PendingAccess {
+                last_flush_ms: now,
+                ..PendingAccess::default()
+            }),
+            session: SessionCounters::default(),
+            approx_total_size: AtomicU64::new(approx_total_size),
+            puts_since_resync: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Checks the cache dir is a writable directory, creating it (0700) if missing.
+fn prepare_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::Config {
+            field: "dir",
+            reason: format!("{} exists and is not a directory", dir.display()),
+        });
+    }
+    create_private_dir(dir)?;
+    let metadata =
+        std::fs::metadata(dir).map_err(|source| Error::io("inspect directory", dir, source))?;
+    if metadata.permissions().readonly() {
+        return Err(Error::Config {
+            field: "dir",
+            reason: format!("{} is not writable", dir.display()),
+        });
+    }
+    Ok(())
+}
+
+/// When an entry stops being served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// The cache's default TTL.
+    #[default]
+    Default,
+    /// Never, whatever the default.
+    Never,
+    /// This long after it is stored.
+    After(Duration),
+}
+
+/// Options of one put; see [`Cache::put_with`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PutOptions {
+    /// When the entry expires.
+    pub expiry: Expiry,
+    /// Free text describing the value.
+    pub description: String,
+    /// A namespace label: no `/`, `\`, `..` or NUL, at most 255 bytes.
+    pub prefix: String,
+    /// Free user metadata.
+    pub user_metadata: UserMetadata,
+}
+
+impl PutOptions {
+    /// The defaults: the cache's TTL, no description, no prefix.
+    pub fn new() -> Self {
+        PutOptions::default()
+    }
+
+    /// Expire this long after the put.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.expiry = Expiry::After(ttl);
+        self
+    }
+
+    /// Never expire.
+    pub fn no_expiry(mut self) -> Self {
+        self.expiry = Expiry::Never;
+        self
+    }
+
+    /// Describe the value.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// File the entry under a prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Attach a user metadata field.
+    pub fn metadata(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<serde_json::Value>,
+    ) -> Self {
+        self.user_metadata.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// Options of one get; see [`Cache::get_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GetOptions {
+    /// Treat entries older than this (since their put) as missing.
+    pub max_age: Option<Duration>,
+}
+
+impl GetOptions {
+    /// Only accept entries stored at most `max_age` ago.
+    pub fn max_age(max_age: Duration) -> Self {
+        GetOptions {
+            max_age: Some(max_age),
+        }
+    }
+}
+
+/// Which entries [`Cache::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only entries with this prefix.
+    pub prefix: Option<String>,
+    /// Only entries whose key comes after this one: pass the last key of a page to
+    /// get the next.
+    pub after: Option<CacheKey>,
+    /// At most this many entries.
+    pub limit: Option<usize>,
+    /// Also list entries that have expired but were not yet cleaned up.
+    pub include_expired: bool,
+}
+
+/// Statistics of a cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Number of entries (expired ones not yet cleaned up included).
+    pub entries: u64,
+    /// Stored bytes of all entries.
+    pub total_size: u64,
+    /// The size limit, if any.
+    pub max_size: Option<u64>,
+    /// Gets that returned a value.
+    pub hits: u64,
+    /// Gets that found nothing usable.
+    pub misses: u64,
+    /// Entries removed by the size limit.
+    pub evictions: u64,
+}
+
+impl Stats {
+    /// Hits over all gets; 0 when there were none.
+    pub fn hit_ratio(&self) -> f64 {
+        let gets = self.hits + self.misses;
+        if gets == 0 {
+            0.0
+        } else {
+            self.hits as f64 / gets as f64
+        }
+    }
+}
+
+impl Cache<JsonCodec> {
+    /// A builder with the defaults: no dir, no TTL, no size limit, integrity checks
+    /// on, 4 KiB inline threshold, JSON codec, system clock.
+    pub fn builder() -> CacheBuilder<JsonCodec> {
+        CacheBuilder::default()
+    }
+}
+
+/// Why stored bytes could not be used.
+enum Damage {
+    Missing,
+    Invalid(String),
+}
+
+impl<C: Codec> Cache<C> {
+    /// Stores `value` under `key`, replacing what was there, with the default TTL.
+    pub fn put<T: Serialize + ?Sized>(&self, key: &impl ToKey, value: &T) -> Result<()> {
+        self.put_with(key, value, &PutOptions::default())
+    }
+
+    /// Stores `value` under `key` with `options` (TTL, description, prefix, metadata).
+    ///
+    /// On error nothing is stored and no file is left behind.
+    pub fn put_with<T: Serialize + ?Sized>(
+        &self,
+        key: &impl ToKey,
+        value: &T,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let cache_key = key.to_key();
+        let encoded = self.codec.encode(value).map_err(|source| Error::Encode {
+            key: cache_key,
+            codec: self.codec.name().to_owned(),
+            source,
+        })?;
+        self.store(
+            cache_key,
+            key.params(),
+            &encoded,
+            self.codec.name(),
+            type_name::<T>(),
+            options,
+        )
+    }
+
+    /// Stores raw bytes under `key`, without a codec.
+    pub fn put_bytes(&self, key: &impl ToKey, bytes: &[u8]) -> Result<()> {
+        self.put_bytes_with(key, bytes, &PutOptions::default())
+    }
+
+    /// Stores raw bytes under `key` with `options`.
+    pub fn put_bytes_with(
+        &self,
+        key: &impl ToKey,
+        bytes: &[u8],
+        options: &PutOptions,
+    ) -> Result<()> {
+        self.store(
+            key.to_key(),
+            key.params(),
+            bytes,
+            RAW_CODEC,
+            "bytes",
+            options,
+        )
+    }
+
+    /// The value under `key`, or `None` if it is missing, expired or corrupted.
+    ///
+    /// An intact value that does not decode as `T` is an error, and the entry stays.
+    pub fn get<T: DeserializeOwned>(&self, key: &impl ToKey) -> Result<Option<T>> {
+        self.get_with(key, &GetOptions::default())
+    }
+
+    /// [`get`](Cache::get) with options, such as a maximum age.
+    pub fn get_with<T: DeserializeOwned>(
+        &self,
+        key: &impl ToKey,
+        options: &GetOptions,
+    ) -> Result<Option<T>> {
+        Ok(self
+            .load_decoded(key.to_key(), options)?
+            .map(|(value, _)| value))
+    }
+
+    /// The value under `key` together with its entry (metadata as of the read).
+    pub fn get_with_entry<T: DeserializeOwned>(
+        &self,
+        key: &impl ToKey,
+    ) -> Result<Option<(T, Entry)>> {
+        self.load_decoded(key.to_key(), &GetOptions::default())
+    }
+
+    /// The stored value's bytes as they were encoded (decompressed, not decoded),
+    /// whatever the codec.
+    pub fn get_bytes(&self, key: &impl ToKey) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .load(key.to_key(), &GetOptions::default())?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// The value under `key`; if there is none, computes it with `make`, stores it
+    /// and returns it.
+    pub fn get_or_insert_with<T, F>(&self, key: &impl ToKey, make: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.get_or_try_insert_with(key, || Ok::<T, Error>(make()))
+    }
+
+    /// Like [`get_or_insert_with`](Cache::get_or_insert_with) for a computation that
+    /// can fail; its error is returned and nothing is stored.
+    pub fn get_or_try_insert_with<T, E, F>(&self, key: &impl ToKey, make: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        if let Some(value) = self.get(key)? {
+            return Ok(value);
+        }
+        let value = make()?;
+        self.put(key, &value)?;
+        Ok(value)
+    }
+
+    /// Whether an unexpired entry exists under `key` (its bytes are not checked).
+    pub fn contains(&self, key: &impl ToKey) -> Result<bool> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .backend
+            .get(&key.to_key())?
+            .is_some_and(|entry| !entry.is_expired(now)))
+    }
+
+    /// The entry under `key` (metadata only), expired or not.
+    pub fn entry(&self, key: &impl ToKey) -> Result<Option<Entry>> {
+        self.backend.get(&key.to_key())
+    }
+
+    /// Removes the entry under `key` and its blob; whether there was one.
+    pub fn remove(&self, key: &impl ToKey) -> Result<bool> {
+        let removed = self.backend.remove(&key.to_key())?;
+        if let Some(entry) = &removed {
+            self.delete_blob(entry);
+        }
+        Ok(removed.is_some())
+    }
+
+    /// Removes every entry filed under `prefix`; how many.
+    pub fn remove_prefix(&self, prefix: &str) -> Result<u64> {
+        validate_prefix(prefix)?;
+        let mut removed = 0;
+        loop {
+            let batch = self.scan_keys(ScanFilter::all().prefix(prefix).limit(REMOVAL_BATCH))?;
+            for key in &batch {
+                if let Some(entry) = self.backend.remove(key)? {
+                    self.delete_blob(&entry);
+                    removed += 1;
+                }
+            }
+            if batch.len() < REMOVAL_BATCH {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Entries in ascending key order, filtered and paged by `options`.
+    pub fn list(&self, options: &ListOptions) -> Result<Vec<Entry>> {
+        let now = self.clock.now_ms();
+        let filter = ScanFilter {
+            prefix: options.prefix.clone(),
+            after: options.after,
+            limit: if options.include_expired {
+                options.limit
+            } else {
+                None
+            },
+        };
+        let limit = options.limit.unwrap_or(usize::MAX);
+        let mut entries = Vec::new();
+        if limit == 0 {
+            return Ok(entries);
+        }
+        self.backend.scan(&filter, &mut |entry| {
+            if options.include_expired || !entry.is_expired(now) {
+                entries.push(entry);
+            }
+            if entries.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(entries)
+    }
+
+    /// Entry count, size and hit/miss/eviction counters.
+    ///
+    /// Counters are the backend's persisted totals (plus reads not yet flushed)
+    /// where the backend keeps them, else this process's since open.
+    pub fn stats(&self) -> Result<Stats> {
+        let backend_stats = self.backend.stats()?;
+        let counters = if self.backend.capabilities().counters {
+            let mut counters = backend_stats.counters;
+            counters.add(self.lock_pending().counters);
+            counters
+        } else {
+            Counters {
+                hits: self.session.hits.load(Ordering::Relaxed),
+                misses: self.session.misses.load(Ordering::Relaxed),
+                evictions: self.session.evictions.load(Ordering::Relaxed),
+            }
+        };
+        Ok(Stats {
+            entries: backend_stats.entries,
+            total_size: backend_stats.total_size,
+            max_size: self.settings.max_size,
+            hits: counters.hits,
+            misses: counters.misses,
+            evictions: counters.evictions,
+        })
+    }
+
+    /// Removes every expired entry and its blob; how many.
+    pub fn cleanup_expired(&self) -> Result<u64> {
+        let now = self.clock.now_ms();
+        let mut removed = 0;
+        loop {
+            let batch = self.backend.expired(now, REMOVAL_BATCH)?;
+            let mut removed_in_batch = 0;
+            for entry in &batch {
+                if let Some(gone) = self.backend.remove_if_unchanged(entry)? {
+                    self.delete_blob(&gone);
+                    removed_in_batch += 1;
+                }
+            }
+            removed += removed_in_batch;
+            // A batch where every entry changed under us means others are at work;
+            // stop rather than spin.
+            if batch.len() < REMOVAL_BATCH || removed_in_batch == 0 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    /// Removes every entry and its blob; how many.
+    pub fn clear(&self) -> Result<u64> {
+        self.lock_pending().touches.clear();
+        let removed = self.backend.clear()?;
+        for entry in &removed {
+            self.delete_blob(entry);
+        }
+        self.approx_total_size.store(0, Ordering::Relaxed);
+        Ok(removed.len() as u64)
+    }
+
+    /// Writes buffered reads to the backend and flushes it.
+    pub fn flush(&self) -> Result<()> {
+        self.flush_access()?;
+        self.backend.flush()
+    }
+
+    /// The file holding an entry's bytes, when it has one.
+    pub fn blob_path(&self, entry: &Entry) -> Option<PathBuf> {
+        let name = entry.blob_name()?;
+        self.blobs.as_ref()?.local_path(name)
+    }
+
+    /// The metadata backend.
+    pub fn backend(&self) -> &dyn MetadataBackend {
+        self.backend.as_ref()
+    }
+
+    /// The blob store, when the cache has one.
+    pub fn blob_store(&self) -> Option<&dyn BlobStore> {
+        self.blobs.as_deref()
+    }
+
+    /// The cache directory, when the cache has one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.settings.dir.as_deref()
+    }
+
+    /// The current time of the cache's clock, in ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    fn store(
+        &self,
+        key: CacheKey,
+        params: Option<&Params>,
+        raw: &[u8],
+        codec: &str,
+        type_tag: &str,
+        options: &PutOptions,
+    ) -> Result<()> {
+        validate_prefix(&options.prefix)?;
+        let now = self.clock.now_ms();
+        let compressed = compress(raw);
+        let (compression, stored) = match &compressed {
+            Some(compressed) => (Compression::Lz4, compressed.as_slice()),
+            None => (Compression::None, raw),
+        };
+        let stored_size = stored.len() as u64;
+        if let Some(limit) = self.settings.max_size {
+            if stored_size > limit {
+                return Err(Error::TooLarge {
+                    key,
+                    size: stored_size,
+                    limit,
+                });
+            }
+        }
+        let expires_at = match options.expiry {
+            Expiry::Default => self
+                .settings
+                .default_ttl
+                .map(|ttl| now.saturating_add(duration_ms(ttl))),
+            Expiry::Never => None,
+            Expiry::After(ttl) => Some(now.saturating_add(duration_ms(ttl))),
+        };
+        let mut entry = Entry {
+            key,
+            prefix: options.prefix.clone(),
+            description: options.description.clone(),
+            type_tag: type_tag.to_owned(),
+            codec: codec.to_owned(),
+            params: params.cloned(),
+            created_at: now,
+            accessed_at: now,
+            expires_at,
+            access_count: 0,
+            stored_size,
+            raw_size: raw.len() as u64,
+            compression,
+            content_hash: ContentHash::of(stored),
+            location: Location::Inline(Vec::new()),
+            signature: None,
+            user_metadata: options.user_metadata.clone(),
+        };
+        let inline = self
+            .settings
+            .inline_limit
+            .is_some_and(|limit| stored.len() <= limit);
+        let written_blob = match (&self.blobs, inline) {
+            (_, true) => {
+                entry.location = Location::Inline(stored.to_vec());
+                None
+            }
+            (Some(blobs), false) => {
+                let header = BlobHeader::from_entry(&entry).encode();
+                let name = blobs.write(&key, &[&header, stored])?;
+                entry.location = Location::Blob(name.clone());
+                Some(name)
+            }
+            (None, false) => {
+                unreachable!("open() guarantees a blob store or an unbounded inline limit")
+            }
+        };
+        let replaced = match self.backend.put(entry) {
+            Ok(replaced) => replaced,
+            Err(error) => {
+                if let (Some(blobs), Some(name)) = (&self.blobs, written_blob) {
+                    let _ = blobs.remove(&name);
+                }
+                return Err(error);
+            }
+        };
+        let replaced_size = replaced.as_ref().map_or(0, |old| old.stored_size);
+        if let Some(old) = &replaced {
+            self.delete_blob(old);
+        }
+        self.enforce_size_limit(key, stored_size, replaced_size)
+    }
+
+    fn enforce_size_limit(&self, just_put: CacheKey, added: u64, removed: u64) -> Result<()> {
+        let Some(limit) = self.settings.max_size else {
+            return Ok(());
+        };
+        let estimate = self
+            .approx_total_size
+            .fetch_add(added, Ordering::Relaxed)
+            .saturating_add(added)
+            .saturating_sub(removed);
+        self.approx_total_size.store(estimate, Ordering::Relaxed);
+        let puts = self.puts_since_resync.fetch_add(1, Ordering::Relaxed) + 1;
+        if estimate <= limit && puts % SIZE_RESYNC_PUTS != 0 {
+            return Ok(());
+        }
+        let total = self.backend.total_size()?;
+        self.approx_total_size.store(total, Ordering::Relaxed);
+        if total > limit {
+            self.evict_to_low_watermark(total, limit, just_put)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts least recently accessed entries until the stored total is at most
+    /// the low watermark, sparing the entry just put.
+    fn evict_to_low_watermark(&self, mut total: u64, limit: u64, spare: CacheKey) -> Result<()> {
+        // Reads not yet written would make recently used entries look cold.
+        self.flush_access()?;
+        let target = (limit as f64 * self.settings.low_watermark) as u64;
+        let mut evicted = 0u64;
+        'batches: while total > target {
+            let candidates = self.backend.eviction_candidates(REMOVAL_BATCH)?;
+            let mut removed_in_batch = 0;
+            for candidate in candidates.iter().filter(|entry| entry.key != spare) {
+                if total <= target {
+                    break 'batches;
+                }
+                if let Some(gone) = self.backend.remove_if_unchanged(candidate)? {
+                    self.delete_blob(&gone);
+                    total = total.saturating_sub(gone.stored_size);
+                    removed_in_batch += 1;
+                    evicted += 1;
+                }
+            }
+            if removed_in_batch == 0 {
+                break;
+            }
+        }
+        self.approx_total_size.store(total, Ordering::Relaxed);
+        if evicted > 0 {
+            self.session.evictions.fetch_add(evicted, Ordering::Relaxed);
+            self.lock_pending().counters.evictions += evicted;
+            tracing::debug!(
+                evicted,
+                total,
+                limit,
+                "evicted entries to the low watermark"
+            );
+        }
+        Ok(())
+    }
+
+    fn load_decoded<T: DeserializeOwned>(
+        &self,
+        key: CacheKey,
+        options: &GetOptions,
+    ) -> Result<Option<(T, Entry)>> {
+        let Some((mut bytes, entry)) = self.load(key, options)? else {
+            return Ok(None);
+        };
+        if entry.codec != self.codec.name() {
+            return Err(Error::CodecMismatch {
+                key,
+                stored: entry.codec,
+                requested: self.codec.name().to_owned(),
+            });
+        }
+        let value = self
+            .codec
+            .decode(&mut bytes)
+            .map_err(|source| Error::Decode {
+                key,
+                type_name: type_name::<T>(),
+                codec: entry.codec.clone(),
+                source,
+            })?;
+        Ok(Some((value, entry)))
+    }
+
+    /// The decompressed stored bytes and the entry, recording the hit or miss.
+    fn load(&self, key: CacheKey, options: &GetOptions) -> Result<Option<(Vec<u8>, Entry)>> {
+        let now = self.clock.now_ms();
+        // A blob can vanish because another writer replaced the entry between our
+        // metadata read and our file read: look again once before calling it damage.
+        for attempt in 0..2 {
+            let Some(entry) = self.backend.get(&key)? else {
+                self.record_miss(now);
+                return Ok(None);
+            };
+            if entry.is_expired(now) {
+                if let Some(gone) = self.backend.remove_if_unchanged(&entry)? {
+                    self.delete_blob(&gone);
+                }
+                self.record_miss(now);
+                return Ok(None);
+            }
+            if options
+                .max_age
+                .is_some_and(|max_age| now.saturating_sub(entry.created_at) > duration_ms(max_age))
+            {
+                self.record_miss(now);
+                return Ok(None);
+            }
+            match self.read_stored(&entry)? {
+                Ok(bytes) => {
+                    self.record_hit(key, now);
+                    return Ok(Some((bytes, entry)));
+                }
+                Err(Damage::Missing) if attempt == 0 => continue,
+                Err(damage) => {
+                    let reason = match damage {
+                        Damage::Missing => "blob file is missing".to_owned(),
+                        Damage::Invalid(reason) => reason,
+                    };
+                    let path = self.blob_path(&entry);
+                    tracing::warn!(
+                        key = %key,
+                        path = ?path,
+                        reason = %reason,
+                        "removing corrupted cache entry"
+                    );
+                    if let Some(gone) = self.backend.remove_if_unchanged(&entry)? {
+                        self.delete_blob(&gone);
+                    }
+                    self.record_miss(now);
+                    return Ok(None);
+                }
+            }
+        }
+        self.record_miss(now);
+        Ok(None)
+    }
+
+    /// Reads and checks an entry's stored bytes and decompresses them.
+    fn read_stored(&self, entry: &Entry) -> Result<Result<Vec<u8>, Damage>> {
+        let mut stored = match &entry.location {
+            Location::Inline(bytes) => bytes.clone(),
+            Location::Blob(name) => {
+                let Some(blobs) = &self.blobs else {
+                    return Ok(Err(Damage::Invalid(
+                        "entry has a blob but the cache has no blob store".into(),
+                    )));
+                };
+                // A name that is not one the store could have made is damage in the
+                // metadata, not an I/O error.
+                if crate::blob::validate_blob_name(name).is_err() {
+                    return Ok(Err(Damage::Invalid(format!(
+                        "invalid blob name `{}`",
+                        name.escape_debug()
+                    ))));
+                }
+                let Some(mut file) = blobs.read(name)? else {
+                    return Ok(Err(Damage::Missing));
+                };
+                match payload_offset(&file) {
+                    Ok(offset) => {
+                        file.drain(..offset);
+                        file
+                    }
+                    Err(reason) => return Ok(Err(Damage::Invalid(reason))),
+                }
+            }
+        };
+        if stored.len() as u64 != entry.stored_size {
+            return Ok(Err(Damage::Invalid(format!(
+                "{} stored bytes, expected {}",
+                stored.len(),
+                entry.stored_size
+            ))));
+        }
+        if self.settings.verify_integrity && ContentHash::of(&stored) != entry.content_hash {
+            return Ok(Err(Damage::Invalid("content hash mismatch".into())));
+        }
+        if entry.compression == Compression::Lz4 {
+            stored = match decompress(&stored, entry.raw_size) {
+                Ok(raw) => raw,
+                Err(reason) => return Ok(Err(Damage::Invalid(reason))),
+            };
+        } else if entry.raw_size != entry.stored_size {
+            return Ok(Err(Damage::Invalid(
+                "raw size differs from stored size without compression".into(),
+            )));
+        }
+        Ok(Ok(stored))
+    }
+
+    fn delete_blob(&self, entry: &Entry) {
+        let (Some(blobs), Some(name)) = (&self.blobs, entry.blob_name()) else {
+            return;
+        };
+        if let Err(error) = blobs.remove(name) {
+            tracing::warn!(key = %entry.key, %error, "could not delete blob");
+        }
+    }
+
+    fn scan_keys(&self, filter: ScanFilter) -> Result<Vec<CacheKey>> {
+        let mut keys = Vec::new();
+        self.backend.scan(&filter, &mut |entry| {
+            keys.push(entry.key);
+            ControlFlow::Continue(())
+        })?;
+        Ok(keys)
+    }
+
+    fn lock_pending(&self) -> MutexGuard<'_, PendingAccess> {
+        // The pending batch holds plain counters; a panic elsewhere cannot leave it
+        // inconsistent, so a poisoned lock is still usable.
+        self.pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record_hit(&self, key: CacheKey, now: u64) {
+        self.session.hits.fetch_add(1, Ordering::Relaxed);
+        let due = {
+            let mut pending = self.lock_pending();
+            let touch = pending.touches.entry(key).or_insert((now, 0));
+            touch.0 = touch.0.max(now);
+            touch.1 += 1;
+            pending.counters.hits += 1;
+            pending.touches.len() >= FLUSH_MAX_TOUCHES
+                || now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS
+        };
+        if due {
+            self.flush_access_logged();
+        }
+    }
+
+    fn record_miss(&self, now: u64) {
+        self.session.misses.fetch_add(1, Ordering::Relaxed);
+        let due = {
+            let mut pending = self.lock_pending();
+            pending.counters.misses += 1;
+            now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS
+        };
+        if due {
+            self.flush_access_logged();
+        }
+    }
+
+    fn flush_access_logged(&self) {
+        if let Err(error) = self.flush_access() {
+            tracing::warn!(%error, "could not record cache reads");
+        }
+    }
+
+    fn flush_access(&self) -> Result<()> {
+        let batch = {
+            let mut pending = self.lock_pending();
+            pending.last_flush_ms = self.clock.now_ms();
+            AccessBatch {
+                touches: pending
+                    .touches
+                    .drain()
+                    .map(|(key, (accessed_at, count))| Touch {
+                        key,
+                        accessed_at,
+                        count,
+                    })
+                    .collect(),
+                counters: std::mem::take(&mut pending.counters),
+            }
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.backend.touch(&batch)
+    }
+}
+
+impl<C: Codec> Drop for Cache<C> {
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            tracing::warn!(%error, "could not flush the cache on drop");
+        }
+    }
+}
+
+/// Checks a prefix is a plain label: no path separators, `..` or NUL.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    let reason = if prefix.len() > 255 {
+        Some("longer than 255 bytes")
+    } else if prefix.contains(['/', '\\']) {
+        Some("contains a path separator")
+    } else if prefix.contains("..") {
+        Some("contains `..`")
+    } else if prefix.contains('\0') {
+        Some("contains a NUL byte")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidInput {
+            what: "prefix",
+            value: prefix.escape_debug().to_string(),
+            reason: reason.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// lz4 compression when it saves at least 10 %; large values are sampled first so
+/// incompressible data does not pay for a full pass.
+fn compress(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.len() < COMPRESS_MIN_LEN || raw.len() > u32::MAX as usize {
+        return None;
+    }
+    let saves_enough = |compressed: usize, original: usize| compressed * 10 <= original * 9;
+    if raw.len() > 2 * COMPRESS_SAMPLE_LEN {
+        let sample = &raw[..COMPRESS_SAMPLE_LEN];
+        if !saves_enough(lz4_flex::compress(sample).len(), sample.len()) {
+            return None;
+        }
+    }
+    let compressed = lz4_flex::compress_prepend_size(raw);
+    saves_enough(compressed.len(), raw.len()).then_some(compressed)
+}
+
+/// Decompresses stored lz4 bytes whose raw size the entry records; the size the
+/// data claims is checked first so damaged bytes cannot ask for a huge buffer.
+fn decompress(stored: &[u8], raw_size: u64) -> Result<Vec<u8>, String> {
+    let Some(prefix) = stored.get(..4) else {
+        return Err("compressed data is shorter than its size prefix".into());
+    };
+    let claimed = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as u64;
+    if claimed != raw_size {
+        return Err(format!(
+            "compressed data claims {claimed} bytes, the entry {raw_size}"
+        ));
+    }
+    lz4_flex::decompress_size_prepended(stored).map_err(|error| format!("lz4: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_is_used_only_when_it_pays() {
+        assert!(compress(b"short").is_none());
+        let text = "the same line again\n".repeat(100);
+        let compressed = compress(text.as_bytes()).unwrap();
+        assert_eq!(
+            decompress(&compressed, text.len() as u64).unwrap(),
+            text.as_bytes()
+        );
+        let noise: Vec<u8> = (0..200_000u32 / 32)
+            .flat_map(|block| *blake3::hash(&block.to_le_bytes()).as_bytes())
+            .collect();
+        assert!(compress(&noise).is_none());
+    }
+
+    #[test]
+    fn decompression_checks_the_claimed_size() {
+        let compressed = compress(&[7u8; 1000]).unwrap();
+        assert!(decompress(&compressed, 999).is_err());
+        assert!(decompress(&compressed[..2], 1000).is_err());
+        let mut truncated = compressed.clone();
+        truncated.truncate(compressed.len() - 1);
+        assert!(decompress(&truncated, 1000).is_err());
+    }
+
+    #[test]
+    fn prefixes_that_could_be_paths_are_rejected() {
+        for bad in ["a/b", "..", "a..b", "a\\b", "a\0b", &"x".repeat(256)] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?}");
+        }
+        for good in ["", "models", "v1.2", "with space"] {
+            assert!(validate_prefix(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The unified entry schema: one struct, identical for every backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::key::{CacheKey, Params};
+
+/// User metadata attached to an entry: a JSON object.
+pub type UserMetadata = serde_json::Map<String, serde_json::Value>;
+
+/// Everything a backend stores about one cached value.
+///
+/// Field names are stable: the JSON backend writes them as they are, and the SQLite
+/// backend uses them as column names. Times are integer milliseconds since the Unix
+/// epoch (UTC), as read from the cache's [`Clock`](crate::Clock).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The entry's key.
+    pub key: CacheKey,
+    /// A namespace label chosen by the user ("" for none); lists and removals can filter on it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// Free text describing the value.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The Rust type the value was stored as (`std::any::type_name`), for humans.
+    #[serde(default)]
+    pub type_tag: String,
+    /// The codec that encoded the value (`"json"`, `"raw"`, or a user codec's name).
+    pub codec: String,
+    /// The parameters the key was made from, when the key was made from parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Params>,
+    /// When the entry was stored.
+    pub created_at: u64,
+    /// When the entry was last read (or stored).
+    pub accessed_at: u64,
+    /// When the entry stops being served; `None` for never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// How many times the entry has been read.
+    #[serde(default)]
+    pub access_count: u64,
+    /// Size of the stored bytes (after compression).
+    pub stored_size: u64,
+    /// Size of the encoded value before compression.
+    pub raw_size: u64,
+    /// How the stored bytes are compressed.
+    pub compression: Compression,
+    /// blake3 of the stored bytes.
+    pub content_hash: ContentHash,
+    /// Where the stored bytes are.
+    pub location: Location,
+    /// A MAC over the entry, when signing is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// Free user metadata.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub user_metadata: UserMetadata,
+}
+
+impl Entry {
+    /// Whether the entry has expired at `now_ms`. An entry expires at its
+    /// `expires_at` instant exactly.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expires_at
+            .is_some_and(|expires_at| expires_at <= now_ms)
+    }
+
+    /// The blob file name, when the bytes live in the blob store.
+    pub fn blob_name(&self) -> Option<&str> {
+        match &self.location {
+            Location::Blob(name) => Some(name),
+            Location::Inline(_) => None,
+        }
+    }
+
+    /// Whether `other` is the same stored version of the same key: written by the
+    /// same put. Used to remove an entry only if nobody replaced it meanwhile.
+    pub fn same_version(&self, other: &Entry) -> bool {
+        self.key == other.key
+            && self.created_at == other.created_at
+            && self.content_hash == other.content_hash
+            && self.blob_name() == other.blob_name()
+    }
+}
+
+/// How stored bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    /// Stored as encoded.
+    None,
+    /// lz4 block format with the uncompressed size prepended (`lz4_flex`).
+    Lz4,
+}
+
+impl Compression {
+    /// The name used in storage: `"none"` or `"lz4"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+        }
+    }
+}
+
+impl FromStr for Compression {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "none" => Ok(Compression::None),
+            "lz4" => Ok(Compression::Lz4),
+            other => Err(format!("unknown compression `{other}`")),
+        }
+    }
+}
+
+/// Where an entry's stored bytes live.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Location {
+    /// In the entry itself (small values, when the backend allows it).
+    Inline(#[serde(with = "base64_bytes")] Vec<u8>),
+    /// In the blob store, under this name (`ab/<key>-<nonce>`).
+    Blob(String),
+}
+
+impl fmt::Debug for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Inline(bytes) => write!(f, "Inline({} bytes)", bytes.len()),
+            Location::Blob(name) => f.debug_tuple("Blob").field(name).finish(),
+        }
+    }
+}
+
+/// The blake3 hash of an entry's stored bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        ContentHash(*blake3::hash(bytes).as_bytes())
+    }
+}
+
+impl fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
+}
+
+impl FromStr for ContentHash {
+    type Err = String;
+
+    fn from_str(hex: &str) -> Result<Self, Self::Err> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return Err(format!("content hash `{hex}` is not 64 hex characters"));
+        }
+        let mut out = [0u8; 32];
+        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            let high = hex_digit(pair[0]);
+            let low = hex_digit(pair[1]);
+            match (high, low) {
+                (Some(high), Some(low)) => *slot = high << 4 | low,
+                _ => return Err(format!("content hash `{hex}` is not hexadecimal")),
+            }
+        }
+        Ok(ContentHash(out))
+    }
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|digit| digit as u8)
+}
+
+impl Serialize for ContentHash {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ContentHash {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hex = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        hex.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Inline bytes as standard base64 in human-readable formats, raw bytes otherwise.
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&STANDARD.encode(bytes))
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+            STANDARD
+                .decode(text.as_bytes())
+                .map_err(serde::de::Error::custom)
+        } else {
+            Vec::<u8>::deserialize(deserializer)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry {
+        Entry {
+            key: CacheKey::from_bytes([7; 16]),
+            prefix: "models".into(),
+            description: "a model".into(),
+            type_tag: "u32".into(),
+            codec: "json".into(),
+            params: None,
+            created_at: 10,
+            accessed_at: 20,
+            expires_at: Some(30),
+            access_count: 2,
+            stored_size: 3,
+            raw_size: 3,
+            compression: Compression::None,
+            content_hash: ContentHash::of(b"abc"),
+            location: Location::Inline(b"abc".to_vec()),
+            signature: None,
+            user_metadata: UserMetadata::new(),
+        }
+    }
+
+    #[test]
+    fn entry_round_trips_through_json_with_stable_names() {
+        let entry = sample();
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["key"], "07070707070707070707070707070707");
+        assert_eq!(json["location"]["inline"], "YWJj");
+        assert_eq!(json["compression"], "none");
+        assert_eq!(json["expires_at"], 30);
+        let back: Entry = serde_json::from_value(json).unwrap();
+        assert_eq!(back, entry);
+    }
+
+    #[test]
+    fn expiry_is_inclusive_of_the_instant() {
+        let entry = sample();
+        assert!(!entry.is_expired(29));
+        assert!(entry.is_expired(30));
+        let forever = Entry {
+            expires_at: None,
+            ..sample()
+        };
+        assert!(!forever.is_expired(u64::MAX));
+    }
+
+    #[test]
+    fn content_hash_parses_its_display() {
+        let hash = ContentHash::of(b"x");
+        assert_eq!(hash.to_string().parse::<ContentHash>().unwrap(), hash);
+        assert!("zz".parse::<ContentHash>().is_err());
+        assert!("g".repeat(64).parse::<ContentHash>().is_err());
+    }
+}

@@ -1,0 +1,48 @@
+//! The core of [cacheness](https://docs.rs/cacheness), a persistent cache: the key
+//! encoding, the unified entry schema, the [`MetadataBackend`] trait every backend
+//! implements, the blob store, the codecs and the [`Cache`] engine.
+//!
+//! Most users depend on the `cacheness` facade instead, whose features pick
+//! backends. Depend on this crate directly to write a backend of your own, or to
+//! use the engine with a backend crate and nothing else:
+//!
+//! ```
+//! use cacheness_core::{Cache, key};
+//! use cacheness_memory::MemoryBackend;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let cache = Cache::builder().dir(dir.path()).open(MemoryBackend::new())?;
+//! cache.put(&key!(model = "xgboost", version = 2), &[0.1, 0.9])?;
+//! let scores: Option<Vec<f64>> = cache.get(&key!(version = 2, model = "xgboost"))?;
+//! assert_eq!(scores, Some(vec![0.1, 0.9]));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! A backend proves it keeps the [`MetadataBackend`] contract by running the
+//! shared conformance suite (feature `conformance`) in its tests, with one line:
+//!
+//! ```ignore
+//! cacheness_core::conformance_tests!(|dir: &std::path::Path| MyBackend::open(dir).unwrap());
+//! ```
+
+pub mod backend;
+pub mod blob;
+pub mod cache;
+pub mod clock;
+pub mod codec;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod entry;
+pub mod error;
+pub mod key;
+
+pub use backend::{
+    AccessBatch, BackendStats, Capabilities, Counters, MetadataBackend, ScanFilter, Touch,
+};
+pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
+pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::{Codec, JsonCodec, RAW_CODEC};
+pub use entry::{Compression, ContentHash, Entry, Location, UserMetadata};
+pub use error::{BoxError, Error, Result};
+pub use key::{CacheKey, Params, ToKey, Value};
