@@ -119,6 +119,10 @@ impl Params {
     /// unit enum variants their name as [`Value::Str`], and other variants a
     /// one-entry map `{variant: content}`. Skipped fields are absent.
     ///
+    /// A field of type [`Value`] goes through `Value`'s own serde form (a
+    /// tagged map such as `{"int": 5}`), not as the value itself; put
+    /// `Value`s in with [`key!`](crate::key!) or [`Params::insert`] instead.
+    ///
     /// # Errors
     ///
     /// [`KeyError::Unsupported`] if the top level is not a struct or a map,
