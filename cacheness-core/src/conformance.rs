@@ -1029,6 +1029,9 @@ pub fn engine_expires_entries_on_the_clock<B: MetadataBackend + 'static>(
     assert_eq!(cache.stats().unwrap().entries, 1);
 }
 
+/// A way of damaging a blob file.
+type Damage = fn(&Path);
+
 /// A blob that is damaged, truncated or deleted makes its entry a miss; the entry
 /// and its file are removed and the cache goes on.
 pub fn engine_recovers_from_corrupted_blobs<B: MetadataBackend + 'static>(
@@ -1036,7 +1039,7 @@ pub fn engine_recovers_from_corrupted_blobs<B: MetadataBackend + 'static>(
 ) {
     let dir = temp_dir();
     let (cache, _clock, cache_dir) = engine(&open, dir.path(), |builder| builder);
-    let damages: [(&str, fn(&Path)); 4] = [
+    let damages: [(&str, Damage); 4] = [
         ("flipped", |path| {
             let mut bytes = fs::read(path).unwrap();
             let last = bytes.len() - 1;

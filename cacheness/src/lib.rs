@@ -1,1 +1,51 @@
-//! facade placeholder
+//! # cacheness
+//!
+//! A persistent cache for Rust programs. A value (any serde type, or raw bytes) is
+//! stored under a key made of named parameters and comes back fast, across runs,
+//! threads and processes. Entries have TTLs, the cache has a size limit, stored
+//! bytes are integrity-checked, and the index of entries (the *metadata*) lives in
+//! a backend chosen for the workload:
+//!
+//! | backend | feature | metadata in | for |
+//! |---|---|---|---|
+//! | `memory` | `memory` (default) | a `DashMap` in the process | temporary caches, fastest |
+//!
+//! ```
+//! use std::time::Duration;
+//! use cacheness::{CacheConfig, key};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let cache = CacheConfig::builder()
+//!     .dir(dir.path())
+//!     .backend("memory")
+//!     .default_ttl(Duration::from_secs(3600))
+//!     .open()?;
+//!
+//! let key = key!(model = "xgboost", dataset = "customer_data", version = "1.0");
+//! let scores = cache.get_or_insert_with(&key, || vec![0.91, 0.87])?;
+//! assert_eq!(cache.get::<Vec<f64>>(&key)?, Some(scores));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The crate re-exports [`cacheness_core`]'s API; a custom backend implements
+//! [`MetadataBackend`] and opens with [`Cache::builder`].
+
+mod config;
+
+pub use cacheness_core::{
+    AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, Cache, CacheBuilder, CacheKey,
+    Capabilities, Clock, Codec, Compression, ContentHash, Counters, Durability, Entry, Error,
+    Expiry, GetOptions, JsonCodec, ListOptions, LocalBlobStore, Location, ManualClock,
+    MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, Stats, SystemClock, ToKey,
+    Touch, UserMetadata, Value, key,
+};
+pub use config::{BACKENDS, BackendInfo, CacheConfig, ConfigBuilder};
+
+/// The backend crates compiled in, for direct use.
+pub mod backends {
+    #[cfg(feature = "memory")]
+    pub use cacheness_memory::MemoryBackend;
+}
+
+/// The full core crate, for backend authors.
+pub use cacheness_core as core;

@@ -1,0 +1,421 @@
+//! Configuration: which backend, where, and the cache's limits, from code, a
+//! config file (serde) or the environment.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use cacheness_core::{Cache, Durability, Error, MetadataBackend, Result};
+
+/// A backend cacheness knows of, and whether this build has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// The name used in configuration.
+    pub name: &'static str,
+    /// The cargo feature of `cacheness` that compiles it in.
+    pub feature: &'static str,
+    /// Whether this build has it.
+    pub compiled: bool,
+    /// Whether its metadata lives in the cache dir (so a dir is required).
+    pub needs_dir: bool,
+}
+
+/// Every backend name, in the order the docs list them.
+pub const BACKENDS: &[BackendInfo] = &[BackendInfo {
+    name: "memory",
+    feature: "memory",
+    compiled: cfg!(feature = "memory"),
+    needs_dir: false,
+}];
+
+/// How to open a cache. Defaults: no dir, backend `memory`, no size limit, no
+/// TTL, integrity checks on, values up to 4 KiB inline, [`Durability::Flush`].
+///
+/// It deserializes from a config file (unknown fields are errors); durations
+/// are written as seconds or with a unit (`"90s"`, `"15m"`, `"24h"`, `"7d"`):
+///
+/// ```
+/// use cacheness::CacheConfig;
+///
+/// let config: CacheConfig = serde_json::from_str(
+///     r#"{ "dir": "/var/cache/myapp", "backend": "memory", "max_size": 1000000, "default_ttl": "24h" }"#,
+/// )?;
+/// assert_eq!(config.default_ttl, Some(std::time::Duration::from_secs(24 * 3600)));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The cache directory: blob files, and the metadata of disk backends.
+    pub dir: Option<PathBuf>,
+    /// The metadata backend's name; see [`BACKENDS`].
+    pub backend: String,
+    /// The most stored bytes before least recently used entries are evicted.
+    pub max_size: Option<u64>,
+    /// The TTL of entries put without their own.
+    #[serde(with = "duration_text")]
+    pub default_ttl: Option<Duration>,
+    /// Whether reads check stored bytes against their blake3 hash.
+    pub verify_integrity: bool,
+    /// Stored values up to this many bytes live inline in the metadata.
+    pub inline_threshold: usize,
+    /// How hard writes try to reach the disk.
+    pub durability: Durability,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            dir: None,
+            backend: "memory".into(),
+            max_size: None,
+            default_ttl: None,
+            verify_integrity: true,
+            inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
+            durability: Durability::Flush,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder {
+            config: CacheConfig::default(),
+        }
+    }
+
+    /// The defaults overridden by the environment: `CACHENESS_DIR`,
+    /// `CACHENESS_BACKEND`, `CACHENESS_MAX_SIZE_MB` and
+    /// `CACHENESS_DEFAULT_TTL_HOURS` (fractions allowed). A variable that is set
+    /// but invalid is an error naming it.
+    pub fn from_env() -> Result<Self> {
+        CacheConfig::default().with_vars(|name| std::env::var(name).ok())
+    }
+
+    /// This configuration overridden by variables looked up with `lookup`.
+    pub fn with_vars(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        if let Some(dir) = lookup("CACHENESS_DIR") {
+            self.dir = Some(dir.into());
+        }
+        if let Some(backend) = lookup("CACHENESS_BACKEND") {
+            self.backend = backend.trim().to_owned();
+        }
+        if let Some(megabytes) = lookup("CACHENESS_MAX_SIZE_MB") {
+            let megabytes: f64 = megabytes.trim().parse().map_err(|_| Error::Config {
+                field: "CACHENESS_MAX_SIZE_MB",
+                reason: format!("`{megabytes}` is not a number of megabytes"),
+            })?;
+            if !(megabytes.is_finite() && megabytes > 0.0) {
+                return Err(Error::Config {
+                    field: "CACHENESS_MAX_SIZE_MB",
+                    reason: format!("{megabytes} is not a positive size"),
+                });
+            }
+            self.max_size = Some((megabytes * 1024.0 * 1024.0) as u64);
+        }
+        if let Some(hours) = lookup("CACHENESS_DEFAULT_TTL_HOURS") {
+            let parsed: Option<f64> = hours.trim().parse().ok();
+            let ttl = parsed
+                .filter(|hours| hours.is_finite() && *hours > 0.0)
+                .and_then(|hours| Duration::try_from_secs_f64(hours * 3600.0).ok())
+                .ok_or_else(|| Error::Config {
+                    field: "CACHENESS_DEFAULT_TTL_HOURS",
+                    reason: format!("`{hours}` is not a positive number of hours"),
+                })?;
+            self.default_ttl = Some(ttl);
+        }
+        Ok(self)
+    }
+
+    /// Checks the configuration and opens the cache.
+    pub fn open(&self) -> Result<Cache> {
+        let info = backend_info(&self.backend)?;
+        if info.needs_dir && self.dir.is_none() {
+            return Err(Error::Config {
+                field: "dir",
+                reason: format!(
+                    "the {} backend keeps its metadata in the cache dir; set one",
+                    info.name
+                ),
+            });
+        }
+        if self.max_size == Some(0) {
+            return Err(Error::Config {
+                field: "max_size",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        let mut builder = Cache::builder()
+            .max_size(self.max_size)
+            .default_ttl(self.default_ttl)
+            .verify_integrity(self.verify_integrity)
+            .inline_threshold(self.inline_threshold)
+            .durability(self.durability);
+        if let Some(dir) = &self.dir {
+            builder = builder.dir(dir);
+        }
+        let backend = open_backend(info.name, self.dir.as_deref())?;
+        builder.open_shared(backend)
+    }
+}
+
+/// The known backend called `name`, if this build has it; otherwise an error
+/// listing what is available and which feature enables the missing one.
+fn backend_info(name: &str) -> Result<&'static BackendInfo> {
+    let compiled: Vec<&str> = BACKENDS
+        .iter()
+        .filter(|info| info.compiled)
+        .map(|info| info.name)
+        .collect();
+    match BACKENDS.iter().find(|info| info.name == name) {
+        Some(info) if info.compiled => Ok(info),
+        Some(info) => Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "backend `{name}` is not compiled in; enable the `{}` feature of cacheness (compiled in: {})",
+                info.feature,
+                compiled.join(", ")
+            ),
+        }),
+        None => Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "unknown backend `{}`; known: {} (compiled in: {})",
+                name.escape_debug(),
+                BACKENDS
+                    .iter()
+                    .map(|info| info.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                compiled.join(", ")
+            ),
+        }),
+    }
+}
+
+fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBackend>> {
+    let _ = dir;
+    match name {
+        #[cfg(feature = "memory")]
+        "memory" => Ok(Arc::new(cacheness_memory::MemoryBackend::new())),
+        other => Err(Error::Config {
+            field: "backend",
+            reason: format!("backend `{other}` is not compiled in"),
+        }),
+    }
+}
+
+/// Builds a [`CacheConfig`] and opens the cache; see [`CacheConfig::builder`].
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    config: CacheConfig,
+}
+
+impl ConfigBuilder {
+    /// The cache directory (created with mode 0700 if missing).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.dir = Some(dir.into());
+        self
+    }
+
+    /// The metadata backend, by name.
+    pub fn backend(mut self, name: impl Into<String>) -> Self {
+        self.config.backend = name.into();
+        self
+    }
+
+    /// The size limit in stored bytes.
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.config.max_size = Some(bytes);
+        self
+    }
+
+    /// The TTL of entries put without their own.
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.config.default_ttl = Some(ttl);
+        self
+    }
+
+    /// Whether reads verify content hashes.
+    pub fn verify_integrity(mut self, verify: bool) -> Self {
+        self.config.verify_integrity = verify;
+        self
+    }
+
+    /// Stored values up to this size live inline in the metadata.
+    pub fn inline_threshold(mut self, bytes: usize) -> Self {
+        self.config.inline_threshold = bytes;
+        self
+    }
+
+    /// How hard writes try to reach the disk.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
+    /// The configuration built so far.
+    pub fn build(self) -> CacheConfig {
+        self.config
+    }
+
+    /// Checks the configuration and opens the cache.
+    pub fn open(self) -> Result<Cache> {
+        self.config.open()
+    }
+}
+
+/// Durations in config files: a number of seconds, or text with a unit.
+mod duration_text {
+    use super::*;
+
+    pub(super) fn serialize<S: Serializer>(
+        ttl: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match ttl {
+            Some(ttl) => serializer.serialize_str(&format!("{}s", ttl.as_secs_f64())),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Seconds(f64),
+            WithUnit(String),
+        }
+        match Option::<Text>::deserialize(deserializer)? {
+            None => Ok(None),
+            Some(Text::Seconds(seconds)) => seconds_to_duration(seconds)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            Some(Text::WithUnit(text)) => parse(&text).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
+
+    fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
+        Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{seconds} is not a valid number of seconds"))
+    }
+
+    /// `"90"`, `"90s"`, `"1.5h"`, `"250ms"`, `"15m"`, `"7d"`.
+    pub(super) fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| c.is_ascii_alphabetic())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.trim().parse().map_err(|_| {
+            format!("`{text}` is not a duration such as \"90s\", \"15m\" or \"24h\"")
+        })?;
+        let scale = match unit.trim() {
+            "ms" => 0.001,
+            "" | "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            other => {
+                return Err(format!(
+                    "unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)"
+                ));
+            }
+        };
+        seconds_to_duration(number * scale)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        }
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = CacheConfig::default()
+            .with_vars(vars(&[
+                ("CACHENESS_DIR", "/tmp/x"),
+                ("CACHENESS_BACKEND", "memory"),
+                ("CACHENESS_MAX_SIZE_MB", "1.5"),
+                ("CACHENESS_DEFAULT_TTL_HOURS", "0.5"),
+            ]))
+            .unwrap();
+        assert_eq!(config.dir.as_deref(), Some(Path::new("/tmp/x")));
+        assert_eq!(config.max_size, Some(1_572_864));
+        assert_eq!(config.default_ttl, Some(Duration::from_secs(1800)));
+        let untouched = CacheConfig::default().with_vars(vars(&[])).unwrap();
+        assert_eq!(untouched, CacheConfig::default());
+    }
+
+    #[test]
+    fn invalid_environment_values_name_the_variable() {
+        for (name, value) in [
+            ("CACHENESS_MAX_SIZE_MB", "lots"),
+            ("CACHENESS_MAX_SIZE_MB", "0"),
+            ("CACHENESS_DEFAULT_TTL_HOURS", "-1"),
+            ("CACHENESS_DEFAULT_TTL_HOURS", "soon"),
+        ] {
+            let error = CacheConfig::default()
+                .with_vars(vars(&[(name, value)]))
+                .unwrap_err();
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(duration_text::parse("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(
+            duration_text::parse("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            duration_text::parse("1.5h").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            duration_text::parse("7d").unwrap(),
+            Duration::from_secs(7 * 86_400)
+        );
+        assert!(duration_text::parse("3 fortnights").is_err());
+        assert!(duration_text::parse("-5s").is_err());
+    }
+
+    #[test]
+    fn config_files_reject_unknown_fields() {
+        let error =
+            serde_json::from_str::<CacheConfig>(r#"{"backend": "memory", "max_size_mb": 5}"#)
+                .unwrap_err();
+        assert!(error.to_string().contains("max_size_mb"), "{error}");
+        let config: CacheConfig = serde_json::from_str(r#"{"default_ttl": 60}"#).unwrap();
+        assert_eq!(config.default_ttl, Some(Duration::from_secs(60)));
+        let round_trip: CacheConfig =
+            serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
+        assert_eq!(round_trip, config);
+    }
+
+    #[test]
+    fn unknown_backends_list_what_is_available() {
+        let error = CacheConfig::builder()
+            .backend("redis")
+            .open()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown backend `redis`"), "{error}");
+        assert!(error.contains("memory"), "{error}");
+    }
+}

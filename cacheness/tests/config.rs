@@ -1,0 +1,96 @@
+//! Opening a cache through the facade: good and bad configurations.
+
+use std::fs;
+use std::time::Duration;
+
+use cacheness::{CacheConfig, Error, PutOptions, key};
+
+#[test]
+fn a_cache_opens_and_round_trips_through_the_facade() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("nested/cache");
+    let cache = CacheConfig::builder()
+        .dir(&cache_dir)
+        .backend("memory")
+        .max_size(1 << 20)
+        .default_ttl(Duration::from_secs(60))
+        .open()
+        .unwrap();
+    cache.put(&key!(a = 1), &"one").unwrap();
+    assert_eq!(
+        cache.get::<String>(&key!(a = 1)).unwrap().as_deref(),
+        Some("one")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&cache_dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the cache dir is private");
+    }
+}
+
+#[test]
+fn a_dir_that_is_a_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    let error = CacheConfig::builder().dir(&file).open().unwrap_err();
+    assert!(
+        matches!(error, Error::Config { field: "dir", .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("not a directory"), "{error}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_dir_without_write_permission_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let locked = dir.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o500)).unwrap();
+    let error = CacheConfig::builder().dir(&locked).open().unwrap_err();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(error.to_string().contains("not writable"), "{error}");
+}
+
+#[test]
+fn a_zero_size_limit_is_refused() {
+    let error = CacheConfig::builder().max_size(0).open().unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "max_size",
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_prefix_that_could_be_a_path_is_refused_at_put() {
+    let cache = CacheConfig::builder().open().unwrap();
+    for prefix in ["a/b", "..", "nul\0"] {
+        let error = cache
+            .put_with(&key!(a = 1), &1, &PutOptions::new().prefix(prefix))
+            .unwrap_err();
+        assert!(
+            matches!(error, Error::InvalidInput { what: "prefix", .. }),
+            "{error}"
+        );
+    }
+    assert!(!cache.contains(&key!(a = 1)).unwrap(), "nothing was stored");
+}
+
+#[test]
+fn without_a_dir_the_memory_backend_holds_every_value_inline() {
+    let cache = CacheConfig::builder().open().unwrap();
+    let large = vec![7u8; 1 << 20];
+    cache.put_bytes(&key!(size = "large"), &large).unwrap();
+    let entry = cache.entry(&key!(size = "large")).unwrap().unwrap();
+    assert!(entry.blob_name().is_none());
+    assert_eq!(cache.get_bytes(&key!(size = "large")).unwrap(), Some(large));
+}
