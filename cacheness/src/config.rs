@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use cacheness_core::{Cache, Durability, Error, MetadataBackend, Result};
+use cacheness_core::{Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock};
 
 /// A backend cacheness knows of, and whether this build has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +84,7 @@ impl CacheConfig {
     pub fn builder() -> ConfigBuilder {
         ConfigBuilder {
             config: CacheConfig::default(),
+            clock: Arc::new(SystemClock),
         }
     }
 
@@ -132,6 +133,12 @@ impl CacheConfig {
 
     /// Checks the configuration and opens the cache.
     pub fn open(&self) -> Result<Cache> {
+        self.open_with_clock(Arc::new(SystemClock))
+    }
+
+    /// Opens the cache with all its times read from `clock` (tests drive a
+    /// [`ManualClock`](cacheness_core::ManualClock) instead of sleeping).
+    pub fn open_with_clock(&self, clock: Arc<dyn Clock>) -> Result<Cache> {
         let info = backend_info(&self.backend)?;
         if info.needs_dir && self.dir.is_none() {
             return Err(Error::Config {
@@ -153,7 +160,8 @@ impl CacheConfig {
             .default_ttl(self.default_ttl)
             .verify_integrity(self.verify_integrity)
             .inline_threshold(self.inline_threshold)
-            .durability(self.durability);
+            .durability(self.durability)
+            .shared_clock(clock);
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
         }
@@ -212,6 +220,7 @@ fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBacken
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     config: CacheConfig,
+    clock: Arc<dyn Clock>,
 }
 
 impl ConfigBuilder {
@@ -257,6 +266,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// The clock all times come from (default: the system clock).
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
     /// The configuration built so far.
     pub fn build(self) -> CacheConfig {
         self.config
@@ -264,7 +279,7 @@ impl ConfigBuilder {
 
     /// Checks the configuration and opens the cache.
     pub fn open(self) -> Result<Cache> {
-        self.config.open()
+        self.config.open_with_clock(self.clock)
     }
 }
 

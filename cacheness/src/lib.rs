@@ -49,3 +49,8 @@ pub mod backends {
 
 /// The full core crate, for backend authors.
 pub use cacheness_core as core;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
