@@ -827,6 +827,22 @@ impl<C: Codec> Cache<C> {
         self.enforce_size_limit(key, stored_size, replaced_size)
     }
 
+    /// Evicts down to the low watermark if the cache is over its size limit now;
+    /// how many entries went.
+    pub(crate) fn enforce_limit_now(&self) -> Result<u64> {
+        let Some(limit) = self.settings.max_size else {
+            return Ok(0);
+        };
+        let total = self.backend.total_size()?;
+        self.approx_total_size.store(total, Ordering::Relaxed);
+        if total <= limit {
+            return Ok(0);
+        }
+        let before = self.session.evictions.load(Ordering::Relaxed);
+        self.evict_to_low_watermark(total, limit, None)?;
+        Ok(self.session.evictions.load(Ordering::Relaxed) - before)
+    }
+
     fn enforce_size_limit(&self, just_put: CacheKey, added: u64, removed: u64) -> Result<()> {
         let Some(limit) = self.settings.max_size else {
             return Ok(());
@@ -844,14 +860,19 @@ impl<C: Codec> Cache<C> {
         let total = self.backend.total_size()?;
         self.approx_total_size.store(total, Ordering::Relaxed);
         if total > limit {
-            self.evict_to_low_watermark(total, limit, just_put)?;
+            self.evict_to_low_watermark(total, limit, Some(just_put))?;
         }
         Ok(())
     }
 
     /// Evicts least recently accessed entries until the stored total is at most
     /// the low watermark, sparing the entry just put.
-    fn evict_to_low_watermark(&self, mut total: u64, limit: u64, spare: CacheKey) -> Result<()> {
+    fn evict_to_low_watermark(
+        &self,
+        mut total: u64,
+        limit: u64,
+        spare: Option<CacheKey>,
+    ) -> Result<()> {
         // Reads not yet written would make recently used entries look cold.
         self.flush_access()?;
         let target = (limit as f64 * self.settings.low_watermark) as u64;
@@ -859,7 +880,7 @@ impl<C: Codec> Cache<C> {
         'batches: while total > target {
             let candidates = self.backend.eviction_candidates(REMOVAL_BATCH)?;
             let mut removed_in_batch = 0;
-            for candidate in candidates.iter().filter(|entry| entry.key != spare) {
+            for candidate in candidates.iter().filter(|entry| Some(entry.key) != spare) {
                 if total <= target {
                     break 'batches;
                 }
