@@ -165,6 +165,16 @@ impl CacheConfig {
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
         }
+        if let Some(dir) = &self.dir {
+            // The backend may create files in the dir: it must exist first.
+            if dir.exists() && !dir.is_dir() {
+                return Err(Error::Config {
+                    field: "dir",
+                    reason: format!("{} exists and is not a directory", dir.display()),
+                });
+            }
+            cacheness_core::blob::create_private_dir(dir)?;
+        }
         let backend = open_backend(info.name, self.dir.as_deref())?;
         builder.open_shared(backend)
     }
@@ -204,8 +214,16 @@ fn backend_info(name: &str) -> Result<&'static BackendInfo> {
     }
 }
 
-fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBackend>> {
-    let _ = dir;
+/// Opens the metadata backend called `name` (for disk backends, in `dir`), without
+/// a cache around it: for tools that work on metadata directly, such as migration.
+pub fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBackend>> {
+    let info = backend_info(name)?;
+    if info.needs_dir && dir.is_none() {
+        return Err(Error::Config {
+            field: "dir",
+            reason: format!("the {name} backend keeps its metadata in the cache dir; set one"),
+        });
+    }
     match name {
         #[cfg(feature = "memory")]
         "memory" => Ok(Arc::new(cacheness_memory::MemoryBackend::new())),
@@ -213,6 +231,19 @@ fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBacken
             field: "backend",
             reason: format!("backend `{other}` is not compiled in"),
         }),
+    }
+}
+
+/// The backend whose metadata file is in `dir`, if any: `cache_metadata.db` means
+/// `sqlite`, `metadata.json` or `metadata.journal` mean `json`. When both exist,
+/// `sqlite` is named.
+pub fn detect_backend(dir: &Path) -> Option<&'static str> {
+    if dir.join("cache_metadata.db").exists() {
+        Some("sqlite")
+    } else if dir.join("metadata.json").exists() || dir.join("metadata.journal").exists() {
+        Some("json")
+    } else {
+        None
     }
 }
 
