@@ -756,14 +756,14 @@ impl<C: Codec> Cache<C> {
             None => (Compression::None, raw),
         };
         let stored_size = stored.len() as u64;
-        if let Some(limit) = self.settings.max_size {
-            if stored_size > limit {
-                return Err(Error::TooLarge {
-                    key,
-                    size: stored_size,
-                    limit,
-                });
-            }
+        if let Some(limit) = self.settings.max_size
+            && stored_size > limit
+        {
+            return Err(Error::TooLarge {
+                key,
+                size: stored_size,
+                limit,
+            });
         }
         let expires_at = match options.expiry {
             Expiry::Default => self
@@ -854,7 +854,7 @@ impl<C: Codec> Cache<C> {
             .saturating_sub(removed);
         self.approx_total_size.store(estimate, Ordering::Relaxed);
         let puts = self.puts_since_resync.fetch_add(1, Ordering::Relaxed) + 1;
-        if estimate <= limit && puts % SIZE_RESYNC_PUTS != 0 {
+        if estimate <= limit && !puts.is_multiple_of(SIZE_RESYNC_PUTS) {
             return Ok(());
         }
         let total = self.backend.total_size()?;

@@ -413,10 +413,10 @@ impl<C: Codec> Cache<C> {
     }
 
     fn remove_blob_of(&self, entry: &Entry) {
-        if let (Some(blobs), Some(name)) = (self.blob_store(), entry.blob_name()) {
-            if let Err(error) = blobs.remove(name) {
-                tracing::warn!(key = %entry.key, %error, "could not delete blob");
-            }
+        if let (Some(blobs), Some(name)) = (self.blob_store(), entry.blob_name())
+            && let Err(error) = blobs.remove(name)
+        {
+            tracing::warn!(key = %entry.key, %error, "could not delete blob");
         }
     }
 }
