@@ -205,7 +205,19 @@ impl CacheConfig {
             }
             cacheness_core::blob::create_private_dir(dir)?;
         }
+        let plan = match &self.dir {
+            Some(dir) => crate::migration::plan(dir, info.name),
+            None => crate::migration::Plan::Nothing,
+        };
         let backend = self.open_backend()?;
+        if let (crate::migration::Plan::From(from), Some(dir)) = (plan, &self.dir) {
+            let source = CacheConfig {
+                backend: from.to_owned(),
+                ..self.clone()
+            }
+            .open_backend()?;
+            crate::migration::run(dir, from, info.name, source.as_ref(), backend.as_ref())?;
+        }
         builder.open_shared(backend)
     }
 }

@@ -31,6 +31,7 @@
 //! [`MetadataBackend`] and opens with [`Cache::builder`].
 
 mod config;
+mod migration;
 
 pub use cacheness_core::ops::{
     GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate, no_progress,
