@@ -258,10 +258,13 @@ fn main() {
     println!("Cache PUT/GET ops/s and LIST ms (median of {REPETITIONS} fresh caches)");
     println!("| backend                      | entries |     PUT/s |     GET/s | LIST ms |");
     println!("|------------------------------|---------|-----------|-----------|---------|");
-    let sizes: &[u64] = if quick {
-        &[1_000]
-    } else {
-        &[1_000, 10_000, 100_000]
+    let sizes: Vec<u64> = match arguments.iter().position(|argument| argument == "--sizes") {
+        Some(at) => arguments[at + 1]
+            .split(',')
+            .map(|size| size.parse().unwrap())
+            .collect(),
+        None if quick => vec![1_000],
+        None => vec![1_000, 10_000, 100_000],
     };
     let inline_options = JsonOptions {
         inline_values: true,
