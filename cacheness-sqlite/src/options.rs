@@ -84,7 +84,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(10),
             synchronous: Synchronous::Normal,
             temp_store: TempStore::Memory,
-            wal_autocheckpoint: 1000,
+            wal_autocheckpoint: 10_000,
             max_idle_connections: 8,
             recreate_if_corrupt: false,
         }
