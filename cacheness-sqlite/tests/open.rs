@@ -93,14 +93,10 @@ fn a_newer_schema_is_refused_and_left_alone() {
     assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
 }
 
-#[test]
-fn a_file_that_is_not_a_database_fails_naming_it_and_is_untouched() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(DB_FILE_NAME);
-    let garbage = b"this is not a sqlite database, just some text that was left here\n".repeat(100);
-    std::fs::write(&path, &garbage).unwrap();
-
-    let error = SqliteBackend::open(dir.path()).unwrap_err();
+/// Opening `dir` fails as corrupt, naming the file, which still holds `bytes`.
+fn assert_refused_as_corrupt(dir: &Path, bytes: &[u8]) -> SqliteError {
+    let path = dir.join(DB_FILE_NAME);
+    let error = SqliteBackend::open(dir).unwrap_err();
     assert!(matches!(error, SqliteError::Corrupt { .. }), "{error:?}");
     assert!(
         error.to_string().contains(&path.display().to_string()),
@@ -108,9 +104,20 @@ fn a_file_that_is_not_a_database_fails_naming_it_and_is_untouched() {
     );
     assert_eq!(
         std::fs::read(&path).unwrap(),
-        garbage,
+        bytes,
         "the file is untouched"
     );
+    error
+}
+
+#[test]
+fn a_file_that_is_not_a_database_fails_naming_it_and_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    let garbage = b"this is not a sqlite database, just some text that was left here\n".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+
+    let error = assert_refused_as_corrupt(dir.path(), &garbage);
     let core: cacheness_core::Error = error.into();
     assert!(core.to_string().contains("sqlite"), "{core}");
 }
@@ -131,17 +138,7 @@ fn a_database_with_a_damaged_schema_fails_naming_it_and_is_untouched() {
     }
     std::fs::write(&path, &bytes).unwrap();
 
-    let error = SqliteBackend::open(dir.path()).unwrap_err();
-    assert!(matches!(error, SqliteError::Corrupt { .. }), "{error:?}");
-    assert!(
-        error.to_string().contains(&path.display().to_string()),
-        "{error}"
-    );
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        bytes,
-        "the file is untouched"
-    );
+    assert_refused_as_corrupt(dir.path(), &bytes);
 }
 
 #[test]
