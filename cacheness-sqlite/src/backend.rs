@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::error::{SqliteError, is_busy, is_corrupt};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
-use crate::row::{COLUMNS, Failure, Wide, bind_entry, entry_from_row, wide};
+use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
 use crate::schema::{configure, configure_file, ensure_schema};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
 
@@ -307,9 +307,10 @@ impl MetadataBackend for SqliteBackend {
     fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
         Ok(self.write("put", |tx| {
             let replaced = select_entry(tx, &entry.key)?;
-            let mut insert = tx.prepare_cached(&format!(
-                "INSERT OR REPLACE INTO entries ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+            let mut insert = tx.prepare_cached(concat!(
+                "INSERT OR REPLACE INTO entries (",
+                columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
             ))?;
             bind_entry(&mut insert, &entry)?;
             let mut totals = Totals::read(tx)?;
@@ -326,8 +327,10 @@ impl MetadataBackend for SqliteBackend {
     fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
         Ok(self.write("remove", |tx| {
             let removed = tx
-                .prepare_cached(&format!(
-                    "DELETE FROM entries WHERE key = ?1 RETURNING {COLUMNS}"
+                .prepare_cached(concat!(
+                    "DELETE FROM entries WHERE key = ?1 RETURNING ",
+                    columns!(),
+                    ""
                 ))?
                 .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
                 .optional()?
@@ -349,7 +352,10 @@ impl MetadataBackend for SqliteBackend {
                  WHERE key = ?1 AND typeof(access_count) = 'integer' \
                  AND access_count <= 9223372036854775807 - ?3",
             )?;
-            for touch in &batch.touches {
+            // In key order, each B-tree page is visited once per batch.
+            let mut touches: Vec<&Touch> = batch.touches.iter().collect();
+            touches.sort_unstable_by_key(|touch| touch.key);
+            for touch in touches {
                 let changed = match i64::try_from(touch.count) {
                     Ok(count) => update.execute(rusqlite::params![
                         touch.key.as_bytes().as_slice(),
@@ -378,17 +384,7 @@ impl MetadataBackend for SqliteBackend {
     ) -> cacheness_core::Result<()> {
         // Keyset paging on the primary key: each page starts after the last key
         // seen (an empty blob sorts before every key).
-        let sql = match filter.prefix.as_deref() {
-            None => format!("SELECT {COLUMNS} FROM entries WHERE key > ?1 ORDER BY key LIMIT ?2"),
-            Some("") => format!(
-                "SELECT {COLUMNS} FROM entries WHERE prefix = '' AND key > ?1 ORDER BY key LIMIT ?2"
-            ),
-            // `prefix <> ''` repeats the partial index's condition so the planner uses it.
-            Some(_) => format!(
-                "SELECT {COLUMNS} FROM entries WHERE prefix = ?3 AND prefix <> '' AND key > ?1 \
-                 ORDER BY key LIMIT ?2"
-            ),
-        };
+        let sql = scan_sql(filter.prefix.as_deref());
         let mut after: Vec<u8> = filter
             .after
             .map(|key| key.as_bytes().to_vec())
@@ -397,7 +393,7 @@ impl MetadataBackend for SqliteBackend {
         while remaining > 0 {
             let page_len = remaining.min(SCAN_PAGE);
             let page = self.read("scan", |conn| {
-                let mut statement = conn.prepare_cached(&sql)?;
+                let mut statement = conn.prepare_cached(sql)?;
                 let mut rows = match filter.prefix.as_deref() {
                     Some(prefix) if !prefix.is_empty() => {
                         statement.query(rusqlite::params![after, page_len as i64, prefix])?
@@ -454,10 +450,7 @@ impl MetadataBackend for SqliteBackend {
         }
         Ok(self.select_entries(
             "expired",
-            &format!(
-                "SELECT {COLUMNS} FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1 \
-                 ORDER BY expires_at LIMIT ?2"
-            ),
+            expired_sql(),
             rusqlite::params![Wide(now_ms), sql_limit(limit)],
         )?)
     }
@@ -466,20 +459,18 @@ impl MetadataBackend for SqliteBackend {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(self.select_entries(
-            "eviction_candidates",
-            &format!("SELECT {COLUMNS} FROM entries ORDER BY accessed_at, key LIMIT ?1"),
-            [sql_limit(limit)],
-        )?)
+        Ok(self.select_entries("eviction_candidates", eviction_sql(), [sql_limit(limit)])?)
     }
 
     fn remove_if_unchanged(&self, expected: &Entry) -> cacheness_core::Result<Option<Entry>> {
         // The version check and the delete are one statement.
         Ok(self.write("remove_if_unchanged", |tx| {
             let removed = tx
-                .prepare_cached(&format!(
+                .prepare_cached(concat!(
                     "DELETE FROM entries WHERE key = ?1 AND created_at = ?2 AND content_hash = ?3 \
-                     AND blob_name IS ?4 RETURNING {COLUMNS}"
+                     AND blob_name IS ?4 RETURNING ",
+                    columns!(),
+                    ""
                 ))?
                 .query_row(
                     rusqlite::params![
@@ -500,7 +491,7 @@ impl MetadataBackend for SqliteBackend {
     fn clear(&self) -> cacheness_core::Result<Vec<Entry>> {
         Ok(self.write("clear", |tx| {
             let mut statement =
-                tx.prepare_cached(&format!("DELETE FROM entries RETURNING {COLUMNS}"))?;
+                tx.prepare_cached(concat!("DELETE FROM entries RETURNING ", columns!()))?;
             let mut rows = statement.query([])?;
             let mut removed = Vec::new();
             while let Some(row) = rows.next()? {
@@ -536,12 +527,61 @@ impl MetadataBackend for SqliteBackend {
     }
 }
 
+/// A page of a scan: entries after `?1`, at most `?2`, with prefix `?3` if the
+/// filter has a non-empty one.
+fn scan_sql(prefix: Option<&str>) -> &'static str {
+    match prefix {
+        None => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE key > ?1 ORDER BY key LIMIT ?2"
+        ),
+        Some("") => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE prefix = '' AND key > ?1 ORDER BY key LIMIT ?2"
+        ),
+        // `prefix <> ''` repeats the partial index's condition so the planner uses it.
+        Some(_) => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE prefix = ?3 AND prefix <> '' AND key > ?1 \
+             ORDER BY key LIMIT ?2"
+        ),
+    }
+}
+
+/// Entries expired at `?1`, soonest first, at most `?2`: a range of the partial
+/// `expires_at` index.
+fn expired_sql() -> &'static str {
+    concat!(
+        "SELECT ",
+        columns!(),
+        " FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1 \
+         ORDER BY expires_at LIMIT ?2"
+    )
+}
+
+/// The `?1` least recently accessed entries, ties by key: the head of the
+/// `accessed_at` index (whose entries end with the key).
+fn eviction_sql() -> &'static str {
+    concat!(
+        "SELECT ",
+        columns!(),
+        " FROM entries ORDER BY accessed_at, key LIMIT ?1"
+    )
+}
+
 /// The entry under `key`, read on `conn`.
 fn select_entry(conn: &Connection, key: &CacheKey) -> Result<Option<Entry>, Failure> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM entries WHERE key = ?1"))?
-        .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
-        .optional()?
-        .transpose()
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM entries WHERE key = ?1"
+    ))?
+    .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
+    .optional()?
+    .transpose()
 }
 
 /// Applies a touch exactly, in `u64` arithmetic: the slow path for counts beyond
@@ -725,6 +765,113 @@ fn retry_until<T>(
                 tracing::debug!(%error, "sqlite busy while opening; retrying");
             }
             other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use rusqlite::trace::{TraceEvent, TraceEventCodes};
+    use rusqlite::{Connection, StatementStatus};
+
+    use super::*;
+
+    const ROWS: i64 = 20_000;
+
+    /// A database of `ROWS` entries, written with plain SQL (fast in debug builds).
+    fn large_database(dir: &Path) -> PathBuf {
+        drop(SqliteBackend::open(dir).unwrap());
+        let path = dir.join(DB_FILE_NAME);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+             INSERT INTO entries ({})
+             SELECT randomblob(16), '', '', 't', 'json', NULL, i, i, NULL, 0, 100, 100,
+                    'none', zeroblob(32), zeroblob(100), NULL, NULL, NULL FROM n;
+             UPDATE stats SET entries = {ROWS}, total_size = {ROWS} * 100;",
+            columns!()
+        ))
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn opening_a_large_database_reads_no_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = large_database(dir.path());
+
+        // Open the way the backend does, recording every statement's work.
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let mut conn = Connection::open(&path).unwrap();
+        let recorder = Arc::clone(&steps);
+        conn.trace_v2(
+            TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(move |event: TraceEvent<'_>| {
+                if let TraceEvent::Profile(statement, _) = event {
+                    recorder.lock().unwrap().push((
+                        statement.sql().into_owned(),
+                        statement.get_status(StatementStatus::FullscanStep),
+                        statement.get_status(StatementStatus::VmStep),
+                    ));
+                }
+            }),
+        )
+        .unwrap();
+        let options = SqliteOptions::default();
+        configure(&conn, &options).unwrap();
+        configure_file(&conn, &options).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+
+        let steps = steps.lock().unwrap();
+        assert!(!steps.is_empty(), "the trace saw the statements");
+        for (sql, full_scan_steps, vm_steps) in steps.iter() {
+            assert_eq!(*full_scan_steps, 0, "`{sql}` scans a table");
+            assert!(*vm_steps < 1_000, "`{sql}` ran {vm_steps} steps");
+        }
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(backend.len().unwrap(), ROWS as u64);
+    }
+
+    fn query_plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let unbound = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+        let details: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(unbound), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        details.join("; ")
+    }
+
+    #[test]
+    fn queries_use_the_indexes() {
+        let backend = SqliteBackend::in_memory().unwrap();
+        let conn = backend.pool.get().unwrap();
+        let get = query_plan(
+            &conn,
+            concat!("SELECT ", columns!(), " FROM entries WHERE key = ?1"),
+        );
+        assert!(get.contains("USING PRIMARY KEY (key=?)"), "{get}");
+        let expired = query_plan(&conn, expired_sql());
+        assert!(expired.contains("entries_by_expires_at"), "{expired}");
+        let eviction = query_plan(&conn, eviction_sql());
+        assert!(eviction.contains("entries_by_accessed_at"), "{eviction}");
+        assert!(!eviction.contains("TEMP B-TREE"), "no sort: {eviction}");
+        let prefixed = query_plan(&conn, scan_sql(Some("models")));
+        assert!(prefixed.contains("entries_by_prefix"), "{prefixed}");
+        assert!(!prefixed.contains("TEMP B-TREE"), "no sort: {prefixed}");
+        let all = query_plan(&conn, scan_sql(None));
+        assert!(all.contains("PRIMARY KEY (key>?)"), "{all}");
+        for touch in [
+            "UPDATE stats SET entries = ?1, total_size = ?2 WHERE id = 1",
+            "DELETE FROM entries WHERE key = ?1",
+        ] {
+            let plan = query_plan(&conn, touch);
+            assert!(!plan.contains("SCAN"), "{touch}: {plan}");
         }
     }
 }

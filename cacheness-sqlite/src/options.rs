@@ -22,7 +22,6 @@ use serde::{Deserialize, Deserializer};
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
 pub struct SqliteOptions {
     /// `PRAGMA page_size`, in bytes: a power of two from 512 to 65 536 (default
     /// 4 096). Only takes effect when the database file is created.
@@ -84,7 +83,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(10),
             synchronous: Synchronous::Normal,
             temp_store: TempStore::Memory,
-            wal_autocheckpoint: 1000,
+            wal_autocheckpoint: 10_000,
             max_idle_connections: 8,
             recreate_if_corrupt: false,
         }

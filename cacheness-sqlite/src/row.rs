@@ -8,10 +8,16 @@ use rusqlite::{Row, Statement, ToSql};
 
 use crate::error::SqliteError;
 
-/// The columns of `entries`, in the order rows are read and written.
-pub(crate) const COLUMNS: &str = "key, prefix, description, type_tag, codec, params, \
-     created_at, accessed_at, expires_at, access_count, stored_size, raw_size, \
-     compression, content_hash, inline_value, blob_name, signature, user_metadata";
+/// The columns of `entries`, in the order rows are read and written; a macro so
+/// that statements are `concat!`ed at compile time, not formatted per call.
+macro_rules! columns {
+    () => {
+        "key, prefix, description, type_tag, codec, params, \
+         created_at, accessed_at, expires_at, access_count, stored_size, raw_size, \
+         compression, content_hash, inline_value, blob_name, signature, user_metadata"
+    };
+}
+pub(crate) use columns;
 
 const COLUMN_NAMES: [&str; 18] = [
     "key",
@@ -124,7 +130,7 @@ pub(crate) fn wide(value: ValueRef<'_>) -> Result<u64, String> {
     }
 }
 
-/// Binds `entry` to the 18 parameters of an insert in [`COLUMNS`] order.
+/// Binds `entry` to the 18 parameters of an insert in [`columns!`] order.
 pub(crate) fn bind_entry(statement: &mut Statement<'_>, entry: &Entry) -> Result<usize, Failure> {
     let encode = |column, source| Failure::Encode {
         key: entry.key.to_hex(),
@@ -166,7 +172,7 @@ pub(crate) fn bind_entry(statement: &mut Statement<'_>, entry: &Entry) -> Result
     ])?)
 }
 
-/// Reads a row selected as [`COLUMNS`] back into an entry; damage is an error
+/// Reads a row selected as [`columns!`] back into an entry; damage is an error
 /// naming the key and column, never a panic.
 pub(crate) fn entry_from_row(row: &Row<'_>) -> Result<Entry, Failure> {
     let key = match row.get_ref(0)? {
