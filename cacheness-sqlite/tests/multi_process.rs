@@ -29,7 +29,7 @@ struct Value {
 /// The value child `child` writes for `index`: every fourth one large enough for
 /// a blob file, and different per child so the winner of a shared key is known.
 fn value(child: u64, index: u64) -> Value {
-    let len = if index % 4 == 0 { 600 } else { 20 };
+    let len = if index.is_multiple_of(4) { 600 } else { 20 };
     // Pseudo-random letters: lz4 cannot shrink them under the inline threshold.
     let mut state = (child + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index;
     let payload = (0..len)
