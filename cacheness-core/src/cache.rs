@@ -23,6 +23,10 @@ use crate::key::{CacheKey, Params, ToKey};
 
 /// Values up to this many stored bytes live inline in the entry by default.
 pub const DEFAULT_INLINE_THRESHOLD: usize = 4 * 1024;
+/// A read records an access only when the entry's recorded access is at least this
+/// old, by default. Recording is a write to the backend (for SQLite a random page);
+/// LRU eviction does not need millisecond recency.
+pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
 /// The size limit evicts down to this fraction of the limit by default.
 pub const DEFAULT_LOW_WATERMARK: f64 = 0.8;
 /// Buffered reads are written to the backend after this many distinct keys...
@@ -87,6 +91,7 @@ struct Settings {
     max_size: Option<u64>,
     low_watermark: f64,
     verify_integrity: bool,
+    access_granularity_ms: u64,
     /// Stored values up to this size go inline; `usize::MAX` without a blob store,
     /// and `None` when the backend cannot hold inline values.
     inline_limit: Option<usize>,
@@ -127,6 +132,7 @@ pub struct CacheBuilder<C: Codec = JsonCodec> {
     low_watermark: f64,
     verify_integrity: bool,
     inline_threshold: usize,
+    access_granularity: Duration,
     durability: Durability,
     clock: Arc<dyn Clock>,
     codec: C,
@@ -142,6 +148,7 @@ impl Default for CacheBuilder<JsonCodec> {
             low_watermark: DEFAULT_LOW_WATERMARK,
             verify_integrity: true,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            access_granularity: DEFAULT_ACCESS_GRANULARITY,
             durability: Durability::default(),
             clock: Arc::new(SystemClock),
             codec: JsonCodec,
@@ -192,6 +199,15 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// How old an entry's recorded access must be before a read records a new one
+    /// (default 60 s). Recording costs a backend write per key; reads closer
+    /// together than this are counted as hits but move neither `accessed_at` nor
+    /// `access_count`. Zero records every read.
+    pub fn access_granularity(mut self, granularity: Duration) -> Self {
+        self.access_granularity = granularity;
+        self
+    }
+
     /// How hard blob writes try to reach the disk (default [`Durability::Flush`]).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
@@ -224,6 +240,7 @@ impl<C: Codec> CacheBuilder<C> {
             low_watermark: self.low_watermark,
             verify_integrity: self.verify_integrity,
             inline_threshold: self.inline_threshold,
+            access_granularity: self.access_granularity,
             durability: self.durability,
             clock: self.clock,
             codec,
@@ -290,6 +307,7 @@ impl<C: Codec> CacheBuilder<C> {
                 max_size: self.max_size,
                 low_watermark: self.low_watermark,
                 verify_integrity: self.verify_integrity,
+                access_granularity_ms: duration_ms(self.access_granularity),
                 inline_limit,
             },
             pending: Mutex::new(PendingAccess {
@@ -971,7 +989,7 @@ impl<C: Codec> Cache<C> {
             }
             match self.read_stored(&mut entry, keep_inline)? {
                 Ok(bytes) => {
-                    self.record_hit(key, now);
+                    self.record_hit(key, now, entry.accessed_at);
                     return Ok(Some((bytes, entry)));
                 }
                 Err(Damage::Missing) if attempt == 0 => continue,
@@ -1079,13 +1097,16 @@ impl<C: Codec> Cache<C> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn record_hit(&self, key: CacheKey, now: u64) {
+    fn record_hit(&self, key: CacheKey, now: u64, recorded_access: u64) {
         self.session.hits.fetch_add(1, Ordering::Relaxed);
+        let record_access = now >= recorded_access.saturating_add(self.settings.access_granularity_ms);
         let due = {
             let mut pending = self.lock_pending();
-            let touch = pending.touches.entry(key).or_insert((now, 0));
-            touch.0 = touch.0.max(now);
-            touch.1 += 1;
+            if record_access {
+                let touch = pending.touches.entry(key).or_insert((now, 0));
+                touch.0 = touch.0.max(now);
+                touch.1 += 1;
+            }
             pending.counters.hits += 1;
             pending.touches.len() >= FLUSH_MAX_TOUCHES
                 || now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS

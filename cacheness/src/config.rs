@@ -83,6 +83,10 @@ pub struct CacheConfig {
     pub inline_threshold: usize,
     /// How hard writes try to reach the disk.
     pub durability: Durability,
+    /// Reads closer together than this record the access once (see
+    /// [`CacheBuilder::access_granularity`](cacheness_core::CacheBuilder::access_granularity)).
+    #[serde(deserialize_with = "duration_text::deserialize_required")]
+    pub access_granularity: Duration,
     /// Options of the `json` backend.
     #[cfg(feature = "json")]
     pub json: cacheness_json::JsonOptions,
@@ -101,6 +105,7 @@ impl Default for CacheConfig {
             verify_integrity: true,
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
             durability: Durability::Flush,
+            access_granularity: cacheness_core::cache::DEFAULT_ACCESS_GRANULARITY,
             #[cfg(feature = "json")]
             json: cacheness_json::JsonOptions::default(),
             #[cfg(feature = "sqlite")]
@@ -191,6 +196,7 @@ impl CacheConfig {
             .verify_integrity(self.verify_integrity)
             .inline_threshold(self.inline_threshold)
             .durability(self.durability)
+            .access_granularity(self.access_granularity)
             .shared_clock(clock);
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
@@ -412,6 +418,12 @@ mod duration_text {
                 .map_err(serde::de::Error::custom),
             Some(Text::WithUnit(text)) => parse(&text).map(Some).map_err(serde::de::Error::custom),
         }
+    }
+
+    pub(super) fn deserialize_required<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        deserialize(deserializer)?.ok_or_else(|| serde::de::Error::custom("a duration is required"))
     }
 
     fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {
