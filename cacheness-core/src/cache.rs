@@ -20,6 +20,7 @@ use crate::codec::{Codec, JsonCodec, RAW_CODEC};
 use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, Params, ToKey};
+use crate::signing::Signer;
 
 /// Values up to this many stored bytes live inline in the entry by default.
 pub const DEFAULT_INLINE_THRESHOLD: usize = 4 * 1024;
@@ -77,6 +78,7 @@ pub struct Cache<C: Codec = JsonCodec> {
     blobs: Option<Arc<dyn BlobStore>>,
     codec: C,
     clock: Arc<dyn Clock>,
+    signer: Option<Signer>,
     settings: Settings,
     pending: Mutex<PendingAccess>,
     session: SessionCounters,
@@ -137,6 +139,15 @@ pub struct CacheBuilder<C: Codec = JsonCodec> {
     clock: Arc<dyn Clock>,
     codec: C,
     blob_store: Option<Arc<dyn BlobStore>>,
+    signing: Signing,
+}
+
+/// Where a cache's signing key comes from.
+#[derive(Debug, Clone)]
+enum Signing {
+    Off,
+    KeyFile,
+    Key(Signer),
 }
 
 impl Default for CacheBuilder<JsonCodec> {
@@ -153,6 +164,7 @@ impl Default for CacheBuilder<JsonCodec> {
             clock: Arc::new(SystemClock),
             codec: JsonCodec,
             blob_store: None,
+            signing: Signing::Off,
         }
     }
 }
@@ -225,6 +237,21 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// Sign every entry with a keyed blake3 MAC, the key kept in `signing.key` in
+    /// the cache dir (created 0600 with random bytes if missing). Reads reject, log
+    /// and remove entries whose metadata does not match its signature, such as a
+    /// size, hash or expiry edited by hand; content hashes are then always checked.
+    pub fn sign_entries(mut self) -> Self {
+        self.signing = Signing::KeyFile;
+        self
+    }
+
+    /// Sign every entry with this key (see [`sign_entries`](Self::sign_entries)).
+    pub fn signing_key(mut self, key: [u8; 32]) -> Self {
+        self.signing = Signing::Key(Signer::new(key));
+        self
+    }
+
     /// A blob store to use instead of the local directory.
     pub fn blob_store(mut self, store: Arc<dyn BlobStore>) -> Self {
         self.blob_store = Some(store);
@@ -245,6 +272,7 @@ impl<C: Codec> CacheBuilder<C> {
             clock: self.clock,
             codec,
             blob_store: self.blob_store,
+            signing: self.signing,
         }
     }
 
@@ -292,6 +320,18 @@ impl<C: Codec> CacheBuilder<C> {
             });
         }
         let now = self.clock.now_ms();
+        let signer = match (self.signing, &self.dir) {
+            (Signing::Off, _) => None,
+            (Signing::Key(signer), _) => Some(signer),
+            (Signing::KeyFile, Some(dir)) => Some(Signer::from_key_file(dir)?),
+            (Signing::KeyFile, None) => {
+                return Err(Error::Config {
+                    field: "signing",
+                    reason: "a signing key file needs a cache directory; pass the key instead"
+                        .into(),
+                });
+            }
+        };
         let approx_total_size = match self.max_size {
             Some(_) => backend.total_size()?,
             None => 0,
@@ -301,6 +341,7 @@ impl<C: Codec> CacheBuilder<C> {
             blobs,
             codec: self.codec,
             clock: self.clock,
+            signer,
             settings: Settings {
                 dir: self.dir,
                 default_ttl: self.default_ttl,
@@ -742,6 +783,11 @@ impl<C: Codec> Cache<C> {
         self.backend.as_ref()
     }
 
+    /// The signer, when entries are signed.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
+    }
+
     /// The blob store, when the cache has one.
     pub fn blob_store(&self) -> Option<&dyn BlobStore> {
         self.blobs.as_deref()
@@ -814,6 +860,14 @@ impl<C: Codec> Cache<C> {
             .settings
             .inline_limit
             .is_some_and(|limit| stored.len() <= limit);
+        if let Some(signer) = &self.signer {
+            // The signature covers the location's kind, not the blob's name, so it
+            // can be computed before the blob (whose header carries it) is written.
+            if !inline {
+                entry.location = Location::Blob(String::new());
+            }
+            entry.signature = Some(signer.sign(&entry));
+        }
         let written_blob = match (&self.blobs, inline) {
             (_, true) => {
                 entry.location = Location::Inline(stored.to_vec());
@@ -987,7 +1041,16 @@ impl<C: Codec> Cache<C> {
                 self.record_miss(now);
                 return Ok(None);
             }
-            match self.read_stored(&mut entry, keep_inline)? {
+            let signature_ok = self
+                .signer
+                .as_ref()
+                .is_none_or(|signer| signer.verify(&entry));
+            let read = if signature_ok {
+                self.read_stored(&mut entry, keep_inline)?
+            } else {
+                Err(Damage::Invalid("signature does not match the entry".into()))
+            };
+            match read {
                 Ok(bytes) => {
                     self.record_hit(key, now, entry.accessed_at);
                     return Ok(Some((bytes, entry)));
@@ -1055,7 +1118,8 @@ impl<C: Codec> Cache<C> {
                 entry.stored_size
             ))));
         }
-        if self.settings.verify_integrity && ContentHash::of(&stored) != entry.content_hash {
+        let verify = self.settings.verify_integrity || self.signer.is_some();
+        if verify && ContentHash::of(&stored) != entry.content_hash {
             return Ok(Err(Damage::Invalid("content hash mismatch".into())));
         }
         if entry.compression == Compression::Lz4 {
@@ -1099,7 +1163,8 @@ impl<C: Codec> Cache<C> {
 
     fn record_hit(&self, key: CacheKey, now: u64, recorded_access: u64) {
         self.session.hits.fetch_add(1, Ordering::Relaxed);
-        let record_access = now >= recorded_access.saturating_add(self.settings.access_granularity_ms);
+        let record_access =
+            now >= recorded_access.saturating_add(self.settings.access_granularity_ms);
         let due = {
             let mut pending = self.lock_pending();
             if record_access {

@@ -1319,7 +1319,11 @@ pub fn engine_records_reads_at_most_once_per_granularity<B: MetadataBackend + 's
     }
     cache.flush().unwrap();
     let entry = cache.entry(&key).unwrap().unwrap();
-    assert_eq!((entry.accessed_at, entry.access_count), (stored_at, 0), "recent reads write nothing");
+    assert_eq!(
+        (entry.accessed_at, entry.access_count),
+        (stored_at, 0),
+        "recent reads write nothing"
+    );
     assert_eq!(cache.stats().unwrap().hits, 5, "but they are hits");
     clock.advance(Duration::from_secs(31));
     assert_eq!(cache.get::<i32>(&key).unwrap(), Some(1));

@@ -36,6 +36,7 @@ pub mod entry;
 pub mod error;
 pub mod key;
 pub mod ops;
+pub mod signing;
 
 pub use backend::{
     AccessBatch, BackendStats, Capabilities, Counters, MetadataBackend, ScanFilter, Touch,
@@ -48,3 +49,4 @@ pub use entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 pub use error::{BoxError, Error, Result};
 pub use key::{CacheKey, Params, ToKey, Value};
 pub use ops::{GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate};
+pub use signing::Signer;

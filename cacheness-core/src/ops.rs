@@ -190,7 +190,9 @@ impl<C: Codec> Cache<C> {
         for_each_entry(self.backend(), |entry| {
             report.entries += 1;
             report.bytes += entry.stored_size;
+            let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
             let outcome = match &entry.location {
+                _ if !signed => Err(Some("signature does not match the entry".to_owned())),
                 Location::Inline(bytes) => check_stored(&entry, bytes).map_err(Some),
                 Location::Blob(name) => {
                     referenced.insert(name.clone());
@@ -276,7 +278,15 @@ impl<C: Codec> Cache<C> {
             let header = match BlobHeader::decode(&file) {
                 Ok((header, offset)) => {
                     let entry = header.clone().into_entry(name.clone());
-                    match check_stored(&entry, &file[offset..]) {
+                    let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
+                    let checked = check_stored(&entry, &file[offset..]).and_then(|()| {
+                        if signed {
+                            Ok(())
+                        } else {
+                            Err("signature does not match the header".to_owned())
+                        }
+                    });
+                    match checked {
                         Ok(()) if key_of_blob(&name) == Some(header.key) => header,
                         Ok(()) => {
                             report

@@ -87,6 +87,9 @@ pub struct CacheConfig {
     /// [`CacheBuilder::access_granularity`](cacheness_core::CacheBuilder::access_granularity)).
     #[serde(deserialize_with = "duration_text::deserialize_required")]
     pub access_granularity: Duration,
+    /// Sign entries with a keyed blake3 MAC (key in `signing.key` in the dir), so
+    /// metadata edited by hand is rejected instead of served.
+    pub sign_entries: bool,
     /// Options of the `json` backend.
     #[cfg(feature = "json")]
     pub json: cacheness_json::JsonOptions,
@@ -106,6 +109,7 @@ impl Default for CacheConfig {
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
             durability: Durability::Flush,
             access_granularity: cacheness_core::cache::DEFAULT_ACCESS_GRANULARITY,
+            sign_entries: false,
             #[cfg(feature = "json")]
             json: cacheness_json::JsonOptions::default(),
             #[cfg(feature = "sqlite")]
@@ -200,6 +204,9 @@ impl CacheConfig {
             .shared_clock(clock);
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
+        }
+        if self.sign_entries {
+            builder = builder.sign_entries();
         }
         if let Some(dir) = &self.dir {
             // The backend may create files in the dir: it must exist first.
