@@ -17,12 +17,15 @@ fn signed_cache(dir: &std::path::Path, backend: Arc<MemoryBackend>) -> Cache {
         .unwrap()
 }
 
+/// A change made to an entry behind the cache's back.
+type Edit = fn(&mut Entry);
+
 #[test]
 fn hand_edited_metadata_is_rejected_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(MemoryBackend::new());
     let cache = signed_cache(dir.path(), backend.clone());
-    let edits: [(&str, fn(&mut Entry)); 5] = [
+    let edits: [(&str, Edit); 5] = [
         ("size", |entry| entry.stored_size += 1),
         ("expiry", |entry| entry.expires_at = Some(u64::MAX)),
         ("hash", |entry| {
