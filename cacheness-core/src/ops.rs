@@ -221,18 +221,8 @@ impl<C: Codec> Cache<C> {
             });
             Ok(())
         })?;
-        for name in listed.difference(&referenced) {
-            // ...except one whose entry was put after the scan passed its key: look again.
-            let now_referenced = key_of_blob(name)
-                .map(|key| self.backend().get(&key))
-                .transpose()?
-                .flatten()
-                .is_some_and(|entry| entry.blob_name() == Some(name.as_str()));
-            if !now_referenced {
-                report.orphaned.push(name.clone());
-            }
-        }
-        report.orphaned.sort();
+        // ...except one whose entry was put after the scan passed its key.
+        report.orphaned = self.unreferenced(&listed, &referenced)?;
         if repair {
             for entry in &damaged {
                 if let Some(gone) = self.backend().remove_if_unchanged(entry)? {
@@ -380,8 +370,19 @@ impl<C: Codec> Cache<C> {
             }
             Ok(())
         })?;
+        self.unreferenced(&listed, &referenced)
+    }
+
+    /// The listed blobs not in `referenced` whose key's current entry does not
+    /// refer to them either (looked up again, for puts that raced with the scan),
+    /// sorted.
+    fn unreferenced(
+        &self,
+        listed: &HashSet<String>,
+        referenced: &HashSet<String>,
+    ) -> Result<Vec<String>> {
         let mut orphans = Vec::new();
-        for name in listed.difference(&referenced) {
+        for name in listed.difference(referenced) {
             let now_referenced = key_of_blob(name)
                 .map(|key| self.backend().get(&key))
                 .transpose()?
