@@ -37,7 +37,8 @@ pub mod error;
 pub mod key;
 
 pub use backend::{
-    AccessBatch, BackendStats, Capabilities, Counters, MetadataBackend, ScanFilter, Touch,
+    AccessBatch, BackendStats, Capabilities, Counters, LayerStats, MetadataBackend, ScanFilter,
+    Touch,
 };
 pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
 pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
