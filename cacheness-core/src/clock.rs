@@ -24,7 +24,7 @@ impl Clock for SystemClock {
         // tell" must never make entries look expired.
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map(|elapsed| duration_ms(elapsed))
+            .map(duration_ms)
             .unwrap_or(0)
     }
 }

@@ -1036,6 +1036,7 @@ pub fn engine_recovers_from_corrupted_blobs<B: MetadataBackend + 'static>(
 ) {
     let dir = temp_dir();
     let (cache, _clock, cache_dir) = engine(&open, dir.path(), |builder| builder);
+    #[allow(clippy::type_complexity)] // a table of named damage functions reads best inline
     let damages: [(&str, fn(&Path)); 4] = [
         ("flipped", |path| {
             let mut bytes = fs::read(path).unwrap();
