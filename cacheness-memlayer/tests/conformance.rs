@@ -45,3 +45,36 @@ mod disabled {
     use super::*;
     cacheness_core::conformance_tests!(|_dir: &Path| layer(MemLayerConfig::new().enabled(false)));
 }
+
+/// Over the SQLite file backend, with the default and a tiny capacity.
+mod sqlite {
+    use super::*;
+    use cacheness_sqlite::SqliteBackend;
+
+    fn open(dir: &Path, config: MemLayerConfig) -> MemLayer<SqliteBackend> {
+        let backend = SqliteBackend::open(dir).expect("the database opens");
+        MemLayer::new(backend, config).expect("the test configuration is valid")
+    }
+
+    mod default_config {
+        use super::*;
+        cacheness_core::conformance_tests!(|dir: &Path| open(dir, MemLayerConfig::default()));
+    }
+
+    mod three_entries {
+        use super::*;
+        cacheness_core::conformance_tests!(|dir: &Path| open(
+            dir,
+            MemLayerConfig::new().capacity(Capacity::Entries(3))
+        ));
+    }
+}
+
+/// Over the JSON backend.
+mod json {
+    use super::*;
+    cacheness_core::conformance_tests!(|dir: &Path| {
+        let backend = cacheness_json::JsonBackend::open(dir).expect("the metadata opens");
+        MemLayer::new(backend, MemLayerConfig::default()).expect("the test configuration is valid")
+    });
+}
