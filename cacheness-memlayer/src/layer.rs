@@ -11,6 +11,7 @@ use cacheness_core::{
     MetadataBackend, Result, ScanFilter, SystemClock,
 };
 use quick_cache::sync::Cache as QuickCache;
+use quick_cache::sync::EntryAction;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use crate::config::{Capacity, MemLayerConfig};
@@ -364,13 +365,13 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
                 self.forget(&touch.key);
                 continue;
             }
-            if let Some(mut held) = self.held.peek(&touch.key) {
+            // In place: no clone, and the weight (`bytes`) stays as it was. A
+            // vacant key yields a placeholder guard, dropped at once.
+            drop(self.held.entry(&touch.key, None, |_, held| {
                 held.entry.accessed_at = held.entry.accessed_at.max(touch.accessed_at);
                 held.entry.access_count = held.entry.access_count.saturating_add(touch.count);
-                // A soft replace leaves the key's hotness alone; the weight is the
-                // same. It fails only if the copy was dropped meanwhile.
-                let _ = self.held.replace(touch.key, held, true);
-            }
+                EntryAction::Retain(())
+            }));
         }
         result
     }
