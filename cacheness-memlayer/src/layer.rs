@@ -323,11 +323,11 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
             return self.backend.get(key);
         }
-        if let Some(held) = self.held.get(key) {
-            if now.saturating_sub(held.read_at) < self.ttl_ms {
-                self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(held.entry));
-            }
+        if let Some(held) = self.held.get(key)
+            && now.saturating_sub(held.read_at) < self.ttl_ms
+        {
+            self.counters.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(held.entry));
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         self.fill(key, now)
