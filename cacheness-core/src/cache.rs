@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
+use crate::backend::{AccessBatch, Counters, LayerStats, MetadataBackend, ScanFilter, Touch};
 use crate::blob::{
     BlobHeader, BlobStore, Durability, LocalBlobStore, create_private_dir, payload_offset,
 };
@@ -494,6 +494,8 @@ pub struct Stats {
     pub misses: u64,
     /// Entries removed by the size limit.
     pub evictions: u64,
+    /// The memory layer's own statistics, when the backend has one in front.
+    pub layer: Option<LayerStats>,
 }
 
 impl Stats {
@@ -730,6 +732,7 @@ impl<C: Codec> Cache<C> {
             hits: counters.hits,
             misses: counters.misses,
             evictions: counters.evictions,
+            layer: self.backend.layer_stats(),
         })
     }
 

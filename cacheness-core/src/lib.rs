@@ -39,7 +39,8 @@ pub mod ops;
 pub mod signing;
 
 pub use backend::{
-    AccessBatch, BackendStats, Capabilities, Counters, MetadataBackend, ScanFilter, Touch,
+    AccessBatch, BackendStats, Capabilities, Counters, LayerStats, MetadataBackend, ScanFilter,
+    Touch,
 };
 pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
 pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
