@@ -3,6 +3,7 @@
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,9 +57,58 @@ pub struct SqliteBackend {
     memory: bool,
     busy_timeout: Duration,
     pool: Pool,
-    /// A connection that never writes, for `PRAGMA data_version`: its value moves
-    /// whenever any other connection, in this process or another, commits.
-    watcher: Option<Mutex<Connection>>,
+    /// What [`data_version`](MetadataBackend::data_version) reads (`None` in memory).
+    watcher: Option<Mutex<Watcher>>,
+    /// This handle's own write transactions, told apart from other handles' there.
+    own: OwnWrites,
+}
+
+/// A connection that never writes, and what it saw at the last
+/// [`data_version`](MetadataBackend::data_version) call.
+///
+/// `PRAGMA data_version` on this connection moves whenever any other connection
+/// commits, this handle's pooled ones included, so it alone cannot tell our writes
+/// from others'. `stats.writes` counts every committed write transaction and
+/// [`OwnWrites`] counts ours: their difference counts the others'.
+#[derive(Debug)]
+struct Watcher {
+    conn: Connection,
+    /// `PRAGMA data_version` at the last reading: while it stays, nobody
+    /// committed and the answer stays (no query of the stats row).
+    pragma: i64,
+    /// Other handles' write transactions (`stats.writes` minus ours) at the last
+    /// exact reading (the first is at open). It only grows, so an equal count
+    /// later means none since.
+    foreign: u64,
+    /// The answer: grows by one when `foreign` grows, or when a reading was not
+    /// exact. Never repeats an older value, so no change can hide behind one.
+    version: u64,
+}
+
+/// This handle's write transactions that changed something, counted as they
+/// commit.
+#[derive(Debug, Default)]
+struct OwnWrites {
+    /// Commits known to have succeeded.
+    committed: AtomicU64,
+    /// Commits under way: between the start of `COMMIT` and the update of
+    /// `committed`, the database may already show one more than `committed`.
+    committing: AtomicU64,
+}
+
+impl OwnWrites {
+    /// Commits `tx`, counting it. A commit that fails is not counted; should it
+    /// have reached the database anyway, the count of others' writes only grows by
+    /// one (a spurious change, never a hidden one).
+    fn commit(&self, tx: Transaction<'_>) -> rusqlite::Result<()> {
+        self.committing.fetch_add(1, Ordering::SeqCst);
+        let result = tx.commit();
+        if result.is_ok() {
+            self.committed.fetch_add(1, Ordering::SeqCst);
+        }
+        self.committing.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
 }
 
 impl SqliteBackend {
@@ -166,6 +216,7 @@ impl SqliteBackend {
             busy_timeout: options.busy_timeout,
             pool: Pool::single(conn),
             watcher: None,
+            own: OwnWrites::default(),
         })
     }
 
@@ -196,8 +247,18 @@ impl SqliteBackend {
             configure(&conn, options).map_err(open_error)?;
             configure_file(&conn, options).map_err(open_error)?;
             ensure_schema(&mut conn, path)?;
-            let watcher = Connection::open(path).map_err(open_error)?;
-            configure(&watcher, options).map_err(open_error)?;
+            let conn_watcher = Connection::open(path).map_err(open_error)?;
+            configure(&conn_watcher, options).map_err(open_error)?;
+            // No write of this handle yet: all of `writes` is others'.
+            let pragma = read_pragma(&conn_watcher).map_err(open_error)?;
+            let foreign =
+                read_writes(&conn_watcher).map_err(|failure| failure.into_error(path, "open"))?;
+            let watcher = Watcher {
+                conn: conn_watcher,
+                pragma,
+                foreign,
+                version: 0,
+            };
             Ok((conn, watcher))
         })?;
         Ok(SqliteBackend {
@@ -206,6 +267,7 @@ impl SqliteBackend {
             busy_timeout: options.busy_timeout,
             pool: Pool::file(conn, path.to_owned(), options),
             watcher: Some(Mutex::new(watcher)),
+            own: OwnWrites::default(),
         })
     }
 
@@ -224,7 +286,8 @@ impl SqliteBackend {
 
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction (the write lock is taken
     /// first, so what `body` reads cannot change before it commits), retrying
-    /// while another writer holds the lock.
+    /// while another writer holds the lock. A transaction that changed anything
+    /// also increments `stats.writes` and is counted in [`OwnWrites`].
     fn write<T>(
         &self,
         operation: &'static str,
@@ -236,8 +299,16 @@ impl SqliteBackend {
             .map_err(|source| Failure::Sql(source).into_error(&self.path, operation))?;
         self.retrying(operation, || {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changes = tx.total_changes();
             let value = body(&tx)?;
-            tx.commit()?;
+            if tx.total_changes() == changes {
+                // Nothing written: the commit leaves the database as it was.
+                tx.commit()?;
+            } else {
+                tx.prepare_cached("UPDATE stats SET writes = writes + 1 WHERE id = 1")?
+                    .execute([])?;
+                self.own.commit(tx)?;
+            }
             Ok(value)
         })
     }
@@ -512,19 +583,64 @@ impl MetadataBackend for SqliteBackend {
         Ok(())
     }
 
+    /// Changes only when another handle (another process, or another
+    /// `SqliteBackend` on the same file) may have committed a write; this handle's
+    /// own writes leave it alone. Usually one `PRAGMA data_version` on a connection
+    /// of its own; after any commit, also a read of the one-row `stats` table.
     fn data_version(&self) -> cacheness_core::Result<Option<u64>> {
         let Some(watcher) = &self.watcher else {
             // Only this handle can reach an in-memory database.
             return Ok(Some(0));
         };
-        let watcher = watcher.lock().unwrap_or_else(PoisonError::into_inner);
-        let version = self.retrying("data_version", || {
-            Ok(watcher
-                .prepare_cached("PRAGMA data_version")?
-                .query_row([], |row| row.get::<_, i64>(0))?)
-        })?;
-        Ok(Some(version as u64))
+        let mut watcher = watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        let watcher = &mut *watcher;
+        // First the pragma, then the count: a commit between the two is counted
+        // now and moves the pragma again, so the next call reads the count anew.
+        // The other order would record the new pragma with the old count.
+        let pragma = self.retrying("data_version", || Ok(read_pragma(&watcher.conn)?))?;
+        if watcher.pragma == pragma {
+            return Ok(Some(watcher.version));
+        }
+        // Like a seqlock: the reading is exact if none of our commits was under
+        // way around it and none completed during it, so `own` is exactly our
+        // part of `writes`.
+        let committing = self.own.committing.load(Ordering::SeqCst);
+        let own = self.own.committed.load(Ordering::SeqCst);
+        let writes = self.retrying("data_version", || read_writes(&watcher.conn))?;
+        let exact = committing == 0
+            && self.own.committing.load(Ordering::SeqCst) == 0
+            && self.own.committed.load(Ordering::SeqCst) == own;
+        if exact {
+            let foreign = writes.wrapping_sub(own);
+            if foreign != watcher.foreign {
+                watcher.version += 1;
+                watcher.foreign = foreign;
+            }
+        } else {
+            // One of our commits may or may not be in `writes`: report a change
+            // rather than risk hiding one.
+            watcher.version += 1;
+        }
+        watcher.pragma = pragma;
+        Ok(Some(watcher.version))
     }
+}
+
+/// `PRAGMA data_version` of `conn`.
+fn read_pragma(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |row| row.get(0))
+}
+
+/// `stats.writes`: the write transactions committed so far, by every handle.
+fn read_writes(conn: &Connection) -> Result<u64, Failure> {
+    conn.prepare_cached("SELECT writes FROM stats WHERE id = 1")?
+        .query_row([], |row| Ok(wide(row.get_ref(0)?)))?
+        .map_err(|reason| Failure::InvalidRow {
+            key: "stats".into(),
+            column: "writes",
+            reason,
+        })
 }
 
 /// A page of a scan: entries after `?1`, at most `?2`, with prefix `?3` if the

@@ -7,7 +7,11 @@
 //!   sweeps) and on `prefix` where not empty (filtered listings);
 //! - 2: adds `stats`, one row of running totals (entry count, total stored size,
 //!   hit/miss/eviction counters) kept in the same transactions as the writes, so
-//!   `len`, `total_size` and `stats` read one row instead of every entry.
+//!   `len`, `total_size` and `stats` read one row instead of every entry;
+//! - 3: adds `stats.writes`, a count of the write transactions that changed
+//!   anything, incremented inside each of them: a handle that also counts its own
+//!   commits can tell other handles' writes from its own (see
+//!   `SqliteBackend::data_version`).
 //!
 //! A fresh database goes through the same steps as an old one, inside one
 //! `BEGIN IMMEDIATE` transaction that re-reads the version once it holds the write
@@ -23,7 +27,7 @@ use crate::options::SqliteOptions;
 use crate::row::{Failure, Wide, wide};
 
 /// The newest schema version this build knows.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: the entries table and its indexes.
 const SCHEMA_V1: &str = "
@@ -64,6 +68,9 @@ CREATE TABLE stats (
     evictions   INTEGER NOT NULL
 );
 ";
+
+/// Version 3: the count of committed write transactions.
+const SCHEMA_V3: &str = "ALTER TABLE stats ADD COLUMN writes INTEGER NOT NULL DEFAULT 0;";
 
 /// The per-connection pragmas: everything but the page size and journal mode,
 /// which belong to the database file.
@@ -228,6 +235,9 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), Failure> {
             "INSERT INTO stats (id, entries, total_size, hits, misses, evictions) VALUES (1, ?1, ?2, 0, 0, 0)",
             rusqlite::params![Wide(entries), Wide(total_size)],
         )?;
+    }
+    if from < 3 {
+        conn.execute_batch(SCHEMA_V3)?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())

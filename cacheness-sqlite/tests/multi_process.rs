@@ -2,13 +2,15 @@
 //! parent runs it again with `CACHENESS_SQLITE_CHILD` set, selecting the
 //! `child_process` test, which does the child's work. Children wait on their
 //! stdin until every one is spawned, so they open the fresh directory together.
+//! One test watches the parent's `data_version` while a child writes.
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use cacheness_core::{Cache, ListOptions, key};
+use cacheness_core::conformance::{key_of, sample_entry};
+use cacheness_core::{Cache, ListOptions, MetadataBackend, key};
 use cacheness_sqlite::SqliteBackend;
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +114,11 @@ fn child_process() {
                 }
             }
         }
+        "one" => {
+            cache
+                .put(&key!(child = child), &value(child, 0))
+                .expect("put succeeds");
+        }
         other => panic!("unknown child mode {other}"),
     }
     cache.flush().expect("flush succeeds");
@@ -119,8 +126,13 @@ fn child_process() {
 
 /// Runs `CHILDREN` children in `mode` on `dir`, all released at once.
 fn run_children(mode: &str, dir: &Path) {
+    run_some_children(CHILDREN, mode, dir);
+}
+
+/// Runs `count` children in `mode` on `dir`, all released at once.
+fn run_some_children(count: u64, mode: &str, dir: &Path) {
     let exe = std::env::current_exe().expect("the test binary has a path");
-    let mut children: Vec<_> = (0..CHILDREN)
+    let mut children: Vec<_> = (0..count)
         .map(|child| {
             Command::new(&exe)
                 .args([
@@ -234,4 +246,20 @@ fn four_processes_writing_the_same_keys_leave_one_whole_value_each_and_no_stray_
         referenced,
         "no blob file without an entry, none missing"
     );
+}
+
+#[test]
+fn another_process_write_changes_data_version_and_own_writes_do_not() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("watched");
+    let mine = SqliteBackend::open(&dir).unwrap();
+    mine.put(sample_entry(key_of(1), 1)).unwrap();
+    let before = mine.data_version().unwrap();
+    run_some_children(1, "one", &dir);
+    let after = mine.data_version().unwrap();
+    assert_ne!(after, before, "the child's put shows");
+    mine.put(sample_entry(key_of(2), 2)).unwrap();
+    mine.remove(&key_of(1)).unwrap();
+    assert_eq!(mine.data_version().unwrap(), after, "own writes do not");
+    assert_eq!(mine.len().unwrap(), 2, "the child's entry and ours");
 }

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use cacheness_core::conformance::{key_of, sample_entry};
-use cacheness_core::{MetadataBackend, ScanFilter};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cacheness_core::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
 use cacheness_sqlite::{DB_FILE_NAME, SCHEMA_VERSION, SqliteBackend, SqliteError, SqliteOptions};
 use rusqlite::Connection;
 
@@ -70,6 +72,65 @@ fn an_older_schema_is_migrated_with_its_entries() {
     drop(backend);
     // Reopening a migrated database changes nothing.
     assert_eq!(SqliteBackend::open(dir.path()).unwrap().len().unwrap(), 6);
+}
+
+/// The version-2 layout: version 1 and the running totals, without `writes`.
+fn write_v2_database(path: &Path, entries: u64) {
+    write_v1_database(path, entries);
+    let size: u64 = (0..entries).map(|index| 10 + index).sum();
+    Connection::open(path)
+        .unwrap()
+        .execute_batch(&format!(
+            "CREATE TABLE stats (
+                id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1), entries INTEGER NOT NULL,
+                total_size INTEGER NOT NULL, hits INTEGER NOT NULL, misses INTEGER NOT NULL,
+                evictions INTEGER NOT NULL
+            );
+            INSERT INTO stats VALUES (1, {entries}, {size}, 7, 3, 1);
+            PRAGMA user_version = 2;"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn a_version_2_database_gets_the_write_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    write_v2_database(&path, 5);
+
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let stats = backend.stats().unwrap();
+    assert_eq!(
+        (stats.entries, stats.total_size),
+        (5, 10 + 11 + 12 + 13 + 14)
+    );
+    assert_eq!(
+        (
+            stats.counters.hits,
+            stats.counters.misses,
+            stats.counters.evictions
+        ),
+        (7, 3, 1),
+        "the totals are kept"
+    );
+    let writes = || -> i64 {
+        Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT writes FROM stats", [], |row| row.get(0))
+            .unwrap()
+    };
+    assert_eq!(writes(), 0);
+
+    let version = backend.data_version().unwrap();
+    backend.put(sample_entry(key_of(99), 5)).unwrap();
+    assert_eq!(writes(), 1, "each write transaction counts");
+    assert_eq!(backend.data_version().unwrap(), version, "own write");
+    let other = SqliteBackend::open(dir.path()).unwrap();
+    other.remove(&key_of(0)).unwrap();
+    assert_eq!(writes(), 2);
+    assert_ne!(backend.data_version().unwrap(), version, "another handle's");
+    assert_eq!(backend.len().unwrap(), 5);
 }
 
 #[test]
@@ -244,9 +305,112 @@ fn data_version_sees_writes_of_other_handles() {
     let after = mine.data_version().unwrap().unwrap();
     assert_ne!(before, after, "another handle's commit shows");
     assert!(mine.get(&key_of(1)).unwrap().is_some());
+    assert_eq!(mine.data_version().unwrap(), Some(after), "and shows once");
+    other.touch(&touch_of(&[1])).unwrap();
+    let touched = mine.data_version().unwrap().unwrap();
+    assert_ne!(touched, after, "another handle's touch shows");
+    other.remove(&key_of(1)).unwrap();
+    assert_ne!(
+        mine.data_version().unwrap(),
+        Some(touched),
+        "and its remove"
+    );
 
     let memory = SqliteBackend::in_memory().unwrap();
     assert_eq!(memory.data_version().unwrap(), Some(0));
+    memory.put(sample_entry(key_of(1), 1)).unwrap();
+    assert_eq!(memory.data_version().unwrap(), Some(0));
+}
+
+/// A batch touching `key_of(index)` for each index, with some counters.
+fn touch_of(indexes: &[u64]) -> AccessBatch {
+    AccessBatch {
+        touches: indexes
+            .iter()
+            .map(|&index| Touch {
+                key: key_of(index),
+                accessed_at: 5_000 + index,
+                count: 2,
+            })
+            .collect(),
+        counters: Counters {
+            hits: 2,
+            misses: 1,
+            evictions: 0,
+        },
+    }
+}
+
+#[test]
+fn data_version_ignores_the_handles_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = SqliteBackend::open(dir.path()).unwrap();
+    let version = mine.data_version().unwrap();
+    let unchanged = |what: &str| assert_eq!(mine.data_version().unwrap(), version, "{what}");
+    for index in 0..10 {
+        mine.put(sample_entry(key_of(index), index)).unwrap();
+        unchanged("put");
+    }
+    mine.put(sample_entry(key_of(3), 99)).unwrap();
+    unchanged("replacing put");
+    mine.touch(&touch_of(&[1, 2, 3, 77])).unwrap();
+    unchanged("touch");
+    mine.remove(&key_of(1)).unwrap();
+    mine.remove(&key_of(1)).unwrap();
+    unchanged("remove, and remove of a missing key");
+    let current = mine.get(&key_of(2)).unwrap().unwrap();
+    assert!(mine.remove_if_unchanged(&current).unwrap().is_some());
+    unchanged("remove_if_unchanged");
+    mine.clear().unwrap();
+    unchanged("clear");
+    // Several writes between two calls, from several threads (several pooled
+    // connections).
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let mine = &mine;
+            scope.spawn(move || {
+                for index in 0..20 {
+                    mine.put(sample_entry(key_of(100 * thread + index), index))
+                        .unwrap();
+                    mine.touch(&touch_of(&[100 * thread])).unwrap();
+                }
+            });
+        }
+    });
+    unchanged("puts and touches of four threads");
+    assert_eq!(mine.len().unwrap(), 80);
+}
+
+/// Another handle's write is never hidden by this handle's writes committing at
+/// the same time: `data_version` tells them apart only when it can be sure.
+#[test]
+fn data_version_sees_other_writes_among_concurrent_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = SqliteBackend::open(dir.path()).unwrap();
+    let other = SqliteBackend::open(dir.path()).unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for thread in 0..2 {
+            let (mine, done) = (&mine, &done);
+            scope.spawn(move || {
+                let mut index = 0;
+                while !done.load(Ordering::Relaxed) {
+                    mine.put(sample_entry(
+                        key_of(1_000 + thread * 100 + index % 100),
+                        index,
+                    ))
+                    .unwrap();
+                    index += 1;
+                }
+            });
+        }
+        for round in 0..300 {
+            let before = mine.data_version().unwrap();
+            other.put(sample_entry(key_of(round), round)).unwrap();
+            assert_ne!(mine.data_version().unwrap(), before, "round {round}");
+        }
+        done.store(true, Ordering::Relaxed);
+    });
 }
 
 #[test]
