@@ -164,7 +164,7 @@ fn blob_names_from_metadata_never_reach_outside() {
             "../../outside/victim".to_owned(),
             "../outside/victim".to_owned(),
             victim.clone(),
-            format!("ab/../../../outside/victim"),
+            "ab/../../../outside/victim".to_owned(),
             format!("ab/{}", "../".repeat(10) + victim.trim_start_matches('/')),
         ];
         for (id, name) in hostile.iter().enumerate() {
