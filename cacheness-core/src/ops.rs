@@ -192,6 +192,10 @@ impl<C: Codec> Cache<C> {
             report.bytes += entry.stored_size;
             let outcome = match &entry.location {
                 Location::Inline(bytes) => check_stored(&entry, bytes).map_err(Some),
+                Location::Blob(name) if key_of_blob(name) != Some(entry.key) => {
+                    referenced.insert(name.clone());
+                    Err(Some("blob belongs to another key".to_owned()))
+                }
                 Location::Blob(name) => {
                     referenced.insert(name.clone());
                     match self.read_blob_payload(name) {
