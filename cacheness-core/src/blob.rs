@@ -86,10 +86,31 @@ impl LocalBlobStore {
             tmp_dir: dir.join("tmp"),
             durability,
         };
-        create_private_dir(&store.blobs_dir)?;
-        create_private_dir(&store.tmp_dir)?;
+        for inner in [&store.blobs_dir, &store.tmp_dir] {
+            create_private_dir(inner)?;
+            refuse_symlink(inner).map_err(|source| Error::io("open blob store", inner, source))?;
+        }
         store.collect_temp_files()?;
         Ok(store)
+    }
+
+    /// The shard directory of the blob `name`, if it is a real directory: a
+    /// symlink planted there could lead reads, writes and deletes outside the
+    /// cache dir, so it is treated as no shard at all.
+    fn real_shard(&self, name: &str) -> Result<Option<PathBuf>> {
+        let path = self.blob_path(name)?;
+        let Some(shard) = path.parent() else {
+            return Ok(None);
+        };
+        match fs::symlink_metadata(shard) {
+            Ok(metadata) if metadata.is_dir() => Ok(Some(path)),
+            Ok(_) => {
+                tracing::warn!(shard = %shard.display(), "blob shard is not a directory (a symlink?); ignored");
+                Ok(None)
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::io("inspect blob shard", shard, source)),
+        }
     }
 
     /// The path of the blob `name`, after checking that the name is one this store
@@ -111,6 +132,12 @@ impl LocalBlobStore {
     }
 
     fn rename_into_place(&self, temp_path: &Path, blob_path: &Path) -> io::Result<()> {
+        if let Some(shard) = blob_path.parent() {
+            match refuse_symlink(shard) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+        }
         match fs::rename(temp_path, blob_path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 if let Some(shard) = blob_path.parent() {
@@ -152,7 +179,9 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let path = self.blob_path(name)?;
+        let Some(path) = self.real_shard(name)? else {
+            return Ok(None);
+        };
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -161,7 +190,10 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn remove(&self, name: &str) -> Result<()> {
-        let path = self.blob_path(name)?;
+        // Through a symlinked shard the file would be outside: leave it.
+        let Some(path) = self.real_shard(name)? else {
+            return Ok(());
+        };
         match fs::remove_file(&path) {
             Err(error) if error.kind() != io::ErrorKind::NotFound => {
                 Err(Error::io("remove blob", path, error))
@@ -179,7 +211,8 @@ impl BlobStore for LocalBlobStore {
         for shard in shards {
             let shard = shard.map_err(|source| Error::io("list blobs", &self.blobs_dir, source))?;
             let shard_path = shard.path();
-            if !shard_path.is_dir() {
+            // `DirEntry::file_type` does not follow symlinks: a planted one is skipped.
+            if !shard.file_type().is_ok_and(|kind| kind.is_dir()) {
                 continue;
             }
             let files = fs::read_dir(&shard_path)
@@ -202,6 +235,10 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn collect_temp_files(&self) -> Result<u64> {
+        if refuse_symlink(&self.tmp_dir).is_err() {
+            tracing::warn!(tmp = %self.tmp_dir.display(), "temp dir is a symlink; not collected");
+            return Ok(0);
+        }
         let entries = match fs::read_dir(&self.tmp_dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -295,6 +332,20 @@ fn unique_nonce() -> u64 {
     let mut nonce = [0u8; 8];
     nonce.copy_from_slice(&digest.as_bytes()[..8]);
     u64::from_le_bytes(nonce)
+}
+
+/// Fails if `path` is a symlink (or anything but a directory): the store never
+/// follows links inside the cache dir, which could lead outside it.
+fn refuse_symlink(path: &Path) -> io::Result<()> {
+    let metadata = fs::symlink_metadata(path)?;
+    if metadata.is_dir() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a symbolic link or not a directory; the cache does not follow links inside its dir",
+        ))
+    }
 }
 
 /// Creates `path` and its parents; new directories are private (0700) on Unix.

@@ -1102,6 +1102,13 @@ impl<C: Codec> Cache<C> {
                         name.escape_debug()
                     ))));
                 }
+                // The name carries the key: an entry whose key was damaged on disk
+                // must not serve the bytes of the key the blob belongs to.
+                if name.get(3..35) != Some(entry.key.to_hex().as_str()) {
+                    return Ok(Err(Damage::Invalid(format!(
+                        "blob `{name}` belongs to another key"
+                    ))));
+                }
                 let Some(mut file) = blobs.read(name)? else {
                     return Ok(Err(Damage::Missing));
                 };

@@ -194,6 +194,10 @@ impl<C: Codec> Cache<C> {
             let outcome = match &entry.location {
                 _ if !signed => Err(Some("signature does not match the entry".to_owned())),
                 Location::Inline(bytes) => check_stored(&entry, bytes).map_err(Some),
+                Location::Blob(name) if key_of_blob(name) != Some(entry.key) => {
+                    referenced.insert(name.clone());
+                    Err(Some("blob belongs to another key".to_owned()))
+                }
                 Location::Blob(name) => {
                     referenced.insert(name.clone());
                     match self.read_blob_payload(name) {

@@ -226,6 +226,7 @@ impl SqliteBackend {
     }
 
     fn open_file(path: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
+        create_private_file(path)?;
         let deadline = Instant::now() + options.busy_timeout;
         // Opening races with other processes creating the same file: retry the
         // whole setup while another holds the lock, within the busy timeout.
@@ -827,6 +828,23 @@ fn create_dir(dir: &Path) -> Result<(), SqliteError> {
         .create(dir)
         .map_err(|source| SqliteError::CreateDir {
             path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Creates the database file (mode 0600 on Unix) if it is missing, before SQLite
+/// does: SQLite would create it world-readable under the usual umask, and gives
+/// its `-wal` and `-shm` files the database file's mode.
+fn create_private_file(path: &Path) -> Result<(), SqliteError> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map(drop)
+        .map_err(|source| SqliteError::CreateFile {
+            path: path.to_owned(),
             source,
         })
 }

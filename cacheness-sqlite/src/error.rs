@@ -116,6 +116,16 @@ pub enum SqliteError {
         source: io::Error,
     },
 
+    /// The database file could not be created with private permissions.
+    #[error("cannot create database file {path}: {source}")]
+    CreateFile {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+
     /// Moving a damaged database aside failed.
     #[error("cannot move {path} aside to recreate it: {source}")]
     Recreate {

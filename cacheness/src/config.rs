@@ -81,7 +81,9 @@ pub struct CacheConfig {
     pub verify_integrity: bool,
     /// Stored values up to this many bytes live inline in the metadata.
     pub inline_threshold: usize,
-    /// How hard writes try to reach the disk.
+    /// How hard writes try to reach the disk. [`Durability::Sync`] also syncs the
+    /// metadata: it turns on the json backend's journal fsync and raises the
+    /// sqlite backend's `synchronous` to at least `FULL`.
     pub durability: Durability,
     /// Reads closer together than this record the access once (see
     /// [`CacheBuilder::access_granularity`](cacheness_core::CacheBuilder::access_granularity)).
@@ -286,16 +288,29 @@ impl CacheConfig {
             #[cfg(feature = "json")]
             "json" => {
                 let dir = dir.expect("checked above: json needs a dir");
+                // `Durability::Sync` promises the metadata reaches the disk too.
+                let mut options = self.json.clone();
+                if self.durability == Durability::Sync {
+                    options.durability = Durability::Sync;
+                }
                 Ok(Arc::new(cacheness_json::JsonBackend::open_with(
-                    dir, &self.json,
+                    dir, &options,
                 )?))
             }
             #[cfg(feature = "sqlite")]
             "sqlite" => {
                 let dir = dir.expect("checked above: sqlite needs a dir");
+                let mut options = self.sqlite.clone();
+                if self.durability == Durability::Sync
+                    && matches!(
+                        options.synchronous,
+                        cacheness_sqlite::Synchronous::Off | cacheness_sqlite::Synchronous::Normal
+                    )
+                {
+                    options.synchronous = cacheness_sqlite::Synchronous::Full;
+                }
                 Ok(Arc::new(cacheness_sqlite::SqliteBackend::open_with(
-                    dir,
-                    &self.sqlite,
+                    dir, &options,
                 )?))
             }
             #[cfg(feature = "sqlite")]

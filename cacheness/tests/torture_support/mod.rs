@@ -1,0 +1,151 @@
+//! Shared by the `torture_*` tests: a small deterministic RNG, the cache
+//! configuration they run, child-process spawning and file inspection helpers.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cacheness::{Cache, CacheConfig};
+use cacheness_json::JsonOptions;
+use cacheness_sqlite::SqliteOptions;
+
+/// The disk backends the torture tests run against.
+pub const DISK_BACKENDS: [&str; 2] = ["json", "sqlite"];
+
+/// Whether the long versions run (`CACHENESS_TORTURE_LONG=1`).
+pub fn long_run() -> bool {
+    std::env::var("CACHENESS_TORTURE_LONG").is_ok_and(|value| value != "0" && !value.is_empty())
+}
+
+/// `short` in the default run, `long` with `CACHENESS_TORTURE_LONG=1`.
+pub fn scale(short: u64, long: u64) -> u64 {
+    if long_run() { long } else { short }
+}
+
+/// A seed from `CACHENESS_TORTURE_SEED`, or a fresh one; printed so a failure
+/// can be replayed.
+pub fn seed(test: &str) -> u64 {
+    let seed = std::env::var("CACHENESS_TORTURE_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+            nanos ^ u64::from(std::process::id()).rotate_left(32)
+        });
+    eprintln!("{test}: CACHENESS_TORTURE_SEED={seed}");
+    seed
+}
+
+/// splitmix64: deterministic, tiny, good enough to pick operations.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..bound` (`bound` > 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+}
+
+/// The configuration the torture tests open: small values partly inline (sqlite),
+/// frequent JSON compactions and SQLite checkpoints, so crashes and damage hit
+/// those paths too.
+pub fn config(backend: &str, dir: &Path) -> CacheConfig {
+    CacheConfig {
+        dir: Some(dir.to_path_buf()),
+        backend: backend.to_owned(),
+        inline_threshold: 64,
+        json: JsonOptions {
+            compaction_min_bytes: 4096,
+            compaction_ratio: 0.25,
+            ..JsonOptions::default()
+        },
+        sqlite: SqliteOptions {
+            wal_autocheckpoint: 16,
+            ..SqliteOptions::default()
+        },
+        ..CacheConfig::default()
+    }
+}
+
+/// Opens the torture configuration of `backend` in `dir`.
+pub fn open(backend: &str, dir: &Path) -> Cache {
+    config(backend, dir)
+        .open()
+        .unwrap_or_else(|error| panic!("{backend} cache in {} opens: {error}", dir.display()))
+}
+
+/// A command running the test `test` of this very binary as a child, with its
+/// harness output kept out of the parent's stdout.
+pub fn child(test: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().expect("the test binary has a path"));
+    command
+        .args([
+            test,
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Every file (not directory) under `dir`, recursively, symlinks not followed.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(listing) = fs::read_dir(&next) else {
+            continue;
+        };
+        for item in listing.flatten() {
+            let path = item.path();
+            match item.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(_) => found.push(path),
+                Err(_) => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Temp files a writer leaves while it works: anything in `tmp/`, and `*.tmp`
+/// metadata replacements in the cache dir.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|listing| {
+            listing
+                .flatten()
+                .map(|item| item.path())
+                .filter(|path| path.extension().is_some_and(|extension| extension == "tmp"))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.extend(files_under(&dir.join("tmp")));
+    found
+}
+
+/// The blob files under `dir/blobs`.
+pub fn blob_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(&dir.join("blobs"))
+}
