@@ -44,7 +44,7 @@ impl Mode {
     /// W4: (entries, gets per repetition).
     pub fn w4_sizes(self) -> (u64, u64) {
         match self {
-            Mode::Smoke => (200, 2_000),
+            Mode::Smoke => (50, 500),
             Mode::Quick => (10_000, 50_000),
             Mode::Full => (10_000, 1_000_000),
         }
@@ -53,7 +53,7 @@ impl Mode {
     /// W5 threads: (thread counts, keys, operations per repetition in total).
     pub fn w5_threads(self) -> (&'static [u64], u64, u64) {
         match self {
-            Mode::Smoke => (&[1, 2], 200, 1_000),
+            Mode::Smoke => (&[1, 2], 20, 200),
             Mode::Quick => (&[1, 2, 4], 10_000, 40_000),
             Mode::Full => (&[1, 2, 4], 10_000, 400_000),
         }
@@ -62,7 +62,7 @@ impl Mode {
     /// W5 processes: (processes, distinct keys each).
     pub fn w5_processes(self) -> (u64, u64) {
         match self {
-            Mode::Smoke => (4, 25),
+            Mode::Smoke => (4, 10),
             Mode::Quick => (4, 500),
             Mode::Full => (4, 2_000),
         }
@@ -71,7 +71,7 @@ impl Mode {
     /// W6 and W7: entries held.
     pub fn large_n(self) -> u64 {
         match self {
-            Mode::Smoke => 200,
+            Mode::Smoke => 30,
             Mode::Quick => 10_000,
             Mode::Full => 100_000,
         }

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use cacheness::{BACKENDS, Stats};
+use cacheness::{BACKENDS, CacheConfig, Stats};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -523,12 +523,104 @@ impl<'a> Runner<'a> {
                 )]));
             }
             self.push("w6", &backend, RowKind::Cacheness, &params, Ok(samples));
-            for task in ["rebuild", "migrate-to-sqlite", "migrate-to-json"] {
-                let params = [("n", Param::Int(n)), ("task", Param::from(task))];
-                let reason = "the facade of this build has no rebuild/migrate API".to_owned();
-                self.push("w6", &backend, RowKind::Cacheness, &params, Err(reason));
+            self.w6_rebuild(&backend, n)?;
+            let other = match backend.as_str() {
+                "json" => Some("sqlite"),
+                "sqlite" => Some("json"),
+                _ => None,
+            };
+            if let Some(other) = other {
+                self.w6_migrate(&backend, other, dir.path(), n)?;
             }
         }
+        Ok(())
+    }
+
+    /// Time to rebuild the metadata from the blob files after it is deleted.
+    /// Values go to blob files (inline threshold 0): inline values have no file
+    /// to rebuild from.
+    fn w6_rebuild(&mut self, backend: &str, n: u64) -> Result<()> {
+        let params = [("n", Param::Int(n)), ("task", Param::from("rebuild"))];
+        let Some(metadata) = metadata_files(backend) else {
+            let reason = "no metadata file of its own to lose".to_owned();
+            self.push("w6", backend, RowKind::Cacheness, &params, Err(reason));
+            return Ok(());
+        };
+        let mut samples = Vec::new();
+        for rep in 1..=self.reps() {
+            self.step(format!("w6 {backend} rebuild rep {rep}/{}", self.reps()));
+            let dir = self.fresh_dir(&format!("w6r-{backend}"))?;
+            let open = || {
+                CacheConfig::builder()
+                    .dir(dir.path())
+                    .backend(backend)
+                    .inline_threshold(0)
+                    .open()
+                    .map_err(|source| BenchError::cache("w6", backend, source))
+            };
+            {
+                let cache = open()?;
+                for idx in 0..n {
+                    cache
+                        .put(
+                            &cacheness::key!(experiment = "w6", idx = idx),
+                            &Record::new(idx),
+                        )
+                        .map_err(|source| BenchError::cache("w6", backend, source))?;
+                }
+            }
+            for name in metadata {
+                let path = dir.path().join(name);
+                if path.exists() {
+                    std::fs::remove_file(&path).map_err(|source| BenchError::io(&path, source))?;
+                }
+            }
+            let started = Instant::now();
+            let cache = open()?;
+            let report = cache
+                .rebuild(&mut cacheness::no_progress)
+                .map_err(|source| BenchError::cache("w6", backend, source))?;
+            let elapsed = started.elapsed();
+            let entries = cache
+                .stats()
+                .map_err(|source| BenchError::cache("w6", backend, source))?
+                .entries;
+            if entries != n {
+                return Err(BenchError::cache(
+                    "w6",
+                    backend,
+                    format!("rebuild recovered {entries} of {n} entries ({report:?})"),
+                ));
+            }
+            samples.push(BTreeMap::from([("ms", elapsed.as_secs_f64() * 1e3)]));
+        }
+        self.push("w6", backend, RowKind::Cacheness, &params, Ok(samples));
+        Ok(())
+    }
+
+    /// Time to open `filled` (a cache of `from`) as `to`: the facade migrates
+    /// every entry on that open.
+    fn w6_migrate(&mut self, from: &str, to: &str, filled: &Path, n: u64) -> Result<()> {
+        let task = format!("migrate to {to}");
+        let params = [("n", Param::Int(n)), ("task", Param::from(task.as_str()))];
+        if let Some(reason) = not_compiled(to) {
+            self.push("w6", from, RowKind::Cacheness, &params, Err(reason));
+            return Ok(());
+        }
+        let mut samples = Vec::new();
+        for rep in 1..=self.reps() {
+            self.step(format!("w6 {from} {task} rep {rep}/{}", self.reps()));
+            let dir = self.fresh_dir(&format!("w6m-{from}"))?;
+            copy_dir(filled, dir.path())?;
+            let started = Instant::now();
+            let mut store = Facade::open(to, dir.path(), "w6")?;
+            let elapsed = started.elapsed();
+            if store.list()? as u64 != n || store.get_record(n / 2)? != Some(Record::new(n / 2)) {
+                return Err(wrong("w6", to, n / 2));
+            }
+            samples.push(BTreeMap::from([("ms", elapsed.as_secs_f64() * 1e3)]));
+        }
+        self.push("w6", from, RowKind::Cacheness, &params, Ok(samples));
         Ok(())
     }
 
@@ -579,6 +671,38 @@ impl<'a> Runner<'a> {
         }
         Ok(())
     }
+}
+
+/// The metadata files of a disk backend (a memory layer keeps its backend's).
+fn metadata_files(backend: &str) -> Option<&'static [&'static str]> {
+    match backend.strip_prefix("memlayer+").unwrap_or(backend) {
+        "sqlite" => Some(&[
+            "cache_metadata.db",
+            "cache_metadata.db-wal",
+            "cache_metadata.db-shm",
+        ]),
+        "json" => Some(&["metadata.json", "metadata.journal"]),
+        _ => None,
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|source| BenchError::io(to, source))?;
+    let entries = std::fs::read_dir(from).map_err(|source| BenchError::io(from, source))?;
+    for entry in entries {
+        let entry = entry.map_err(|source| BenchError::io(from, source))?;
+        let target = to.join(entry.file_name());
+        let kind = entry
+            .file_type()
+            .map_err(|source| BenchError::io(entry.path(), source))?;
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)
+                .map_err(|source| BenchError::io(entry.path(), source))?;
+        }
+    }
+    Ok(())
 }
 
 fn summarize(samples: Vec<Sample>) -> BTreeMap<String, Metric> {
@@ -891,9 +1015,9 @@ pub fn python_has_diskcache(python: &Path) -> bool {
 
 /// `10 KiB`, `1 MiB`, `64 MiB`.
 pub fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
         format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes % (1 << 10) == 0 {
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
         format!("{} KiB", bytes >> 10)
     } else {
         format!("{bytes} B")

@@ -120,10 +120,10 @@ impl LocalBlobStore {
             }
             other => other,
         }?;
-        if self.durability == Durability::Sync {
-            if let Some(shard) = blob_path.parent() {
-                File::open(shard)?.sync_all()?;
-            }
+        if self.durability == Durability::Sync
+            && let Some(shard) = blob_path.parent()
+        {
+            File::open(shard)?.sync_all()?;
         }
         Ok(())
     }

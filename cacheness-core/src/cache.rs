@@ -34,8 +34,10 @@ const FLUSH_INTERVAL_MS: u64 = 1_000;
 const SIZE_RESYNC_PUTS: u64 = 256;
 /// Eviction and expiry work through the backend in batches of this many entries.
 const REMOVAL_BATCH: usize = 256;
-/// Compression is only tried on values at least this large.
-const COMPRESS_MIN_LEN: usize = 64;
+/// Compression is only tried on values at least this large: below it the bytes
+/// saved are few, and lz4 zeroes a 16 KiB table on every call (measured: a third
+/// of the cost of putting a 200-byte value).
+const COMPRESS_MIN_LEN: usize = 512;
 /// Large values are compressed only if a sample of this size compresses.
 const COMPRESS_SAMPLE_LEN: usize = 64 * 1024;
 
@@ -528,7 +530,7 @@ impl<C: Codec> Cache<C> {
         options: &GetOptions,
     ) -> Result<Option<T>> {
         Ok(self
-            .load_decoded(key.to_key(), options)?
+            .load_decoded(key.to_key(), options, false)?
             .map(|(value, _)| value))
     }
 
@@ -537,14 +539,14 @@ impl<C: Codec> Cache<C> {
         &self,
         key: &impl ToKey,
     ) -> Result<Option<(T, Entry)>> {
-        self.load_decoded(key.to_key(), &GetOptions::default())
+        self.load_decoded(key.to_key(), &GetOptions::default(), true)
     }
 
     /// The stored value's bytes as they were encoded (decompressed, not decoded),
     /// whatever the codec.
     pub fn get_bytes(&self, key: &impl ToKey) -> Result<Option<Vec<u8>>> {
         Ok(self
-            .load(key.to_key(), &GetOptions::default())?
+            .load(key.to_key(), &GetOptions::default(), false)?
             .map(|(bytes, _)| bytes))
     }
 
@@ -754,14 +756,14 @@ impl<C: Codec> Cache<C> {
             None => (Compression::None, raw),
         };
         let stored_size = stored.len() as u64;
-        if let Some(limit) = self.settings.max_size {
-            if stored_size > limit {
-                return Err(Error::TooLarge {
-                    key,
-                    size: stored_size,
-                    limit,
-                });
-            }
+        if let Some(limit) = self.settings.max_size
+            && stored_size > limit
+        {
+            return Err(Error::TooLarge {
+                key,
+                size: stored_size,
+                limit,
+            });
         }
         let expires_at = match options.expiry {
             Expiry::Default => self
@@ -825,6 +827,22 @@ impl<C: Codec> Cache<C> {
         self.enforce_size_limit(key, stored_size, replaced_size)
     }
 
+    /// Evicts down to the low watermark if the cache is over its size limit now;
+    /// how many entries went.
+    pub(crate) fn enforce_limit_now(&self) -> Result<u64> {
+        let Some(limit) = self.settings.max_size else {
+            return Ok(0);
+        };
+        let total = self.backend.total_size()?;
+        self.approx_total_size.store(total, Ordering::Relaxed);
+        if total <= limit {
+            return Ok(0);
+        }
+        let before = self.session.evictions.load(Ordering::Relaxed);
+        self.evict_to_low_watermark(total, limit, None)?;
+        Ok(self.session.evictions.load(Ordering::Relaxed) - before)
+    }
+
     fn enforce_size_limit(&self, just_put: CacheKey, added: u64, removed: u64) -> Result<()> {
         let Some(limit) = self.settings.max_size else {
             return Ok(());
@@ -836,20 +854,25 @@ impl<C: Codec> Cache<C> {
             .saturating_sub(removed);
         self.approx_total_size.store(estimate, Ordering::Relaxed);
         let puts = self.puts_since_resync.fetch_add(1, Ordering::Relaxed) + 1;
-        if estimate <= limit && puts % SIZE_RESYNC_PUTS != 0 {
+        if estimate <= limit && !puts.is_multiple_of(SIZE_RESYNC_PUTS) {
             return Ok(());
         }
         let total = self.backend.total_size()?;
         self.approx_total_size.store(total, Ordering::Relaxed);
         if total > limit {
-            self.evict_to_low_watermark(total, limit, just_put)?;
+            self.evict_to_low_watermark(total, limit, Some(just_put))?;
         }
         Ok(())
     }
 
     /// Evicts least recently accessed entries until the stored total is at most
     /// the low watermark, sparing the entry just put.
-    fn evict_to_low_watermark(&self, mut total: u64, limit: u64, spare: CacheKey) -> Result<()> {
+    fn evict_to_low_watermark(
+        &self,
+        mut total: u64,
+        limit: u64,
+        spare: Option<CacheKey>,
+    ) -> Result<()> {
         // Reads not yet written would make recently used entries look cold.
         self.flush_access()?;
         let target = (limit as f64 * self.settings.low_watermark) as u64;
@@ -857,7 +880,7 @@ impl<C: Codec> Cache<C> {
         'batches: while total > target {
             let candidates = self.backend.eviction_candidates(REMOVAL_BATCH)?;
             let mut removed_in_batch = 0;
-            for candidate in candidates.iter().filter(|entry| entry.key != spare) {
+            for candidate in candidates.iter().filter(|entry| Some(entry.key) != spare) {
                 if total <= target {
                     break 'batches;
                 }
@@ -890,8 +913,9 @@ impl<C: Codec> Cache<C> {
         &self,
         key: CacheKey,
         options: &GetOptions,
+        keep_entry: bool,
     ) -> Result<Option<(T, Entry)>> {
-        let Some((mut bytes, entry)) = self.load(key, options)? else {
+        let Some((mut bytes, entry)) = self.load(key, options, keep_entry)? else {
             return Ok(None);
         };
         if entry.codec != self.codec.name() {
@@ -914,12 +938,20 @@ impl<C: Codec> Cache<C> {
     }
 
     /// The decompressed stored bytes and the entry, recording the hit or miss.
-    fn load(&self, key: CacheKey, options: &GetOptions) -> Result<Option<(Vec<u8>, Entry)>> {
+    ///
+    /// Without `keep_inline`, inline bytes are moved out of the returned entry
+    /// instead of copied: a plain get has no use for them.
+    fn load(
+        &self,
+        key: CacheKey,
+        options: &GetOptions,
+        keep_inline: bool,
+    ) -> Result<Option<(Vec<u8>, Entry)>> {
         let now = self.clock.now_ms();
         // A blob can vanish because another writer replaced the entry between our
         // metadata read and our file read: look again once before calling it damage.
         for attempt in 0..2 {
-            let Some(entry) = self.backend.get(&key)? else {
+            let Some(mut entry) = self.backend.get(&key)? else {
                 self.record_miss(now);
                 return Ok(None);
             };
@@ -937,7 +969,7 @@ impl<C: Codec> Cache<C> {
                 self.record_miss(now);
                 return Ok(None);
             }
-            match self.read_stored(&entry)? {
+            match self.read_stored(&mut entry, keep_inline)? {
                 Ok(bytes) => {
                     self.record_hit(key, now);
                     return Ok(Some((bytes, entry)));
@@ -968,9 +1000,10 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Reads and checks an entry's stored bytes and decompresses them.
-    fn read_stored(&self, entry: &Entry) -> Result<Result<Vec<u8>, Damage>> {
-        let mut stored = match &entry.location {
-            Location::Inline(bytes) => bytes.clone(),
+    fn read_stored(&self, entry: &mut Entry, keep_inline: bool) -> Result<Result<Vec<u8>, Damage>> {
+        let mut stored = match &mut entry.location {
+            Location::Inline(bytes) if keep_inline => bytes.clone(),
+            Location::Inline(bytes) => std::mem::take(bytes),
             Location::Blob(name) => {
                 let Some(blobs) = &self.blobs else {
                     return Ok(Err(Damage::Invalid(
@@ -1174,6 +1207,10 @@ mod tests {
     #[test]
     fn compression_is_used_only_when_it_pays() {
         assert!(compress(b"short").is_none());
+        assert!(
+            compress(&[b'a'; COMPRESS_MIN_LEN - 1]).is_none(),
+            "small values are not worth it"
+        );
         let text = "the same line again\n".repeat(100);
         let compressed = compress(text.as_bytes()).unwrap();
         assert_eq!(

@@ -35,6 +35,7 @@ pub mod conformance;
 pub mod entry;
 pub mod error;
 pub mod key;
+pub mod ops;
 
 pub use backend::{
     AccessBatch, BackendStats, Capabilities, Counters, MetadataBackend, ScanFilter, Touch,
@@ -46,3 +47,4 @@ pub use codec::{Codec, JsonCodec, RAW_CODEC};
 pub use entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 pub use error::{BoxError, Error, Result};
 pub use key::{CacheKey, Params, ToKey, Value};
+pub use ops::{GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate};

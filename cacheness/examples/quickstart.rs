@@ -129,12 +129,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The most capable backend this build has.
+/// The production backend when this build has it (the default features do).
 fn best_backend() -> &'static str {
-    cacheness::BACKENDS
-        .iter()
-        .filter(|backend| backend.compiled && backend.needs_dir)
-        .map(|backend| backend.name)
-        .next()
+    let compiled = |name: &&str| {
+        cacheness::BACKENDS
+            .iter()
+            .any(|backend| backend.name == *name && backend.compiled)
+    };
+    ["sqlite", "json", "memory"]
+        .into_iter()
+        .find(compiled)
         .unwrap_or("memory")
 }

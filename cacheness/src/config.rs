@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Deserializer};
 
 use cacheness_core::{Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock};
 
@@ -23,12 +23,32 @@ pub struct BackendInfo {
 }
 
 /// Every backend name, in the order the docs list them.
-pub const BACKENDS: &[BackendInfo] = &[BackendInfo {
-    name: "memory",
-    feature: "memory",
-    compiled: cfg!(feature = "memory"),
-    needs_dir: false,
-}];
+pub const BACKENDS: &[BackendInfo] = &[
+    BackendInfo {
+        name: "memory",
+        feature: "memory",
+        compiled: cfg!(feature = "memory"),
+        needs_dir: false,
+    },
+    BackendInfo {
+        name: "json",
+        feature: "json",
+        compiled: cfg!(feature = "json"),
+        needs_dir: true,
+    },
+    BackendInfo {
+        name: "sqlite",
+        feature: "sqlite",
+        compiled: cfg!(feature = "sqlite"),
+        needs_dir: true,
+    },
+    BackendInfo {
+        name: "sqlite-memory",
+        feature: "sqlite",
+        compiled: cfg!(feature = "sqlite"),
+        needs_dir: false,
+    },
+];
 
 /// How to open a cache. Defaults: no dir, backend `memory`, no size limit, no
 /// TTL, integrity checks on, values up to 4 KiB inline, [`Durability::Flush`].
@@ -45,7 +65,7 @@ pub const BACKENDS: &[BackendInfo] = &[BackendInfo {
 /// assert_eq!(config.default_ttl, Some(std::time::Duration::from_secs(24 * 3600)));
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     /// The cache directory: blob files, and the metadata of disk backends.
@@ -55,7 +75,7 @@ pub struct CacheConfig {
     /// The most stored bytes before least recently used entries are evicted.
     pub max_size: Option<u64>,
     /// The TTL of entries put without their own.
-    #[serde(with = "duration_text")]
+    #[serde(deserialize_with = "duration_text::deserialize")]
     pub default_ttl: Option<Duration>,
     /// Whether reads check stored bytes against their blake3 hash.
     pub verify_integrity: bool,
@@ -63,6 +83,12 @@ pub struct CacheConfig {
     pub inline_threshold: usize,
     /// How hard writes try to reach the disk.
     pub durability: Durability,
+    /// Options of the `json` backend.
+    #[cfg(feature = "json")]
+    pub json: cacheness_json::JsonOptions,
+    /// Options of the `sqlite` and `sqlite-memory` backends (pragmas).
+    #[cfg(feature = "sqlite")]
+    pub sqlite: cacheness_sqlite::SqliteOptions,
 }
 
 impl Default for CacheConfig {
@@ -75,6 +101,10 @@ impl Default for CacheConfig {
             verify_integrity: true,
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
             durability: Durability::Flush,
+            #[cfg(feature = "json")]
+            json: cacheness_json::JsonOptions::default(),
+            #[cfg(feature = "sqlite")]
+            sqlite: cacheness_sqlite::SqliteOptions::default(),
         }
     }
 }
@@ -165,8 +195,74 @@ impl CacheConfig {
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
         }
-        let backend = open_backend(info.name, self.dir.as_deref())?;
+        if let Some(dir) = &self.dir {
+            // The backend may create files in the dir: it must exist first.
+            if dir.exists() && !dir.is_dir() {
+                return Err(Error::Config {
+                    field: "dir",
+                    reason: format!("{} exists and is not a directory", dir.display()),
+                });
+            }
+            cacheness_core::blob::create_private_dir(dir)?;
+        }
+        let plan = match &self.dir {
+            Some(dir) => crate::migration::plan(dir, info.name),
+            None => crate::migration::Plan::Nothing,
+        };
+        let backend = self.open_backend()?;
+        if let (crate::migration::Plan::From(from), Some(dir)) = (plan, &self.dir) {
+            let source = CacheConfig {
+                backend: from.to_owned(),
+                ..self.clone()
+            }
+            .open_backend()?;
+            crate::migration::run(dir, from, info.name, source.as_ref(), backend.as_ref())?;
+        }
         builder.open_shared(backend)
+    }
+}
+
+impl CacheConfig {
+    /// Opens this configuration's metadata backend alone, with its options.
+    pub fn open_backend(&self) -> Result<Arc<dyn MetadataBackend>> {
+        let info = backend_info(&self.backend)?;
+        let dir = self.dir.as_deref();
+        if info.needs_dir && dir.is_none() {
+            return Err(Error::Config {
+                field: "dir",
+                reason: format!(
+                    "the {} backend keeps its metadata in the cache dir; set one",
+                    info.name
+                ),
+            });
+        }
+        match info.name {
+            #[cfg(feature = "memory")]
+            "memory" => Ok(Arc::new(cacheness_memory::MemoryBackend::new())),
+            #[cfg(feature = "json")]
+            "json" => {
+                let dir = dir.expect("checked above: json needs a dir");
+                Ok(Arc::new(cacheness_json::JsonBackend::open_with(
+                    dir, &self.json,
+                )?))
+            }
+            #[cfg(feature = "sqlite")]
+            "sqlite" => {
+                let dir = dir.expect("checked above: sqlite needs a dir");
+                Ok(Arc::new(cacheness_sqlite::SqliteBackend::open_with(
+                    dir,
+                    &self.sqlite,
+                )?))
+            }
+            #[cfg(feature = "sqlite")]
+            "sqlite-memory" => Ok(Arc::new(cacheness_sqlite::SqliteBackend::in_memory_with(
+                &self.sqlite,
+            )?)),
+            other => Err(Error::Config {
+                field: "backend",
+                reason: format!("backend `{other}` is not compiled in"),
+            }),
+        }
     }
 }
 
@@ -204,15 +300,28 @@ fn backend_info(name: &str) -> Result<&'static BackendInfo> {
     }
 }
 
-fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBackend>> {
-    let _ = dir;
-    match name {
-        #[cfg(feature = "memory")]
-        "memory" => Ok(Arc::new(cacheness_memory::MemoryBackend::new())),
-        other => Err(Error::Config {
-            field: "backend",
-            reason: format!("backend `{other}` is not compiled in"),
-        }),
+/// Opens the metadata backend called `name` (for disk backends, in `dir`) with
+/// default options, without a cache around it: for tools that work on metadata
+/// directly, such as migration.
+pub fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBackend>> {
+    CacheConfig {
+        dir: dir.map(Path::to_path_buf),
+        backend: name.to_owned(),
+        ..CacheConfig::default()
+    }
+    .open_backend()
+}
+
+/// The backend whose metadata file is in `dir`, if any: `cache_metadata.db` means
+/// `sqlite`, `metadata.json` or `metadata.journal` mean `json`. When both exist,
+/// `sqlite` is named.
+pub fn detect_backend(dir: &Path) -> Option<&'static str> {
+    if dir.join("cache_metadata.db").exists() {
+        Some("sqlite")
+    } else if dir.join("metadata.json").exists() || dir.join("metadata.journal").exists() {
+        Some("json")
+    } else {
+        None
     }
 }
 
@@ -286,16 +395,6 @@ impl ConfigBuilder {
 /// Durations in config files: a number of seconds, or text with a unit.
 mod duration_text {
     use super::*;
-
-    pub(super) fn serialize<S: Serializer>(
-        ttl: &Option<Duration>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        match ttl {
-            Some(ttl) => serializer.serialize_str(&format!("{}s", ttl.as_secs_f64())),
-            None => serializer.serialize_none(),
-        }
-    }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
@@ -418,9 +517,8 @@ mod tests {
         assert!(error.to_string().contains("max_size_mb"), "{error}");
         let config: CacheConfig = serde_json::from_str(r#"{"default_ttl": 60}"#).unwrap();
         assert_eq!(config.default_ttl, Some(Duration::from_secs(60)));
-        let round_trip: CacheConfig =
-            serde_json::from_value(serde_json::to_value(&config).unwrap()).unwrap();
-        assert_eq!(round_trip, config);
+        let with_unit: CacheConfig = serde_json::from_str(r#"{"default_ttl": "1m"}"#).unwrap();
+        assert_eq!(with_unit, config);
     }
 
     #[test]

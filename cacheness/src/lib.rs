@@ -31,7 +31,11 @@
 //! [`MetadataBackend`] and opens with [`Cache::builder`].
 
 mod config;
+mod migration;
 
+pub use cacheness_core::ops::{
+    GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate, no_progress,
+};
 pub use cacheness_core::{
     AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, Cache, CacheBuilder, CacheKey,
     Capabilities, Clock, Codec, Compression, ContentHash, Counters, Durability, Entry, Error,
@@ -39,7 +43,7 @@ pub use cacheness_core::{
     MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, Stats, SystemClock, ToKey,
     Touch, UserMetadata, Value, key,
 };
-pub use config::{BACKENDS, BackendInfo, CacheConfig, ConfigBuilder};
+pub use config::{BACKENDS, BackendInfo, CacheConfig, ConfigBuilder, detect_backend, open_backend};
 
 /// The backend crates compiled in, for direct use.
 pub mod backends {

@@ -1,0 +1,444 @@
+//! `cacheness`: inspect, verify, clean up and migrate a cache directory.
+//!
+//! ```text
+//! cacheness --dir DIR [--backend NAME] <command>
+//! ```
+//!
+//! Exit codes: 0 success; 1 an error (named on stderr with its path and cause);
+//! 2 bad usage (unknown command or option, malformed key); 3 `verify` found damage
+//! (without `--repair`).
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use cacheness::{CacheConfig, CacheKey, Entry, ListOptions, Progress, Stats};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Inspect and operate a cacheness cache directory.
+#[derive(Debug, Parser)]
+#[command(name = "cacheness", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    /// The cache directory (it must exist).
+    #[arg(long, short = 'd', global = true, env = "CACHENESS_DIR")]
+    dir: Option<PathBuf>,
+    /// The metadata backend; by default, the one whose metadata file is in the dir.
+    #[arg(long, short = 'b', global = true)]
+    backend: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error, 2 usage, 3 verify found damage.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List entries.
+    Ls {
+        /// Only entries with this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Order of the listing (default: by key).
+        #[arg(long, value_enum)]
+        sort: Option<SortBy>,
+    },
+    /// Show entry count, size and hit/miss counters.
+    Stats {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an entry's stored value (decompressed, as encoded) to stdout or a file.
+    Get {
+        /// The key: 32 hex characters.
+        #[arg(value_parser = parse_key)]
+        key: CacheKey,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// Remove entries.
+    Rm {
+        /// Keys: 32 hex characters each.
+        #[arg(required = true, value_parser = parse_key)]
+        keys: Vec<CacheKey>,
+    },
+    /// Remove every entry.
+    Clear {
+        /// Confirm.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Check every entry's bytes; report corrupted, missing and orphaned files.
+    Verify {
+        /// Remove damaged entries and orphaned files.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove expired entries, orphaned blobs and stray temp files; enforce the size limit.
+    Gc {
+        /// The size limit to enforce, in bytes.
+        #[arg(long)]
+        max_size: Option<u64>,
+    },
+    /// Recreate metadata from the blob files' headers.
+    Rebuild,
+    /// Copy every entry's metadata to another backend in the same directory.
+    Migrate {
+        /// The target backend.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SortBy {
+    Accessed,
+    Size,
+    Created,
+}
+
+fn parse_key(text: &str) -> Result<CacheKey, String> {
+    text.parse::<CacheKey>().map_err(|error| error.to_string())
+}
+
+/// An error to report: the message, and the exit code.
+struct Failure(String, u8);
+
+impl<E: std::error::Error> From<E> for Failure {
+    /// The error and its causes on one line, each cause once.
+    fn from(error: E) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !message.contains(&cause_text) {
+                message.push_str(": ");
+                message.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        Failure(message, 1)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure(message, code)) => {
+            eprintln!("cacheness: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let dir = cli.dir.ok_or_else(|| {
+        Failure(
+            "no cache directory: pass --dir DIR or set CACHENESS_DIR".into(),
+            2,
+        )
+    })?;
+    if !dir.is_dir() {
+        return Err(Failure(format!("{}: no such directory", dir.display()), 1));
+    }
+    let backend = match cli.backend {
+        Some(backend) => backend,
+        None => cacheness::detect_backend(&dir)
+            .ok_or_else(|| {
+                Failure(
+                    format!(
+                        "{}: no cache metadata found (pass --backend to choose one)",
+                        dir.display()
+                    ),
+                    1,
+                )
+            })?
+            .to_owned(),
+    };
+    let max_size = match &cli.command {
+        Command::Gc { max_size } => *max_size,
+        _ => None,
+    };
+    let config = CacheConfig {
+        dir: Some(dir.clone()),
+        backend: backend.clone(),
+        max_size,
+        ..CacheConfig::default()
+    };
+    if let Command::Migrate { to } = &cli.command {
+        return migrate(&dir, &backend, to);
+    }
+    let cache = config.open()?;
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Ls { prefix, json, sort } => {
+            let mut entries = cache.list(&ListOptions {
+                prefix,
+                include_expired: true,
+                ..ListOptions::default()
+            })?;
+            match sort {
+                Some(SortBy::Accessed) => {
+                    entries.sort_by_key(|entry| std::cmp::Reverse(entry.accessed_at))
+                }
+                Some(SortBy::Size) => {
+                    entries.sort_by_key(|entry| std::cmp::Reverse(entry.stored_size))
+                }
+                Some(SortBy::Created) => {
+                    entries.sort_by_key(|entry| std::cmp::Reverse(entry.created_at))
+                }
+                None => {}
+            }
+            let now = cache.now_ms();
+            if json {
+                for entry in &entries {
+                    writeln!(out, "{}", entry_json(entry))?;
+                }
+            } else {
+                print_table(&mut out, &entries, now)?;
+            }
+        }
+        Command::Stats { json } => print_stats(&mut out, &cache.stats()?, json)?,
+        Command::Get { key, output } => {
+            let bytes = cache
+                .get_bytes(&key)?
+                .ok_or_else(|| Failure(format!("no entry {key} in {}", dir.display()), 1))?;
+            match output {
+                Some(path) => std::fs::write(&path, &bytes)
+                    .map_err(|error| Failure(format!("{}: {error}", path.display()), 1))?,
+                None => out.write_all(&bytes)?,
+            }
+        }
+        Command::Rm { keys } => {
+            let mut missing = Vec::new();
+            for key in keys {
+                if !cache.remove(&key)? {
+                    missing.push(key.to_string());
+                }
+            }
+            if !missing.is_empty() {
+                return Err(Failure(
+                    format!("no such entries: {}", missing.join(", ")),
+                    1,
+                ));
+            }
+        }
+        Command::Clear { yes } => {
+            if !yes {
+                return Err(Failure(
+                    "clear removes every entry; pass --yes to confirm".into(),
+                    2,
+                ));
+            }
+            writeln!(out, "removed {} entries", cache.clear()?)?;
+        }
+        Command::Verify { repair } => {
+            let bar = progress_bar("verifying");
+            let report = cache.verify(repair, &mut |progress| tick(&bar, progress))?;
+            bar.finish_and_clear();
+            writeln!(
+                out,
+                "{} entries, {} bytes checked in {:.2?}: {} corrupted, {} missing, {} orphaned files",
+                report.entries,
+                report.bytes,
+                report.elapsed,
+                report.corrupted.len(),
+                report.missing.len(),
+                report.orphaned.len()
+            )?;
+            for key in &report.corrupted {
+                writeln!(out, "corrupted {key}")?;
+            }
+            for key in &report.missing {
+                writeln!(out, "missing   {key}")?;
+            }
+            for name in &report.orphaned {
+                writeln!(out, "orphaned  {}", dir.join("blobs").join(name).display())?;
+            }
+            if report.is_clean() {
+                return Ok(0);
+            }
+            if repair {
+                writeln!(out, "repaired: damaged entries and orphaned files removed")?;
+                return Ok(0);
+            }
+            return Ok(3);
+        }
+        Command::Gc { .. } => {
+            let bar = progress_bar("collecting");
+            let report = cache.gc(&mut |progress| tick(&bar, progress))?;
+            bar.finish_and_clear();
+            writeln!(
+                out,
+                "removed {} expired entries, {} orphaned blobs, {} temp files; evicted {}; {} bytes left ({:.2?})",
+                report.expired,
+                report.orphaned_blobs,
+                report.temp_files,
+                report.evicted,
+                report.total_size,
+                report.elapsed
+            )?;
+        }
+        Command::Rebuild => {
+            let bar = progress_bar("rebuilding");
+            let report = cache.rebuild(&mut |progress| tick(&bar, progress))?;
+            bar.finish_and_clear();
+            writeln!(
+                out,
+                "{} blobs read: {} entries restored, {} already present, {} superseded, {} invalid ({:.2?})",
+                report.blobs,
+                report.restored,
+                report.present,
+                report.superseded,
+                report.invalid.len(),
+                report.elapsed
+            )?;
+            for (name, reason) in &report.invalid {
+                writeln!(
+                    out,
+                    "invalid   {}: {reason}",
+                    dir.join("blobs").join(name).display()
+                )?;
+            }
+        }
+        Command::Migrate { .. } => unreachable!("handled before the cache is opened"),
+    }
+    cache.flush()?;
+    Ok(0)
+}
+
+fn migrate(dir: &Path, from: &str, to: &str) -> Result<u8, Failure> {
+    let source = cacheness::open_backend(from, Some(dir))?;
+    let target = cacheness::open_backend(to, Some(dir))?;
+    let blobs = cacheness::LocalBlobStore::open(dir, cacheness::Durability::Flush)?;
+    let bar = progress_bar("migrating");
+    let report = cacheness::migrate(
+        source.as_ref(),
+        target.as_ref(),
+        Some(&blobs),
+        &mut |progress| tick(&bar, progress),
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "{} entries: {} copied from {from} to {to}, {} already there, {} moved to blob files ({:.2?})",
+        report.entries,
+        report.copied,
+        report.already_present,
+        report.moved_to_blobs,
+        report.elapsed
+    );
+    Ok(0)
+}
+
+fn progress_bar(message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::new(0).with_message(message);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    // Short runs finish before the bar would show; only long ones draw it.
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn tick(bar: &ProgressBar, progress: Progress) {
+    if let Some(total) = progress.total {
+        bar.set_length(total);
+    }
+    bar.set_position(progress.done);
+}
+
+fn entry_json(entry: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "key": entry.key.to_string(),
+        "prefix": entry.prefix,
+        "description": entry.description,
+        "type": entry.type_tag,
+        "codec": entry.codec,
+        "params": entry.params,
+        "created_at": entry.created_at,
+        "accessed_at": entry.accessed_at,
+        "expires_at": entry.expires_at,
+        "access_count": entry.access_count,
+        "stored_size": entry.stored_size,
+        "raw_size": entry.raw_size,
+        "compression": entry.compression,
+        "blob": entry.blob_name(),
+    })
+}
+
+fn print_table(out: &mut impl Write, entries: &[Entry], now: u64) -> io::Result<()> {
+    writeln!(
+        out,
+        "{:<32}  {:<12}  {:<24}  {:>10}  {:>8}  {:>9}  {:>6}",
+        "KEY", "PREFIX", "DESCRIPTION", "SIZE", "AGE", "EXPIRES", "HITS"
+    )?;
+    for entry in entries {
+        let expires = match entry.expires_at {
+            None => "never".to_owned(),
+            Some(at) if at <= now => "expired".to_owned(),
+            Some(at) => human_duration(at - now),
+        };
+        writeln!(
+            out,
+            "{:<32}  {:<12}  {:<24}  {:>10}  {:>8}  {:>9}  {:>6}",
+            entry.key,
+            truncate(&entry.prefix, 12),
+            truncate(&entry.description, 24),
+            entry.stored_size,
+            human_duration(now.saturating_sub(entry.created_at)),
+            expires,
+            entry.access_count
+        )?;
+    }
+    writeln!(out, "{} entries", entries.len())
+}
+
+fn print_stats(out: &mut impl Write, stats: &Stats, json: bool) -> io::Result<()> {
+    if json {
+        let value = serde_json::json!({
+            "entries": stats.entries,
+            "total_size": stats.total_size,
+            "max_size": stats.max_size,
+            "hits": stats.hits,
+            "misses": stats.misses,
+            "evictions": stats.evictions,
+            "hit_ratio": stats.hit_ratio(),
+        });
+        writeln!(out, "{value}")
+    } else {
+        writeln!(out, "entries     {}", stats.entries)?;
+        writeln!(out, "total size  {} bytes", stats.total_size)?;
+        writeln!(out, "hits        {}", stats.hits)?;
+        writeln!(out, "misses      {}", stats.misses)?;
+        writeln!(out, "evictions   {}", stats.evictions)?;
+        writeln!(out, "hit ratio   {:.3}", stats.hit_ratio())
+    }
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut short: String = text.chars().take(width.saturating_sub(1)).collect();
+        short.push('…');
+        short
+    }
+}
+
+fn human_duration(ms: u64) -> String {
+    let seconds = ms / 1000;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86_400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}

@@ -1,0 +1,255 @@
+//! The `cacheness` binary run on real cache directories, for every command and for
+//! bad input.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use cacheness::{CacheConfig, PutOptions, key};
+
+fn cacheness(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cacheness"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_code(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// A sqlite cache with three small entries, one under a prefix, and one large
+/// value in a blob file; returns the blob entry's key.
+fn populated(dir: &Path) -> String {
+    let cache = CacheConfig::builder()
+        .dir(dir)
+        .backend("sqlite")
+        .open()
+        .unwrap();
+    cache.put(&key!(name = "a"), &"alpha").unwrap();
+    cache.put(&key!(name = "b"), &"beta").unwrap();
+    cache
+        .put_with(
+            &key!(name = "c"),
+            &"gamma",
+            &PutOptions::new()
+                .prefix("greek")
+                .description("third letter"),
+        )
+        .unwrap();
+    let large: Vec<u8> = (0..20_000u32)
+        .flat_map(|i| *blake3::hash(&i.to_le_bytes()).as_bytes())
+        .take(20_000)
+        .collect();
+    cache.put_bytes(&key!(name = "large"), &large).unwrap();
+    key!(name = "large").key().to_string()
+}
+
+#[test]
+fn ls_and_stats_show_the_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let table = cacheness(dir.path(), &["ls"]);
+    assert_code(&table, 0);
+    assert!(stdout(&table).contains("4 entries"), "{}", stdout(&table));
+    assert!(stdout(&table).contains("third letter"));
+
+    let json = cacheness(dir.path(), &["ls", "--json", "--sort", "size"]);
+    assert_code(&json, 0);
+    let lines: Vec<serde_json::Value> = stdout(&json)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(
+        lines[0]["key"],
+        key!(name = "large").key().to_string(),
+        "largest first"
+    );
+
+    let greek = cacheness(dir.path(), &["ls", "--json", "--prefix", "greek"]);
+    assert_eq!(stdout(&greek).lines().count(), 1);
+
+    let stats = cacheness(dir.path(), &["stats", "--json"]);
+    assert_code(&stats, 0);
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    assert_eq!(stats["entries"], 4);
+    assert_code(&cacheness(dir.path(), &["stats"]), 0);
+}
+
+#[test]
+fn get_rm_and_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    let out = dir.path().join("value.bin");
+    let get = cacheness(dir.path(), &["get", &large, "-o", out.to_str().unwrap()]);
+    assert_code(&get, 0);
+    assert_eq!(fs::read(&out).unwrap().len(), 20_000);
+    let small = cacheness(dir.path(), &["get", &key!(name = "a").key().to_string()]);
+    assert_eq!(stdout(&small), "\"alpha\"", "the stored JSON of the value");
+
+    assert_code(&cacheness(dir.path(), &["rm", &large]), 0);
+    let again = cacheness(dir.path(), &["rm", &large]);
+    assert_code(&again, 1);
+    assert!(stderr(&again).contains(&large));
+    assert_code(&cacheness(dir.path(), &["get", &large]), 1);
+
+    assert_code(&cacheness(dir.path(), &["clear"]), 2);
+    assert_code(&cacheness(dir.path(), &["clear", "--yes"]), 0);
+    assert!(stdout(&cacheness(dir.path(), &["ls"])).contains("0 entries"));
+}
+
+#[test]
+fn verify_finds_a_damaged_blob_and_repair_fixes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    assert_code(&cacheness(dir.path(), &["verify"]), 0);
+    let shard = dir.path().join("blobs").join(&large[..2]);
+    let blob = fs::read_dir(&shard)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&blob, bytes).unwrap();
+
+    let damaged = cacheness(dir.path(), &["verify"]);
+    assert_code(&damaged, 3);
+    assert!(
+        stdout(&damaged).contains(&format!("corrupted {large}")),
+        "{}",
+        stdout(&damaged)
+    );
+    assert_code(&cacheness(dir.path(), &["verify", "--repair"]), 0);
+    let clean = cacheness(dir.path(), &["verify"]);
+    assert_code(&clean, 0);
+    assert!(
+        stdout(&clean).contains("0 corrupted, 0 missing, 0 orphaned"),
+        "{}",
+        stdout(&clean)
+    );
+}
+
+#[test]
+fn gc_rebuild_and_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    assert_code(&cacheness(dir.path(), &["gc"]), 0);
+
+    let migrated = cacheness(dir.path(), &["migrate", "--to", "json"]);
+    assert_code(&migrated, 0);
+    // A JSON backend opening a dir without metadata rebuilds it from the blob
+    // files at once, so the large entry is there before the migration copies it.
+    assert!(
+        stdout(&migrated).contains(
+            "4 entries: 3 copied from sqlite to json, 1 already there, 3 moved to blob files"
+        ),
+        "{}",
+        stdout(&migrated)
+    );
+    let json_ls = cacheness(dir.path(), &["--backend", "json", "ls", "--json"]);
+    assert_eq!(stdout(&json_ls).lines().count(), 4);
+
+    // Lose the sqlite metadata: rebuild brings back what lives in blob files, which
+    // since the migration to json (it keeps no values inline) is every entry.
+    for name in [
+        "cache_metadata.db",
+        "cache_metadata.db-wal",
+        "cache_metadata.db-shm",
+    ] {
+        let _ = fs::remove_file(dir.path().join(name));
+    }
+    let rebuilt = cacheness(dir.path(), &["--backend", "sqlite", "rebuild"]);
+    assert_code(&rebuilt, 0);
+    assert!(
+        stdout(&rebuilt).contains("4 entries restored"),
+        "{}",
+        stdout(&rebuilt)
+    );
+    let small = cacheness(
+        dir.path(),
+        &[
+            "--backend",
+            "sqlite",
+            "get",
+            &key!(name = "a").key().to_string(),
+        ],
+    );
+    assert_eq!(stdout(&small), "\"alpha\"");
+    let get = cacheness(dir.path(), &["--backend", "sqlite", "get", &large]);
+    assert_code(&get, 0);
+    assert_eq!(get.stdout.len(), 20_000);
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("does-not-exist");
+    let output = cacheness(&missing, &["ls"]);
+    assert_code(&output, 1);
+    assert!(
+        stderr(&output).contains("does-not-exist"),
+        "{}",
+        stderr(&output)
+    );
+
+    let empty = cacheness(dir.path(), &["ls"]);
+    assert_code(&empty, 1);
+    assert!(
+        stderr(&empty).contains("no cache metadata"),
+        "{}",
+        stderr(&empty)
+    );
+
+    populated(dir.path());
+    let unknown = cacheness(dir.path(), &["--backend", "redis", "ls"]);
+    assert_code(&unknown, 1);
+    assert!(
+        stderr(&unknown).contains("unknown backend `redis`"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let malformed = cacheness(dir.path(), &["get", "not-a-key"]);
+    assert_code(&malformed, 2);
+    assert!(
+        stderr(&malformed).contains("not-a-key"),
+        "{}",
+        stderr(&malformed)
+    );
+
+    assert_code(&cacheness(dir.path(), &["no-such-command"]), 2);
+    let corrupt_db = tempfile::tempdir().unwrap();
+    fs::write(
+        corrupt_db.path().join("cache_metadata.db"),
+        b"this is not a database at all, not even close",
+    )
+    .unwrap();
+    let corrupt = cacheness(corrupt_db.path(), &["ls"]);
+    assert_code(&corrupt, 1);
+    assert!(
+        stderr(&corrupt).contains("cache_metadata.db"),
+        "{}",
+        stderr(&corrupt)
+    );
+}

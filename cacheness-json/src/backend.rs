@@ -1,0 +1,768 @@
+//! [`JsonBackend`]: the in-memory index, kept in step with the files on disk.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Bound;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use cacheness_core::{
+    AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry,
+    MetadataBackend, ScanFilter,
+};
+
+use crate::error::JsonError;
+use crate::files::{
+    Identity, LockGuard, LockKind, create_dir, identity, open_append, remove_stale_temp_files,
+    replace_file,
+};
+use crate::format::{
+    FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry, complete_lines,
+    encode_record, encode_snapshot, parse_record, parse_snapshot,
+};
+use crate::options::JsonOptions;
+use crate::rebuild::rebuild_from_blobs;
+
+/// The snapshot's file name in the cache dir.
+pub const SNAPSHOT_FILE: &str = "metadata.json";
+/// The journal's file name in the cache dir.
+pub const JOURNAL_FILE: &str = "metadata.journal";
+/// The lock file's name in the cache dir.
+pub const LOCK_FILE: &str = "metadata.lock";
+/// Where a snapshot that could not be parsed is moved before a rebuild.
+const CORRUPT_SNAPSHOT_FILE: &str = "metadata.json.corrupt";
+/// Scans copy entries out of the index this many at a time, so the index is not
+/// locked while the caller's visitor runs.
+const SCAN_CHUNK: usize = 256;
+
+/// Metadata in `metadata.json` (a pretty-printed snapshot) plus
+/// `metadata.journal` (one JSON record per line), shared safely by threads and
+/// processes. See the [crate docs](crate) for the design.
+pub struct JsonBackend {
+    dir: PathBuf,
+    snapshot_path: PathBuf,
+    journal_path: PathBuf,
+    lock_path: PathBuf,
+    options: JsonOptions,
+    lock_file: File,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for JsonBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonBackend")
+            .field("dir", &self.dir)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// This process's view of the metadata.
+#[derive(Debug, Default)]
+struct State {
+    entries: BTreeMap<CacheKey, Entry>,
+    total_size: u64,
+    counters: Counters,
+    /// The generation of the snapshot the view starts from.
+    generation: u64,
+    snapshot_len: u64,
+    /// The journal continuing that snapshot, as far as applied; `None` when there
+    /// is none on disk yet.
+    journal: Option<Journal>,
+    /// Bumped whenever writes of another handle were applied.
+    foreign_changes: u64,
+}
+
+#[derive(Debug)]
+struct Journal {
+    file: File,
+    identity: Identity,
+    /// Bytes applied: the end of the last complete line.
+    consumed: u64,
+    /// Its generation is older than the snapshot's (a compaction died between
+    /// its two renames): its records are in the snapshot, and it is replaced
+    /// before anything is appended.
+    stale: bool,
+}
+
+/// What reading a snapshot found.
+enum SnapshotRead {
+    Found(Snapshot, u64),
+    Missing,
+    Corrupt(String),
+}
+
+/// What reading a journal found.
+struct JournalRead {
+    file: File,
+    identity: Identity,
+    consumed: u64,
+    /// `None` when the first line is not a header.
+    generation: Option<u64>,
+    records: Vec<Record>,
+}
+
+impl State {
+    fn from_entries(entries: BTreeMap<CacheKey, Entry>, counters: Counters) -> State {
+        let total_size = entries
+            .values()
+            .fold(0u64, |total, entry| total.saturating_add(entry.stored_size));
+        State {
+            entries,
+            total_size,
+            counters,
+            ..State::default()
+        }
+    }
+
+    /// Applies one record, returning the entries it replaced or removed.
+    fn apply(&mut self, record: Record) -> Vec<Entry> {
+        match record {
+            Record::Header { .. } => Vec::new(),
+            Record::Put(entry) => {
+                self.total_size = self.total_size.saturating_add(entry.stored_size);
+                let replaced = self.entries.insert(entry.key, *entry);
+                self.forget_sizes(replaced.iter());
+                replaced.into_iter().collect()
+            }
+            Record::Remove { key } => {
+                let removed = self.entries.remove(&key);
+                self.forget_sizes(removed.iter());
+                removed.into_iter().collect()
+            }
+            Record::Touch { touches, counters } => {
+                for touch in touches {
+                    if let Some(entry) = self.entries.get_mut(&touch.key) {
+                        entry.accessed_at = entry.accessed_at.max(touch.accessed_at);
+                        entry.access_count = entry.access_count.saturating_add(touch.count);
+                    }
+                }
+                self.counters.add(counters.into());
+                Vec::new()
+            }
+            Record::Clear {} => {
+                self.total_size = 0;
+                std::mem::take(&mut self.entries).into_values().collect()
+            }
+        }
+    }
+
+    fn forget_sizes<'a>(&mut self, gone: impl Iterator<Item = &'a Entry>) {
+        for entry in gone {
+            self.total_size = self.total_size.saturating_sub(entry.stored_size);
+        }
+    }
+}
+
+impl JsonBackend {
+    /// Opens (creating if needed) the metadata of the cache dir `dir` with the
+    /// default [`JsonOptions`].
+    pub fn open(dir: &Path) -> Result<JsonBackend, JsonError> {
+        JsonBackend::open_with(dir, &JsonOptions::default())
+    }
+
+    /// Opens (creating if needed) the metadata of the cache dir `dir`.
+    ///
+    /// Many processes may open one fresh dir at the same instant. Lost or
+    /// damaged metadata is rebuilt from the blob files (with a warning); metadata
+    /// of a newer format version is an error.
+    pub fn open_with(dir: &Path, options: &JsonOptions) -> Result<JsonBackend, JsonError> {
+        options.validate()?;
+        create_dir(dir)?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = open_append(&lock_path, true)
+            .map_err(|source| JsonError::io("open lock file", &lock_path, source))?;
+        let backend = JsonBackend {
+            dir: dir.to_path_buf(),
+            snapshot_path: dir.join(SNAPSHOT_FILE),
+            journal_path: dir.join(JOURNAL_FILE),
+            lock_path,
+            options: options.clone(),
+            lock_file,
+            state: Mutex::new(State::default()),
+        };
+        {
+            let mut state = backend.lock_state();
+            let _lock = backend.lock(LockKind::Exclusive)?;
+            let removed = remove_stale_temp_files(dir, &[SNAPSHOT_FILE, JOURNAL_FILE]);
+            if removed > 0 {
+                tracing::debug!(removed, dir = %dir.display(), "removed stale metadata temp files");
+            }
+            backend.load(&mut state)?;
+        }
+        Ok(backend)
+    }
+
+    /// The options the backend was opened with.
+    pub fn options(&self) -> &JsonOptions {
+        &self.options
+    }
+
+    /// The snapshot file, `metadata.json` in the cache dir.
+    pub fn snapshot_path(&self) -> &Path {
+        &self.snapshot_path
+    }
+
+    /// The journal file, `metadata.journal` in the cache dir.
+    pub fn journal_path(&self) -> &Path {
+        &self.journal_path
+    }
+
+    /// Folds the journal into a new snapshot now, whatever its size.
+    pub fn compact(&self) -> Result<(), JsonError> {
+        let mut state = self.lock_state();
+        let _lock = self.lock(LockKind::Exclusive)?;
+        self.refresh(&mut state, true)?;
+        self.compact_locked(&mut state)
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the state half-updated: records are
+        // applied only after they are written, by code that does not panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock(&self, kind: LockKind) -> Result<LockGuard<'_>, JsonError> {
+        LockGuard::acquire(&self.lock_file, kind, &self.lock_path)
+    }
+
+    /// Runs `read` on a view that includes every write other processes finished.
+    fn read<T>(&self, read: impl FnOnce(&State) -> T) -> Result<T, JsonError> {
+        let mut state = self.lock_state();
+        self.refresh(&mut state, false)?;
+        Ok(read(&state))
+    }
+
+    /// Writes the record `decide` chooses (if any) under the exclusive lock, on a
+    /// view that is up to date, and applies it; returns the entries it displaced.
+    fn commit(
+        &self,
+        decide: impl FnOnce(&State) -> Result<Option<Record>, JsonError>,
+    ) -> Result<Vec<Entry>, JsonError> {
+        let mut state = self.lock_state();
+        let _lock = self.lock(LockKind::Exclusive)?;
+        self.refresh(&mut state, true)?;
+        let Some(record) = decide(&state)? else {
+            return Ok(Vec::new());
+        };
+        let line = encode_record(&record).map_err(|source| JsonError::Serialize {
+            key: record_key(&record),
+            source,
+        })?;
+        self.append(&mut state, &line)?;
+        let displaced = state.apply(record);
+        let journal_len = state.journal.as_ref().map_or(0, |journal| journal.consumed);
+        if self.options.compaction_due(journal_len, state.snapshot_len) {
+            // The record is safe in the journal; a failed compaction is retried
+            // on a later write.
+            if let Err(error) = self.compact_locked(&mut state) {
+                tracing::warn!(%error, dir = %self.dir.display(), "json metadata compaction failed");
+            }
+        }
+        Ok(displaced)
+    }
+
+    /// Brings the view up to date with one `stat` of the journal when nothing
+    /// changed; replays new lines when it grew, reloads when it was replaced.
+    fn refresh(&self, state: &mut State, exclusive: bool) -> Result<(), JsonError> {
+        let on_disk = match fs::metadata(&self.journal_path) {
+            Ok(metadata) => Some((identity(&metadata), metadata.len())),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(JsonError::io("inspect", &self.journal_path, source));
+            }
+        };
+        match (&state.journal, on_disk) {
+            (Some(journal), Some((id, len))) if journal.identity == id => {
+                if len == journal.consumed {
+                    Ok(())
+                } else if len > journal.consumed {
+                    self.read_tail(state, exclusive)
+                } else {
+                    self.reload(state, exclusive)
+                }
+            }
+            (None, None) => Ok(()),
+            _ => self.reload(state, exclusive),
+        }
+    }
+
+    fn reload(&self, state: &mut State, exclusive: bool) -> Result<(), JsonError> {
+        let _lock = match exclusive {
+            true => None,
+            false => Some(self.lock(LockKind::Exclusive)?),
+        };
+        self.load(state)?;
+        state.foreign_changes += 1;
+        Ok(())
+    }
+
+    /// Applies the lines appended since the view was last brought up to date.
+    /// A torn last line is left alone by readers and cut off by writers.
+    fn read_tail(&self, state: &mut State, exclusive: bool) -> Result<(), JsonError> {
+        let _lock = match exclusive {
+            true => None,
+            false => Some(self.lock(LockKind::Shared)?),
+        };
+        let Some(journal) = state.journal.as_mut() else {
+            return Ok(());
+        };
+        let mut tail = Vec::new();
+        (&journal.file)
+            .seek(SeekFrom::Start(journal.consumed))
+            .and_then(|_| (&journal.file).read_to_end(&mut tail))
+            .map_err(|source| JsonError::io("read", &self.journal_path, source))?;
+        let (lines, complete) = complete_lines(&tail);
+        let records: Vec<Record> = lines.filter_map(|line| self.parse_line(line)).collect();
+        journal.consumed += complete as u64;
+        if exclusive && complete < tail.len() {
+            tracing::warn!(
+                journal = %self.journal_path.display(),
+                bytes = tail.len() - complete,
+                "cutting off a torn last journal line"
+            );
+            journal
+                .file
+                .set_len(journal.consumed)
+                .map_err(|source| JsonError::io("truncate", &self.journal_path, source))?;
+        }
+        if !records.is_empty() {
+            state.foreign_changes += 1;
+            for record in records {
+                state.apply(record);
+            }
+        }
+        Ok(())
+    }
+
+    fn parse_line(&self, line: &[u8]) -> Option<Record> {
+        match parse_record(line) {
+            Ok(Record::Header { .. }) => None,
+            Ok(record) => Some(record),
+            Err(refusal) => {
+                tracing::warn!(
+                    journal = %self.journal_path.display(),
+                    ?refusal,
+                    "skipping an unusable journal line"
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads the snapshot and the journal afresh; repairs what is lost or damaged.
+    /// The caller holds the exclusive lock.
+    fn load(&self, state: &mut State) -> Result<(), JsonError> {
+        let snapshot = self.read_snapshot()?;
+        let journal = self.read_journal()?;
+        let foreign_changes = state.foreign_changes;
+        match (snapshot, journal) {
+            (SnapshotRead::Found(snapshot, len), journal) => {
+                let snapshot_generation = snapshot.generation;
+                match journal {
+                    Some(journal)
+                        if journal
+                            .generation
+                            .is_none_or(|generation| generation > snapshot_generation) =>
+                    {
+                        let reason = match journal.generation {
+                            None => "the journal has no valid header",
+                            Some(_) => "the snapshot is older than the journal",
+                        };
+                        self.repair(state, reason, Some(journal), snapshot_generation)?;
+                    }
+                    journal => {
+                        *state = self.install(snapshot, len);
+                        if let Some(journal) = journal {
+                            let stale = journal.generation != Some(snapshot_generation);
+                            if !stale {
+                                for record in journal.records {
+                                    state.apply(record);
+                                }
+                            }
+                            state.journal = Some(Journal {
+                                file: journal.file,
+                                identity: journal.identity,
+                                consumed: journal.consumed,
+                                stale,
+                            });
+                        }
+                    }
+                }
+            }
+            (SnapshotRead::Missing, None) => {
+                self.repair(state, "no metadata file", None, 0)?;
+            }
+            (SnapshotRead::Missing, Some(journal)) => {
+                let generation = journal.generation.unwrap_or(0);
+                self.repair(state, "the snapshot is missing", Some(journal), generation)?;
+            }
+            (SnapshotRead::Corrupt(reason), journal) => {
+                let aside = self.dir.join(CORRUPT_SNAPSHOT_FILE);
+                if let Err(error) = fs::rename(&self.snapshot_path, &aside) {
+                    tracing::warn!(%error, "cannot move the corrupted snapshot aside");
+                }
+                let generation = journal
+                    .as_ref()
+                    .and_then(|journal| journal.generation)
+                    .unwrap_or(0);
+                let reason = format!(
+                    "the snapshot is corrupted ({reason}); kept as {}",
+                    aside.display()
+                );
+                self.repair(state, &reason, journal, generation)?;
+            }
+        }
+        state.foreign_changes = foreign_changes;
+        Ok(())
+    }
+
+    fn install(&self, snapshot: Snapshot, len: u64) -> State {
+        let mut entries = BTreeMap::new();
+        for entry in snapshot.entries {
+            match check_entry(&entry) {
+                Ok(()) => {
+                    entries.insert(entry.key, entry);
+                }
+                Err(reason) => {
+                    tracing::warn!(snapshot = %self.snapshot_path.display(), %reason, "rejecting an entry");
+                }
+            }
+        }
+        let mut state = State::from_entries(entries, snapshot.counters.into());
+        state.generation = snapshot.generation;
+        state.snapshot_len = len;
+        state
+    }
+
+    fn read_snapshot(&self) -> Result<SnapshotRead, JsonError> {
+        let mut bytes = match fs::read(&self.snapshot_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok(SnapshotRead::Missing);
+            }
+            Err(source) => return Err(JsonError::io("read", &self.snapshot_path, source)),
+        };
+        let len = bytes.len() as u64;
+        match parse_snapshot(&mut bytes, Parser::SimdJson) {
+            Ok(snapshot) => Ok(SnapshotRead::Found(snapshot, len)),
+            Err(Refusal::Newer(found)) => Err(JsonError::NewerFormat {
+                path: self.snapshot_path.clone(),
+                found,
+                supported: FORMAT_VERSION,
+            }),
+            Err(Refusal::Malformed(reason)) => Ok(SnapshotRead::Corrupt(reason)),
+        }
+    }
+
+    fn read_journal(&self) -> Result<Option<JournalRead>, JsonError> {
+        let path = &self.journal_path;
+        let file = match open_append(path, false) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(JsonError::io("open", path, source)),
+        };
+        let mut bytes = Vec::new();
+        let identity = (&file)
+            .read_to_end(&mut bytes)
+            .and_then(|_| file.metadata())
+            .map(|metadata| identity(&metadata))
+            .map_err(|source| JsonError::io("read", path, source))?;
+        let (mut lines, complete) = complete_lines(&bytes);
+        let generation = match lines.next().map(parse_record) {
+            Some(Ok(Record::Header {
+                format_version: _,
+                generation,
+            })) => Some(generation),
+            Some(Err(Refusal::Newer(found))) => {
+                return Err(JsonError::NewerFormat {
+                    path: path.clone(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+            _ => None,
+        };
+        let records = lines.filter_map(|line| self.parse_line(line)).collect();
+        Ok(Some(JournalRead {
+            file,
+            identity,
+            consumed: complete as u64,
+            generation,
+            records,
+        }))
+    }
+
+    /// Rebuilds the view from the blob files' headers, replays `journal` over it,
+    /// and writes it as a new snapshot (with a fresh journal).
+    fn repair(
+        &self,
+        state: &mut State,
+        reason: &str,
+        journal: Option<JournalRead>,
+        generation: u64,
+    ) -> Result<(), JsonError> {
+        let rebuilt = rebuild_from_blobs(&self.dir)?;
+        let fresh = rebuilt.blobs == 0 && journal.is_none();
+        let mut repaired = State::from_entries(rebuilt.entries, Counters::default());
+        repaired.generation = generation;
+        let replayed = journal.map_or(0, |journal| {
+            let count = journal.records.len();
+            for record in journal.records {
+                repaired.apply(record);
+            }
+            count
+        });
+        if !fresh {
+            tracing::warn!(
+                dir = %self.dir.display(),
+                reason,
+                blobs = rebuilt.blobs,
+                unreadable_blobs = rebuilt.unreadable,
+                journal_records = replayed,
+                entries = repaired.entries.len(),
+                "rebuilt the json metadata from the blob files"
+            );
+        }
+        self.compact_locked(&mut repaired)?;
+        *state = repaired;
+        Ok(())
+    }
+
+    /// Writes the view as the next generation's snapshot and starts its journal.
+    /// The caller holds the exclusive lock and an up-to-date view.
+    fn compact_locked(&self, state: &mut State) -> Result<(), JsonError> {
+        let generation = state.generation + 1;
+        let bytes =
+            encode_snapshot(&state.entries, state.counters, generation).map_err(|source| {
+                JsonError::Serialize {
+                    key: "snapshot".into(),
+                    source,
+                }
+            })?;
+        replace_file(&self.snapshot_path, &bytes)?;
+        // From here the old journal is stale: everything in it is in the snapshot.
+        state.generation = generation;
+        state.snapshot_len = bytes.len() as u64;
+        state.journal = None;
+        self.start_journal(state)
+    }
+
+    /// Replaces the journal by an empty one continuing the view's snapshot.
+    fn start_journal(&self, state: &mut State) -> Result<(), JsonError> {
+        let header = encode_record(&Record::Header {
+            format_version: FORMAT_VERSION,
+            generation: state.generation,
+        })
+        .map_err(|source| JsonError::Serialize {
+            key: "journal header".into(),
+            source,
+        })?;
+        replace_file(&self.journal_path, &header)?;
+        let file = open_append(&self.journal_path, false)
+            .map_err(|source| JsonError::io("open", &self.journal_path, source))?;
+        let identity = file
+            .metadata()
+            .map(|metadata| identity(&metadata))
+            .map_err(|source| JsonError::io("inspect", &self.journal_path, source))?;
+        state.journal = Some(Journal {
+            file,
+            identity,
+            consumed: header.len() as u64,
+            stale: false,
+        });
+        Ok(())
+    }
+
+    /// Appends one line to the journal; the caller holds the exclusive lock.
+    fn append(&self, state: &mut State, line: &[u8]) -> Result<(), JsonError> {
+        if state.journal.as_ref().is_none_or(|journal| journal.stale) {
+            self.start_journal(state)?;
+        }
+        let Some(journal) = state.journal.as_mut() else {
+            unreachable!("start_journal sets the journal")
+        };
+        let written =
+            (&journal.file)
+                .write_all(line)
+                .and_then(|()| match self.options.durability {
+                    Durability::Sync => journal.file.sync_data(),
+                    Durability::Flush => Ok(()),
+                });
+        if let Err(source) = written {
+            // Leave no partial line behind for others to trip on.
+            let _ = journal.file.set_len(journal.consumed);
+            return Err(JsonError::io("append to", &self.journal_path, source));
+        }
+        journal.consumed += line.len() as u64;
+        Ok(())
+    }
+}
+
+fn record_key(record: &Record) -> String {
+    match record {
+        Record::Put(entry) => entry.key.to_string(),
+        Record::Remove { key } => key.to_string(),
+        _ => "batch".into(),
+    }
+}
+
+impl MetadataBackend for JsonBackend {
+    fn name(&self) -> &str {
+        "json"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, true, self.options.inline_values, true)
+    }
+
+    fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        Ok(self.read(|state| state.entries.get(key).cloned())?)
+    }
+
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        check_entry(&entry).map_err(|reason| JsonError::InvalidEntry {
+            key: entry.key.to_string(),
+            reason,
+        })?;
+        let mut displaced = self.commit(|_| Ok(Some(Record::Put(Box::new(entry)))))?;
+        Ok(displaced.pop())
+    }
+
+    fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        let mut displaced = self.commit(|state| {
+            Ok(state
+                .entries
+                .contains_key(key)
+                .then_some(Record::Remove { key: *key }))
+        })?;
+        Ok(displaced.pop())
+    }
+
+    fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.commit(|state| {
+            let touches: Vec<StoredTouch> = batch
+                .touches
+                .iter()
+                .filter(|touch| state.entries.contains_key(&touch.key))
+                .map(|touch| StoredTouch {
+                    key: touch.key,
+                    accessed_at: touch.accessed_at,
+                    count: touch.count,
+                })
+                .collect();
+            if touches.is_empty() && batch.counters.is_zero() {
+                return Ok(None);
+            }
+            Ok(Some(Record::Touch {
+                touches,
+                counters: batch.counters.into(),
+            }))
+        })?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        let mut remaining = filter.limit.unwrap_or(usize::MAX);
+        let mut after = filter.after;
+        while remaining > 0 {
+            let chunk: Vec<Entry> = self.read(|state| {
+                let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+                state
+                    .entries
+                    .range((lower, Bound::Unbounded))
+                    .map(|(_, entry)| entry)
+                    .filter(|entry| {
+                        filter
+                            .prefix
+                            .as_deref()
+                            .is_none_or(|prefix| entry.prefix == prefix)
+                    })
+                    .take(remaining.min(SCAN_CHUNK))
+                    .cloned()
+                    .collect()
+            })?;
+            let full = chunk.len() == SCAN_CHUNK;
+            after = chunk.last().map(|entry| entry.key);
+            for entry in chunk {
+                remaining -= 1;
+                if visit(entry).is_break() {
+                    return Ok(());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> cacheness_core::Result<u64> {
+        Ok(self.read(|state| state.entries.len() as u64)?)
+    }
+
+    fn is_empty(&self) -> cacheness_core::Result<bool> {
+        Ok(self.read(|state| state.entries.is_empty())?)
+    }
+
+    fn total_size(&self) -> cacheness_core::Result<u64> {
+        Ok(self.read(|state| state.total_size)?)
+    }
+
+    fn stats(&self) -> cacheness_core::Result<BackendStats> {
+        Ok(self.read(|state| BackendStats {
+            entries: state.entries.len() as u64,
+            total_size: state.total_size,
+            counters: state.counters,
+        })?)
+    }
+
+    fn expired(&self, now_ms: u64, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
+        Ok(self.read(|state| {
+            state
+                .entries
+                .values()
+                .filter(|entry| entry.is_expired(now_ms))
+                .take(limit)
+                .cloned()
+                .collect()
+        })?)
+    }
+
+    fn eviction_candidates(&self, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
+        Ok(self.read(|state| {
+            let mut coldest: Vec<&Entry> = state.entries.values().collect();
+            coldest.sort_unstable_by_key(|entry| (entry.accessed_at, entry.key));
+            coldest.into_iter().take(limit).cloned().collect()
+        })?)
+    }
+
+    fn remove_if_unchanged(&self, expected: &Entry) -> cacheness_core::Result<Option<Entry>> {
+        let mut displaced = self.commit(|state| {
+            Ok(match state.entries.get(&expected.key) {
+                Some(current) if current.same_version(expected) => {
+                    Some(Record::Remove { key: expected.key })
+                }
+                _ => None,
+            })
+        })?;
+        Ok(displaced.pop())
+    }
+
+    fn clear(&self) -> cacheness_core::Result<Vec<Entry>> {
+        Ok(self.commit(|state| Ok((!state.entries.is_empty()).then_some(Record::Clear {})))?)
+    }
+
+    fn data_version(&self) -> cacheness_core::Result<Option<u64>> {
+        Ok(Some(self.read(|state| state.foreign_changes)?))
+    }
+}

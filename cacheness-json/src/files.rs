@@ -1,0 +1,159 @@
+//! Small filesystem helpers: the lock guard, file identity, atomic replacement.
+
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+use crate::error::JsonError;
+
+/// Holds the cross-process lock of a cache dir until dropped.
+pub(crate) struct LockGuard<'a> {
+    file: &'a File,
+}
+
+/// Which kind of lock to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// Readers: many at once, no writer.
+    Shared,
+    /// One writer, nobody else.
+    Exclusive,
+}
+
+impl<'a> LockGuard<'a> {
+    pub(crate) fn acquire(file: &'a File, kind: LockKind, path: &Path) -> Result<Self, JsonError> {
+        let locked = match kind {
+            LockKind::Shared => fs4::FileExt::lock_shared(file),
+            LockKind::Exclusive => fs4::FileExt::lock(file),
+        };
+        locked.map_err(|source| JsonError::io("lock", path, source))?;
+        Ok(LockGuard { file })
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = fs4::FileExt::unlock(self.file) {
+            tracing::warn!(%error, "cannot unlock the json metadata lock file");
+        }
+    }
+}
+
+/// What identifies a file across renames: a replaced journal is another file.
+pub(crate) type Identity = (u64, u64);
+
+#[cfg(unix)]
+pub(crate) fn identity(metadata: &Metadata) -> Identity {
+    use std::os::unix::fs::MetadataExt;
+    (metadata.dev(), metadata.ino())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn identity(metadata: &Metadata) -> Identity {
+    let created = metadata
+        .created()
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |since| since.as_nanos());
+    (created as u64, (created >> 64) as u64)
+}
+
+/// Creates `dir` and its parents; new directories are private (0700) on Unix.
+pub(crate) fn create_dir(dir: &Path) -> Result<(), JsonError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|source| JsonError::io("create directory", dir, source))
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Opens `path` for reading and appending, creating it if missing.
+pub(crate) fn open_append(path: &Path, create: bool) -> io::Result<File> {
+    private_options()
+        .read(true)
+        .append(true)
+        .create(create)
+        .open(path)
+}
+
+/// The temp file a replacement of `path` is written to. Temp files are only
+/// written under the exclusive lock, so any found while holding it are stale.
+pub(crate) fn temp_path(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Replaces `path` by a file holding `bytes`: written to a temp file, synced,
+/// renamed over `path`, and the directory synced, so a reader sees the old or the
+/// new file, whole.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), JsonError> {
+    let temp = temp_path(path);
+    let written = (|| {
+        let mut file = private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(source) = written {
+        let _ = fs::remove_file(&temp);
+        return Err(JsonError::io("write", &temp, source));
+    }
+    if let Err(source) = fs::rename(&temp, path) {
+        let _ = fs::remove_file(&temp);
+        return Err(JsonError::io("rename into place", path, source));
+    }
+    sync_parent(path)
+}
+
+fn sync_parent(path: &Path) -> Result<(), JsonError> {
+    #[cfg(unix)]
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|source| JsonError::io("sync directory", parent, source))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Deletes temp files of metadata replacements that a dead process left in
+/// `dir`; the caller holds the exclusive lock, so none is in flight. Returns how many.
+pub(crate) fn remove_stale_temp_files(dir: &Path, stems: &[&str]) -> usize {
+    let Ok(listing) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for item in listing.flatten() {
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name.ends_with(".tmp")
+            && stems.iter().any(|stem| {
+                name.strip_prefix(stem)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            });
+        if ours && fs::remove_file(item.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}

@@ -1,0 +1,356 @@
+//! The on-disk formats: the snapshot (`metadata.json`) and the journal
+//! (`metadata.journal`), and their parsers. Parsers never panic on bad bytes.
+
+use std::collections::BTreeMap;
+
+use cacheness_core::blob::validate_blob_name;
+use cacheness_core::{CacheKey, Counters, Entry};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// The metadata format this build writes and reads.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Hit, miss and eviction totals as stored in the snapshot and in touch records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct StoredCounters {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+}
+
+impl From<Counters> for StoredCounters {
+    fn from(counters: Counters) -> Self {
+        StoredCounters {
+            hits: counters.hits,
+            misses: counters.misses,
+            evictions: counters.evictions,
+        }
+    }
+}
+
+impl From<StoredCounters> for Counters {
+    fn from(counters: StoredCounters) -> Self {
+        Counters {
+            hits: counters.hits,
+            misses: counters.misses,
+            evictions: counters.evictions,
+        }
+    }
+}
+
+/// One read of a key, as a touch record stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredTouch {
+    pub key: CacheKey,
+    pub accessed_at: u64,
+    pub count: u64,
+}
+
+/// One line of the journal: `{"put":{..entry..}}`, `{"remove":{"key":".."}}`,
+/// `{"touch":{..}}`, `{"clear":{}}`, and first of all `{"header":{..}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Record {
+    /// The first line: which snapshot generation the journal continues.
+    Header {
+        format_version: u64,
+        generation: u64,
+    },
+    /// An entry stored (replacing any previous one).
+    Put(Box<Entry>),
+    /// An entry removed.
+    Remove { key: CacheKey },
+    /// Reads recorded in one batch.
+    Touch {
+        touches: Vec<StoredTouch>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        counters: StoredCounters,
+    },
+    /// Every entry removed.
+    Clear {},
+}
+
+fn is_zero(counters: &StoredCounters) -> bool {
+    *counters == StoredCounters::default()
+}
+
+/// A journal line: the record followed by a newline.
+pub(crate) fn encode_record(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
+    let mut line = serde_json::to_vec(record)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Why a record or snapshot was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Not valid JSON of the expected shape.
+    Malformed(String),
+    /// Written by a newer format version.
+    Newer(u64),
+}
+
+/// Parses one journal line (without its newline). Entries whose blob name could
+/// point outside the cache dir are refused.
+pub(crate) fn parse_record(line: &[u8]) -> Result<Record, Refusal> {
+    let record: Record =
+        serde_json::from_slice(line).map_err(|error| Refusal::Malformed(error.to_string()))?;
+    match &record {
+        Record::Put(entry) => check_entry(entry).map_err(Refusal::Malformed)?,
+        Record::Header { format_version, .. } if *format_version > FORMAT_VERSION => {
+            return Err(Refusal::Newer(*format_version));
+        }
+        _ => {}
+    }
+    Ok(record)
+}
+
+/// Refuses an entry whose blob name is not one the blob store makes (`..`,
+/// absolute paths, separators).
+pub(crate) fn check_entry(entry: &Entry) -> Result<(), String> {
+    match entry.blob_name() {
+        Some(name) if validate_blob_name(name).is_err() => Err(format!(
+            "entry {} names blob `{}`, which is not a blob store name",
+            entry.key,
+            name.escape_debug()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The complete lines of `bytes` (the last one may lack its newline: then it is
+/// torn and left out) and how many bytes they span, newlines included.
+pub(crate) fn complete_lines(bytes: &[u8]) -> (impl Iterator<Item = &[u8]>, usize) {
+    let complete = bytes
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |last_newline| last_newline + 1);
+    let lines = bytes[..complete]
+        .split(|&byte| byte == b'\n')
+        .filter(|line| !line.is_empty());
+    (lines, complete)
+}
+
+/// The snapshot as written: pretty-printed, entries in ascending key order.
+#[derive(Serialize)]
+struct SnapshotOut<'a> {
+    format_version: u64,
+    generation: u64,
+    counters: StoredCounters,
+    #[serde(serialize_with = "entries_in_key_order")]
+    entries: &'a BTreeMap<CacheKey, Entry>,
+}
+
+fn entries_in_key_order<S: Serializer>(
+    entries: &&BTreeMap<CacheKey, Entry>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(entries.values())
+}
+
+/// The bytes of a snapshot of `entries`.
+pub(crate) fn encode_snapshot(
+    entries: &BTreeMap<CacheKey, Entry>,
+    counters: Counters,
+    generation: u64,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(64 + entries.len() * 640);
+    serde_json::to_writer_pretty(
+        &mut out,
+        &SnapshotOut {
+            format_version: FORMAT_VERSION,
+            generation,
+            counters: counters.into(),
+            entries,
+        },
+    )?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// A parsed snapshot.
+#[derive(Debug, Deserialize)]
+pub(crate) struct Snapshot {
+    pub format_version: u64,
+    pub generation: u64,
+    #[serde(default)]
+    pub counters: StoredCounters,
+    pub entries: Vec<Entry>,
+}
+
+/// Which JSON parser reads the snapshot (both are kept so the example can
+/// compare them on the same file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parser {
+    /// simd-json, the default.
+    SimdJson,
+    /// serde_json.
+    SerdeJson,
+}
+
+/// How far into a snapshot the version field is looked for before parsing.
+const VERSION_PROBE_LEN: usize = 4096;
+
+/// The `format_version` near the start of a snapshot, found without parsing the
+/// whole file, so a newer format is told apart from damage even when its shape is
+/// unknown. Every version writes that field first.
+fn probe_version(bytes: &[u8]) -> Option<u64> {
+    let head = &bytes[..bytes.len().min(VERSION_PROBE_LEN)];
+    let field = b"\"format_version\"";
+    let at = head
+        .windows(field.len())
+        .position(|window| window == field)?;
+    let rest = &head[at + field.len()..];
+    let rest = &rest[rest.iter().position(|byte| !byte.is_ascii_whitespace())?..];
+    let rest = rest.strip_prefix(b":")?;
+    let rest = &rest[rest.iter().position(|byte| !byte.is_ascii_whitespace())?..];
+    let digits = rest.iter().take_while(|byte| byte.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// Parses a snapshot; `bytes` is used as scratch space by simd-json.
+pub(crate) fn parse_snapshot(bytes: &mut [u8], parser: Parser) -> Result<Snapshot, Refusal> {
+    if let Some(version) = probe_version(bytes).filter(|&version| version > FORMAT_VERSION) {
+        return Err(Refusal::Newer(version));
+    }
+    let parsed = match parser {
+        Parser::SimdJson => {
+            simd_json::serde::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
+        }
+        Parser::SerdeJson => {
+            serde_json::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
+        }
+    };
+    let snapshot = parsed.map_err(Refusal::Malformed)?;
+    if snapshot.format_version > FORMAT_VERSION {
+        return Err(Refusal::Newer(snapshot.format_version));
+    }
+    if snapshot.format_version == 0 {
+        return Err(Refusal::Malformed("format version 0 does not exist".into()));
+    }
+    Ok(snapshot)
+}
+
+/// Parses a snapshot for the loading benchmark: the number of entries read.
+///
+/// Public only for `examples/json_load.rs`; not part of the stable API.
+#[doc(hidden)]
+pub fn parse_snapshot_for_bench(bytes: &mut [u8], parser: Parser) -> Result<usize, String> {
+    parse_snapshot(bytes, parser)
+        .map(|snapshot| snapshot.entries.len())
+        .map_err(|refusal| format!("{refusal:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cacheness_core::conformance::{arb_entry, key_of, sample_entry};
+    use proptest::prelude::*;
+
+    #[test]
+    fn snapshot_round_trips_with_both_parsers_in_key_order() {
+        let mut entries = BTreeMap::new();
+        for index in 0..20 {
+            let entry = sample_entry(key_of(index), 1_000 + index);
+            entries.insert(entry.key, entry);
+        }
+        let counters = Counters {
+            hits: 3,
+            misses: 2,
+            evictions: 1,
+        };
+        let bytes = encode_snapshot(&entries, counters, 7).unwrap();
+        assert!(bytes.starts_with(b"{\n  \"format_version\": 1,\n  \"generation\": 7"));
+        for parser in [Parser::SimdJson, Parser::SerdeJson] {
+            let snapshot = parse_snapshot(&mut bytes.clone(), parser).unwrap();
+            assert_eq!(snapshot.generation, 7);
+            assert_eq!(Counters::from(snapshot.counters), counters);
+            let keys: Vec<CacheKey> = snapshot.entries.iter().map(|entry| entry.key).collect();
+            assert_eq!(keys, entries.keys().copied().collect::<Vec<_>>());
+            assert_eq!(
+                snapshot.entries,
+                entries.values().cloned().collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn newer_versions_are_told_from_damage() {
+        let newer = br#"{"format_version": 9, "generation": 1, "shards": {}}"#;
+        let same_shape = br#"{"format_version": 2, "generation": 1, "entries": []}"#;
+        for parser in [Parser::SimdJson, Parser::SerdeJson] {
+            assert_eq!(
+                parse_snapshot(&mut newer.to_vec(), parser).unwrap_err(),
+                Refusal::Newer(9)
+            );
+            assert_eq!(
+                parse_snapshot(&mut same_shape.to_vec(), parser).unwrap_err(),
+                Refusal::Newer(2)
+            );
+            assert!(matches!(
+                parse_snapshot(&mut b"{\"format_ver".to_vec(), parser),
+                Err(Refusal::Malformed(_))
+            ));
+        }
+        let header = br#"{"header":{"format_version":3,"generation":1}}"#;
+        assert_eq!(parse_record(header).unwrap_err(), Refusal::Newer(3));
+    }
+
+    #[test]
+    fn records_refuse_blob_names_outside_the_store() {
+        let mut entry = sample_entry(key_of(1), 5);
+        for bad in ["../../etc/passwd", "/etc/passwd", "ab/../../x"] {
+            entry.location = cacheness_core::Location::Blob(bad.into());
+            let line = serde_json::to_vec(&Record::Put(Box::new(entry.clone()))).unwrap();
+            assert!(
+                matches!(parse_record(&line), Err(Refusal::Malformed(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_left_out() {
+        let (lines, complete) = complete_lines(b"{\"a\":1}\n\n{\"b\":2}\n{\"c\":");
+        assert_eq!(
+            lines.collect::<Vec<_>>(),
+            vec![&b"{\"a\":1}"[..], b"{\"b\":2}"]
+        );
+        assert_eq!(complete, 17);
+        let (lines, complete) = complete_lines(b"no newline");
+        assert_eq!((lines.count(), complete), (0, 0));
+    }
+
+    proptest! {
+        #[test]
+        fn records_round_trip(entry in arb_entry()) {
+            let record = Record::Put(Box::new(entry));
+            let line = encode_record(&record).unwrap();
+            prop_assert_eq!(line.iter().filter(|&&byte| byte == b'\n').count(), 1);
+            let parsed = parse_record(&line[..line.len() - 1]).unwrap();
+            // Compare JSON forms: a NaN parameter is not equal to itself.
+            prop_assert_eq!(serde_json::to_value(&parsed).unwrap(), serde_json::to_value(&record).unwrap());
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_record(&bytes);
+            let _ = complete_lines(&bytes).0.count();
+            let _ = parse_snapshot(&mut bytes.clone(), Parser::SimdJson);
+            let _ = parse_snapshot(&mut bytes.clone(), Parser::SerdeJson);
+        }
+
+        #[test]
+        fn json_shaped_garbage_never_panics(
+            version in any::<u64>(),
+            generation in any::<u64>(),
+            body in "[\\[\\]{}\":,a-z0-9 ]{0,200}",
+        ) {
+            let text = format!("{{\"format_version\":{version},\"generation\":{generation},\"entries\":{body}");
+            let _ = parse_snapshot(&mut text.clone().into_bytes(), Parser::SimdJson);
+            let _ = parse_record(format!("{{\"put\":{body}").as_bytes());
+            let _ = parse_record(format!("{{\"header\":{{\"format_version\":{version},\"generation\":{body}").as_bytes());
+        }
+    }
+}

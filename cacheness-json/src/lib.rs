@@ -1,0 +1,105 @@
+//! The `json` metadata backend of cacheness: the index of a cache's entries in
+//! human-readable files in the cache dir, safe to share between threads and
+//! processes, and robust to crashes.
+//!
+//! ```
+//! use cacheness_core::{Cache, MetadataBackend, key};
+//! use cacheness_json::JsonBackend;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let cache = Cache::builder()
+//!     .dir(dir.path())
+//!     .open(JsonBackend::open(dir.path())?)?;
+//! cache.put(&key!(experiment = "bench", idx = 1), &vec![1, 2, 3])?;
+//! assert_eq!(cache.get::<Vec<i32>>(&key!(experiment = "bench", idx = 1))?, Some(vec![1, 2, 3]));
+//! drop(cache);
+//!
+//! // Another process (or a later run) sees the entry.
+//! let reopened = JsonBackend::open(dir.path())?;
+//! assert_eq!(reopened.len()?, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Files
+//!
+//! - `metadata.json`: the *snapshot*, pretty-printed, with a `format_version`
+//!   (first field), a `generation`, the hit/miss/eviction `counters` and the
+//!   `entries` in ascending key order, one object per key in the core
+//!   [`Entry`](cacheness_core::Entry) serde form.
+//! - `metadata.journal`: what happened since the snapshot, one JSON object per
+//!   line: first `{"header":{"format_version":1,"generation":G}}`, then
+//!   `{"put":{..entry..}}`, `{"remove":{"key":".."}}`,
+//!   `{"touch":{"touches":[..],"counters":{..}}}` (batched reads) or `{"clear":{}}`.
+//!   A write is one append: O(1), whatever the number of entries.
+//! - `metadata.lock`: the lock file. Writers take an exclusive `flock` on it,
+//!   readers that replay new journal lines a shared one.
+//!
+//! # Compaction
+//!
+//! When the journal outgrows [`JsonOptions::compaction_min_bytes`] and
+//! [`JsonOptions::compaction_ratio`] × the snapshot's size, the writer that
+//! crossed the line (holding the exclusive lock) writes the next generation's
+//! snapshot to a temp file, syncs it, renames it over `metadata.json`, then does
+//! the same with a journal holding only a header for the new generation. A
+//! crash between the two renames leaves a journal of an older generation, which
+//! loaders recognise as already folded in and ignore.
+//!
+//! # Several processes
+//!
+//! Each process keeps the entries in a `BTreeMap`. Before each operation it
+//! `stat`s the journal: the same file of the length it has applied means nothing
+//! changed; a longer one means it replays only the new lines; another file (a
+//! compaction by someone else) means it reloads. Every write happens under the
+//! exclusive lock on an up-to-date view, so `put` returns exactly the entry it
+//! replaced, even across processes. [`MetadataBackend::data_version`](cacheness_core::MetadataBackend::data_version)
+//! counts the times writes of other handles were applied.
+//!
+//! # Crashes and damage
+//!
+//! - A torn last journal line (a writer died mid-append) is ignored by readers
+//!   and cut off by the next writer.
+//! - A missing or unparseable snapshot, a journal newer than its snapshot, or no
+//!   metadata at all beside blob files: the entries are rebuilt from the blob
+//!   files' headers (the journal replayed over them), a new snapshot is written,
+//!   and a `warn!` says so. A damaged snapshot is kept as `metadata.json.corrupt`.
+//!   Values stored inline (only with [`JsonOptions::inline_values`]) cannot be
+//!   rebuilt.
+//! - Metadata of a newer format version is an error ([`JsonError::NewerFormat`]).
+//! - Entries whose blob name could point outside the cache dir (`..`, absolute
+//!   paths) are rejected at load with a `warn!`, and refused by `put`.
+//! - Entries are never dropped at load for their age: expiry is the engine's job.
+
+mod backend;
+mod error;
+mod files;
+mod format;
+mod options;
+mod rebuild;
+
+pub use backend::{JOURNAL_FILE, JsonBackend, LOCK_FILE, SNAPSHOT_FILE};
+pub use error::JsonError;
+pub use format::{FORMAT_VERSION, Parser, parse_snapshot_for_bench};
+pub use options::{DEFAULT_COMPACTION_MIN_BYTES, DEFAULT_COMPACTION_RATIO, JsonOptions};
+
+#[cfg(test)]
+mod conformance {
+    cacheness_core::conformance_tests!(
+        |dir: &std::path::Path| crate::JsonBackend::open(dir).expect("the json backend opens")
+    );
+}
+
+#[cfg(test)]
+mod conformance_inline_compacting {
+    use crate::{JsonBackend, JsonOptions};
+
+    // Inline values and a tiny threshold: nearly every write compacts.
+    cacheness_core::conformance_tests!(|dir: &std::path::Path| {
+        let options = JsonOptions {
+            inline_values: true,
+            compaction_min_bytes: 512,
+            compaction_ratio: 0.1,
+            ..JsonOptions::default()
+        };
+        JsonBackend::open_with(dir, &options).expect("the json backend opens")
+    });
+}

@@ -1,0 +1,237 @@
+//! Several processes on one cache dir: the test binary runs itself as the children
+//! (selected by `CACHENESS_JSON_CHILD`), which all open a fresh dir at the same
+//! instant (they wait on stdin until every one is spawned).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cacheness_core::{Cache, ListOptions, MetadataBackend, key};
+use cacheness_json::{JsonBackend, JsonOptions};
+use serde::{Deserialize, Serialize};
+
+const CHILDREN: u64 = 4;
+const KEYS: u64 = 500;
+const ROLE: &str = "CACHENESS_JSON_CHILD";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Value {
+    writer: u64,
+    index: u64,
+    payload: String,
+}
+
+fn value(writer: u64, index: u64) -> Value {
+    Value {
+        writer,
+        index,
+        payload: format!("{writer}-{index}-").repeat(8),
+    }
+}
+
+fn options(mode: &str) -> JsonOptions {
+    match mode {
+        // Compact every few dozen puts while the others keep writing.
+        "compact" => JsonOptions {
+            compaction_min_bytes: 4096,
+            compaction_ratio: 0.1,
+            ..JsonOptions::default()
+        },
+        _ => JsonOptions::default(),
+    }
+}
+
+fn open_cache(dir: &Path, mode: &str) -> Cache {
+    let backend = JsonBackend::open_with(dir, &options(mode)).expect("json backend opens");
+    Cache::builder()
+        .dir(dir)
+        .open(backend)
+        .expect("cache opens")
+}
+
+/// The child role: does nothing unless started by a parent test.
+#[test]
+fn child_process_role() {
+    let Ok(mode) = std::env::var(ROLE) else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var("CACHENESS_JSON_DIR").unwrap());
+    let writer: u64 = std::env::var("CACHENESS_JSON_WRITER")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Wait for the parent's go, so every child opens the fresh dir at once.
+    let mut go = String::new();
+    std::io::stdin().lock().read_line(&mut go).unwrap();
+    let cache = open_cache(&dir, &mode);
+    for index in 0..KEYS {
+        match mode.as_str() {
+            "race" => cache
+                .put(
+                    &key!(experiment = "race", idx = index),
+                    &value(writer, index),
+                )
+                .unwrap(),
+            _ => cache
+                .put(
+                    &key!(experiment = "mp", writer = writer, idx = index),
+                    &value(writer, index),
+                )
+                .unwrap(),
+        }
+        if mode != "race" && index % 50 == 49 {
+            // Reads of what this child wrote see it, whatever the others did.
+            let back: Option<Value> = cache
+                .get(&key!(experiment = "mp", writer = writer, idx = index - 10))
+                .unwrap();
+            assert_eq!(back, Some(value(writer, index - 10)));
+        }
+    }
+    cache.flush().unwrap();
+}
+
+fn run_children(dir: &Path, mode: &str) {
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..CHILDREN)
+        .map(|writer| {
+            Command::new(&exe)
+                .args([
+                    "child_process_role",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(ROLE, mode)
+                .env("CACHENESS_JSON_DIR", dir)
+                .env("CACHENESS_JSON_WRITER", writer.to_string())
+                .stdin(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in &mut children {
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    }
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "a child failed in mode {mode}");
+    }
+}
+
+fn blob_files(dir: &Path) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    for shard in std::fs::read_dir(dir.join("blobs")).unwrap().flatten() {
+        files.extend(
+            std::fs::read_dir(shard.path())
+                .unwrap()
+                .flatten()
+                .map(|file| file.path()),
+        );
+    }
+    files
+}
+
+/// Every blob file belongs to a live entry and every entry's blob exists.
+fn assert_no_orphans(cache: &Cache, dir: &Path) {
+    let referenced: BTreeSet<PathBuf> = cache
+        .list(&ListOptions::default())
+        .unwrap()
+        .iter()
+        .map(|entry| cache.blob_path(entry).expect("values are in blob files"))
+        .collect();
+    assert_eq!(
+        blob_files(dir),
+        referenced,
+        "blob files are exactly the live entries'"
+    );
+}
+
+fn check_distinct(dir: &Path, mode: &str) {
+    let cache = open_cache(dir, mode);
+    assert_eq!(cache.backend().len().unwrap(), CHILDREN * KEYS);
+    for writer in 0..CHILDREN {
+        for index in 0..KEYS {
+            let back: Option<Value> = cache
+                .get(&key!(experiment = "mp", writer = writer, idx = index))
+                .unwrap();
+            assert_eq!(
+                back,
+                Some(value(writer, index)),
+                "writer {writer} index {index}"
+            );
+        }
+    }
+    assert_no_orphans(&cache, dir);
+}
+
+#[test]
+fn four_processes_write_distinct_keys_and_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("fresh");
+    run_children(&cache_dir, "distinct");
+    check_distinct(&cache_dir, "distinct");
+}
+
+#[test]
+fn four_processes_racing_on_the_same_keys_leave_one_value_each_and_no_orphan() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("fresh");
+    run_children(&cache_dir, "race");
+    let cache = open_cache(&cache_dir, "race");
+    assert_eq!(cache.backend().len().unwrap(), KEYS);
+    for index in 0..KEYS {
+        let back: Value = cache
+            .get(&key!(experiment = "race", idx = index))
+            .unwrap()
+            .expect("every raced key is present");
+        assert!(back.writer < CHILDREN);
+        assert_eq!(back, value(back.writer, index));
+    }
+    assert_no_orphans(&cache, &cache_dir);
+}
+
+#[test]
+fn compaction_while_others_write_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("fresh");
+    run_children(&cache_dir, "compact");
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache_dir.join("metadata.json")).unwrap()).unwrap();
+    let generation = snapshot["generation"].as_u64().unwrap();
+    assert!(generation > 10, "compacted {generation} times only");
+    check_distinct(&cache_dir, "compact");
+}
+
+#[test]
+fn data_version_changes_only_for_writes_of_other_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = JsonBackend::open(dir.path()).unwrap();
+    let second = JsonBackend::open(dir.path()).unwrap();
+    let entry =
+        cacheness_core::conformance::sample_entry(cacheness_core::conformance::key_of(1), 5);
+    let before = (
+        first.data_version().unwrap(),
+        second.data_version().unwrap(),
+    );
+    first.put(entry.clone()).unwrap();
+    assert_eq!(
+        first.data_version().unwrap(),
+        before.0,
+        "own writes do not count"
+    );
+    assert_ne!(
+        second.data_version().unwrap(),
+        before.1,
+        "another handle's write counts"
+    );
+    assert_eq!(second.get(&entry.key).unwrap().as_ref(), Some(&entry));
+    let seen = second.data_version().unwrap();
+    first.compact().unwrap();
+    assert_ne!(
+        second.data_version().unwrap(),
+        seen,
+        "a compaction elsewhere counts"
+    );
+    assert_eq!(second.len().unwrap(), 1);
+}

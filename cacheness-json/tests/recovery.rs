@@ -1,0 +1,344 @@
+//! Crashes and damage: torn journal lines, lost or corrupted snapshots, newer
+//! formats, hostile blob names, and a writer killed with SIGKILL.
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cacheness_core::conformance::{blob_name_for, key_of, sample_entry};
+use cacheness_core::{Cache, Location, MetadataBackend, key};
+use cacheness_json::{JsonBackend, JsonError, JsonOptions};
+use proptest::prelude::*;
+
+fn value(index: u64) -> String {
+    format!("value {index} ").repeat(20)
+}
+
+fn open_cache(dir: &Path, options: &JsonOptions) -> Cache {
+    let backend = JsonBackend::open_with(dir, options).expect("json backend opens");
+    Cache::builder()
+        .dir(dir)
+        .open(backend)
+        .expect("cache opens")
+}
+
+fn fill(dir: &Path, count: u64) {
+    let cache = open_cache(dir, &JsonOptions::default());
+    for index in 0..count {
+        cache.put(&key!(recovery = index), &value(index)).unwrap();
+    }
+}
+
+fn assert_all_present(dir: &Path, count: u64) {
+    let cache = open_cache(dir, &JsonOptions::default());
+    assert_eq!(cache.backend().len().unwrap(), count);
+    for index in 0..count {
+        assert_eq!(
+            cache.get::<String>(&key!(recovery = index)).unwrap(),
+            Some(value(index)),
+            "entry {index}"
+        );
+    }
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[test]
+fn a_torn_last_line_is_ignored_then_cut_off_by_the_next_write() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 10);
+    let journal = dir.path().join("metadata.journal");
+    append(&journal, br#"{"put":{"key":"0123"#);
+    assert_all_present(dir.path(), 10);
+    let cache = open_cache(dir.path(), &JsonOptions::default());
+    cache.put(&key!(recovery = 10u64), &value(10)).unwrap();
+    drop(cache);
+    let text = fs::read_to_string(&journal).unwrap();
+    assert!(text.ends_with('\n'));
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("every line is whole");
+    }
+    assert_all_present(dir.path(), 11);
+}
+
+#[test]
+fn a_missing_snapshot_is_rebuilt_from_the_blobs_and_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 30);
+    fs::remove_file(dir.path().join("metadata.json")).unwrap();
+    assert_all_present(dir.path(), 30);
+    assert!(
+        dir.path().join("metadata.json").exists(),
+        "a new snapshot is written"
+    );
+}
+
+#[test]
+fn deleting_all_metadata_rebuilds_every_entry_from_the_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 30);
+    // Compacted, removed and replaced entries too: only the newest blob per key counts.
+    {
+        let cache = open_cache(dir.path(), &JsonOptions::default());
+        cache.put(&key!(recovery = 3u64), &value(3)).unwrap();
+        cache.remove(&key!(recovery = 29u64)).unwrap();
+        JsonBackend::open(dir.path()).unwrap().compact().unwrap();
+    }
+    fs::remove_file(dir.path().join("metadata.json")).unwrap();
+    fs::remove_file(dir.path().join("metadata.journal")).unwrap();
+    assert_all_present(dir.path(), 29);
+}
+
+#[test]
+fn a_corrupted_snapshot_is_kept_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 20);
+    JsonBackend::open(dir.path()).unwrap().compact().unwrap();
+    let snapshot = dir.path().join("metadata.json");
+    let mut bytes = fs::read(&snapshot).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&snapshot, &bytes).unwrap();
+    assert_all_present(dir.path(), 20);
+    assert_eq!(
+        fs::read(dir.path().join("metadata.json.corrupt")).unwrap(),
+        bytes,
+        "the damaged file is kept for inspection"
+    );
+}
+
+#[test]
+fn metadata_of_a_newer_format_version_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3);
+    let snapshot = dir.path().join("metadata.json");
+    let original = fs::read(&snapshot).unwrap();
+    let newer_snapshot = br#"{"format_version": 7, "generation": 1, "tables": {}}"#;
+    fs::write(&snapshot, newer_snapshot).unwrap();
+    let error = JsonBackend::open(dir.path()).unwrap_err();
+    assert!(matches!(
+        error,
+        JsonError::NewerFormat {
+            found: 7,
+            supported: 1,
+            ..
+        }
+    ));
+    assert!(error.to_string().contains("format version 7"), "{error}");
+    assert_eq!(
+        fs::read(&snapshot).unwrap(),
+        newer_snapshot,
+        "a newer file is left untouched"
+    );
+
+    fs::write(&snapshot, &original).unwrap();
+    let journal = dir.path().join("metadata.journal");
+    let text = fs::read_to_string(&journal).unwrap();
+    let newer = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
+    fs::write(&journal, newer).unwrap();
+    let error = JsonBackend::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, JsonError::NewerFormat { found: 2, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn blob_names_outside_the_store_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = JsonBackend::open(dir.path()).unwrap();
+    let good = sample_entry(key_of(1), 5);
+    let mut bad = sample_entry(key_of(2), 5);
+    bad.location = Location::Blob("../../../etc/passwd".into());
+    assert!(backend.put(bad.clone()).is_err(), "put refuses it");
+    backend.put(good.clone()).unwrap();
+    backend.compact().unwrap();
+    drop(backend);
+
+    // Smuggle bad entries into the snapshot and the journal by hand.
+    let snapshot = dir.path().join("metadata.json");
+    let mut parsed: serde_json::Value =
+        serde_json::from_slice(&fs::read(&snapshot).unwrap()).unwrap();
+    let mut absolute = sample_entry(key_of(3), 5);
+    absolute.location = Location::Blob("/etc/passwd".into());
+    parsed["entries"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::to_value(&absolute).unwrap());
+    fs::write(&snapshot, serde_json::to_vec_pretty(&parsed).unwrap()).unwrap();
+    let line = serde_json::json!({ "put": bad });
+    append(
+        &dir.path().join("metadata.journal"),
+        format!("{line}\n").as_bytes(),
+    );
+
+    let reopened = JsonBackend::open(dir.path()).unwrap();
+    assert_eq!(reopened.get(&good.key).unwrap().as_ref(), Some(&good));
+    assert_eq!(reopened.get(&bad.key).unwrap(), None);
+    assert_eq!(reopened.get(&absolute.key).unwrap(), None);
+    assert_eq!(reopened.len().unwrap(), 1);
+    // A well-formed name is fine.
+    let mut blob = sample_entry(key_of(4), 5);
+    blob.location = Location::Blob(blob_name_for(&blob.key, 9));
+    reopened.put(blob).unwrap();
+}
+
+#[test]
+fn old_and_expired_entries_are_never_dropped_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = JsonBackend::open(dir.path()).unwrap();
+    let mut ancient = sample_entry(key_of(1), 0);
+    ancient.accessed_at = 0;
+    ancient.expires_at = None;
+    let mut expired = sample_entry(key_of(2), 1);
+    expired.expires_at = Some(2);
+    backend.put(ancient.clone()).unwrap();
+    backend.put(expired.clone()).unwrap();
+    backend.compact().unwrap();
+    drop(backend);
+    let reopened = JsonBackend::open(dir.path()).unwrap();
+    assert_eq!(reopened.get(&ancient.key).unwrap(), Some(ancient));
+    assert_eq!(reopened.get(&expired.key).unwrap(), Some(expired));
+}
+
+#[test]
+fn a_fresh_dir_gets_a_readable_empty_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = JsonBackend::open(&dir.path().join("new")).unwrap();
+    assert!(backend.is_empty().unwrap());
+    let text = fs::read_to_string(backend.snapshot_path()).unwrap();
+    assert!(text.starts_with("{\n  \"format_version\": 1,"), "{text}");
+}
+
+const KILL_ROLE: &str = "CACHENESS_JSON_KILL_CHILD";
+
+fn compacting_often() -> JsonOptions {
+    JsonOptions {
+        compaction_min_bytes: 2048,
+        compaction_ratio: 0.05,
+        ..JsonOptions::default()
+    }
+}
+
+/// The child of the SIGKILL test: puts until killed, reporting each finished put.
+#[test]
+fn kill_child_role() {
+    let Ok(dir) = std::env::var(KILL_ROLE) else {
+        return;
+    };
+    let cache = open_cache(Path::new(&dir), &compacting_often());
+    let mut stdout = std::io::stdout().lock();
+    for index in 0u64.. {
+        cache.put(&key!(recovery = index), &value(index)).unwrap();
+        writeln!(stdout, "put {index}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|item| item.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "tmp"))
+        .collect();
+    if let Ok(tmp) = fs::read_dir(dir.join("tmp")) {
+        found.extend(tmp.flatten().map(|item| item.path()));
+    }
+    found
+}
+
+#[test]
+fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
+    let exe = std::env::current_exe().unwrap();
+    for kill_after in [40u64, 150, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(&exe)
+            .args([
+                "kill_child_role",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL_ROLE, dir.path())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reported = None;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            if let Some(index) = line.unwrap().strip_prefix("put ") {
+                let index: u64 = index.parse().unwrap();
+                reported = Some(index);
+                if index >= kill_after {
+                    child.kill().unwrap();
+                    break;
+                }
+            }
+        }
+        child.wait().unwrap();
+        let reported = reported.expect("the child reported puts");
+
+        let cache = open_cache(dir.path(), &compacting_often());
+        assert!(
+            temp_files(dir.path()).is_empty(),
+            "{:?}",
+            temp_files(dir.path())
+        );
+        for index in 0..=reported {
+            assert_eq!(
+                cache.get::<String>(&key!(recovery = index)).unwrap(),
+                Some(value(index)),
+                "a finished put survives the kill (killed after {kill_after})"
+            );
+        }
+        // At most the put in flight is beyond what was reported, with the right bytes.
+        let count = cache.backend().len().unwrap();
+        assert!(
+            count == reported + 1 || count == reported + 2,
+            "{count} entries"
+        );
+        if count == reported + 2 {
+            assert_eq!(
+                cache.get::<String>(&key!(recovery = reported + 1)).unwrap(),
+                Some(value(reported + 1))
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn garbage_metadata_files_never_panic(
+        snapshot in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+        journal_line in proptest::collection::vec(any::<u8>(), 0..300),
+        valid_header in any::<bool>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        fill(dir.path(), 2);
+        if let Some(snapshot) = &snapshot {
+            fs::write(dir.path().join("metadata.json"), snapshot).unwrap();
+        }
+        let journal = dir.path().join("metadata.journal");
+        if !valid_header {
+            fs::write(&journal, b"").unwrap();
+        }
+        append(&journal, &journal_line);
+        append(&journal, b"\n");
+        // Ok or a clear error, never a panic; when it opens, the blobs' entries are there.
+        if let Ok(backend) = JsonBackend::open(dir.path()) {
+            let _ = backend.len();
+            if snapshot.is_some() && backend.len().unwrap() < 2 {
+                prop_assert!(false, "entries lost after damage: {}", backend.len().unwrap());
+            }
+        }
+    }
+}

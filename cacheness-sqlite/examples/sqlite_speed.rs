@@ -1,0 +1,233 @@
+//! Speed of the `sqlite` backend on the seed workload, against raw rusqlite in
+//! the same run.
+//!
+//! ```text
+//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick]
+//! ```
+//!
+//! Workload (BENCHMARK.md, W1): values are a ~200-byte serde struct (an id, a
+//! short name, 20 integers) stored under `key!(experiment = "bench", idx = i)`
+//! through `cacheness_core::Cache` over `SqliteBackend` in a fresh directory.
+//! PUT times N puts; GET times N gets of the same keys (each value checked) plus
+//! the `flush` that writes their batched access records; LIST times listing 1 000
+//! entries. OPEN times opening an existing cache of 100 000 entries and serving
+//! one get. Raw rusqlite does the same puts and gets with the same pragmas on a
+//! table `(key BLOB PRIMARY KEY, value BLOB)`: the same key hashing and JSON
+//! encoding, one `INSERT OR REPLACE` (own transaction) per put, one `SELECT` by
+//! key per get. Each figure is the median of several repetitions.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cacheness_core::{Cache, ListOptions, key};
+use cacheness_sqlite::{SqliteBackend, SqliteOptions};
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Record {
+    id: u64,
+    name: String,
+    values: Vec<u64>,
+}
+
+fn record(index: u64) -> Record {
+    Record {
+        id: index,
+        name: format!("item-{index}"),
+        values: (0..20)
+            .map(|j| 1_000_000 + (index * 7_919 + j * 104_729) % 9_000_000)
+            .collect(),
+    }
+}
+
+fn bench_key(index: u64) -> cacheness_core::CacheKey {
+    key!(experiment = "bench", idx = index).key()
+}
+
+struct Run {
+    put_per_s: f64,
+    get_per_s: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn per_second(count: u64, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// PUT then GET of `n` entries through the cache, in a fresh directory.
+fn cacheness_run(dir: &Path, n: u64) -> Result<(Run, Cache), Box<dyn std::error::Error>> {
+    let cache = Cache::builder().dir(dir).open(SqliteBackend::open(dir)?)?;
+    let records: Vec<Record> = (0..n).map(record).collect();
+    let started = Instant::now();
+    for (index, value) in records.iter().enumerate() {
+        cache.put(&key!(experiment = "bench", idx = index as u64), value)?;
+    }
+    let put = started.elapsed();
+    let started = Instant::now();
+    for (index, value) in records.iter().enumerate() {
+        let back: Option<Record> = cache.get(&key!(experiment = "bench", idx = index as u64))?;
+        assert_eq!(back.as_ref(), Some(value), "value {index} comes back");
+    }
+    cache.flush()?;
+    let get = started.elapsed();
+    Ok((
+        Run {
+            put_per_s: per_second(n, put),
+            get_per_s: per_second(n, get),
+        },
+        cache,
+    ))
+}
+
+/// The same puts and gets with rusqlite alone, same pragmas.
+fn raw_run(dir: &Path, n: u64) -> Result<Run, Box<dyn std::error::Error>> {
+    let options = SqliteOptions::default();
+    let conn = Connection::open(dir.join("raw.db"))?;
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.execute_batch(&format!(
+        "PRAGMA page_size = {};
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA cache_size = -{};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = {};
+         CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB NOT NULL);",
+        options.page_size, options.cache_size_kib, options.wal_autocheckpoint
+    ))?;
+    let _: Option<i64> = conn
+        .query_row(
+            &format!("PRAGMA mmap_size = {}", options.mmap_size),
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let records: Vec<Record> = (0..n).map(record).collect();
+    let started = Instant::now();
+    {
+        let mut insert = conn.prepare_cached("INSERT OR REPLACE INTO entries VALUES (?1, ?2)")?;
+        for (index, value) in records.iter().enumerate() {
+            let key = bench_key(index as u64);
+            insert.execute(rusqlite::params![
+                key.as_bytes().as_slice(),
+                serde_json::to_vec(value)?
+            ])?;
+        }
+    }
+    let put = started.elapsed();
+    let started = Instant::now();
+    {
+        let mut select = conn.prepare_cached("SELECT value FROM entries WHERE key = ?1")?;
+        for (index, value) in records.iter().enumerate() {
+            let key = bench_key(index as u64);
+            let bytes: Vec<u8> = select.query_row([key.as_bytes().as_slice()], |row| row.get(0))?;
+            let back: Record = serde_json::from_slice(&bytes)?;
+            assert_eq!(&back, value);
+        }
+    }
+    let get = started.elapsed();
+    Ok(Run {
+        put_per_s: per_second(n, put),
+        get_per_s: per_second(n, get),
+    })
+}
+
+struct Figures {
+    put: f64,
+    get: f64,
+    raw_put: f64,
+    raw_get: f64,
+    list_ms: f64,
+}
+
+fn measure(n: u64, repetitions: usize) -> Result<Figures, Box<dyn std::error::Error>> {
+    let (mut puts, mut gets, mut raw_puts, mut raw_gets, mut lists) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repetitions {
+        let dir = tempfile::tempdir()?;
+        let (run, cache) = cacheness_run(dir.path(), n)?;
+        puts.push(run.put_per_s);
+        gets.push(run.get_per_s);
+        for _ in 0..5 {
+            let started = Instant::now();
+            let listed = cache.list(&ListOptions {
+                limit: Some(1000),
+                ..ListOptions::default()
+            })?;
+            lists.push(started.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(listed.len(), 1000.min(n as usize));
+        }
+        drop(cache);
+        let raw_dir = tempfile::tempdir()?;
+        let raw = raw_run(raw_dir.path(), n)?;
+        raw_puts.push(raw.put_per_s);
+        raw_gets.push(raw.get_per_s);
+    }
+    Ok(Figures {
+        put: median(puts),
+        get: median(gets),
+        raw_put: median(raw_puts),
+        raw_get: median(raw_gets),
+        list_ms: median(lists),
+    })
+}
+
+/// Opening an existing cache of `n` entries and serving the first get.
+fn open_time(n: u64, repetitions: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    {
+        let cache = Cache::builder()
+            .dir(dir.path())
+            .open(SqliteBackend::open(dir.path())?)?;
+        for index in 0..n {
+            cache.put(&key!(experiment = "bench", idx = index), &record(index))?;
+        }
+    }
+    let (mut opens, mut firsts) = (Vec::new(), Vec::new());
+    for repetition in 0..repetitions {
+        let started = Instant::now();
+        let cache = Cache::builder()
+            .dir(dir.path())
+            .open(SqliteBackend::open(dir.path())?)?;
+        let opened = started.elapsed();
+        let index = (repetition as u64 * 7_919) % n;
+        let value: Option<Record> = cache.get(&key!(experiment = "bench", idx = index))?;
+        let first = started.elapsed();
+        assert_eq!(value, Some(record(index)));
+        opens.push(opened.as_secs_f64() * 1e3);
+        firsts.push(first.as_secs_f64() * 1e3);
+    }
+    Ok((median(opens), median(firsts)))
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let large = if quick { 10_000 } else { 100_000 };
+    println!("sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians");
+    let small = measure(1_000, 7)?;
+    let big = measure(large, 3)?;
+    for (n, figures) in [(1_000u64, &small), (large, &big)] {
+        println!(
+            "N={n:>6}: PUT {:>8.0}/s (raw {:>8.0}/s, {:>3.0} %)  GET {:>8.0}/s (raw {:>8.0}/s, {:>3.0} %)  LIST 1000 {:.2} ms",
+            figures.put,
+            figures.raw_put,
+            100.0 * figures.put / figures.raw_put,
+            figures.get,
+            figures.raw_get,
+            100.0 * figures.get / figures.raw_get,
+            figures.list_ms,
+        );
+    }
+    println!(
+        "N={large} vs N=1000: PUT {:.0} %, GET {:.0} %",
+        100.0 * big.put / small.put,
+        100.0 * big.get / small.get
+    );
+    let (open_ms, first_get_ms) = open_time(large, 5)?;
+    println!("open a {large}-entry cache: {open_ms:.2} ms; open + first GET: {first_get_ms:.2} ms");
+    Ok(())
+}

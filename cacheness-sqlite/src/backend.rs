@@ -1,0 +1,877 @@
+//! [`SqliteBackend`]: the metadata backend over one SQLite database.
+
+use std::fs;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use cacheness_core::{
+    AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend,
+    ScanFilter, Touch,
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{SqliteError, is_busy, is_corrupt};
+use crate::options::SqliteOptions;
+use crate::pool::Pool;
+use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
+use crate::schema::{configure, configure_file, ensure_schema};
+use crate::{DB_FILE_NAME, MEMORY_PATH};
+
+/// Entries listed per query by [`scan`](MetadataBackend::scan): a scan is a series
+/// of short keyset-paged reads, so it never holds a read transaction (which would
+/// stall WAL checkpoints) while the caller works, and the caller may use the
+/// backend from inside its visitor.
+const SCAN_PAGE: usize = 512;
+
+/// The metadata of a cache in SQLite: `cache_metadata.db` in the cache
+/// directory (backend name `sqlite`), or a private in-memory database (backend
+/// name `sqlite-memory`).
+///
+/// The file backend runs in WAL mode and is safe for many threads and many
+/// processes on one directory: each thread works on a pooled connection of its
+/// own, writes are `BEGIN IMMEDIATE` transactions (so a put reads the entry it
+/// replaces under the write lock), and lock contention is retried for up to
+/// [`SqliteOptions::busy_timeout`].
+///
+/// ```
+/// use cacheness_core::{Cache, key};
+/// use cacheness_sqlite::SqliteBackend;
+///
+/// let dir = tempfile::tempdir()?;
+/// let cache = Cache::builder().dir(dir.path()).open(SqliteBackend::open(dir.path())?)?;
+/// cache.put(&key!(run = 7), &"done")?;
+/// drop(cache);
+///
+/// // Another process (or a later run) sees the entry.
+/// let cache = Cache::builder().dir(dir.path()).open(SqliteBackend::open(dir.path())?)?;
+/// assert_eq!(cache.get::<String>(&key!(run = 7))?.as_deref(), Some("done"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SqliteBackend {
+    /// The database file, or `:memory:`.
+    path: PathBuf,
+    memory: bool,
+    busy_timeout: Duration,
+    pool: Pool,
+    /// A connection that never writes, for `PRAGMA data_version`: its value moves
+    /// whenever any other connection, in this process or another, commits.
+    watcher: Option<Mutex<Connection>>,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) `dir/cache_metadata.db` with the default
+    /// [`SqliteOptions`]. `dir` is created (mode 0700) if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`SqliteError::Corrupt`] if the file is not a SQLite database or is
+    /// damaged (the file is left untouched), [`SqliteError::NewerSchema`] if a
+    /// newer cacheness wrote it, and [`SqliteError::Open`] for I/O failures.
+    pub fn open(dir: &Path) -> Result<SqliteBackend, SqliteError> {
+        SqliteBackend::open_with(dir, &SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) `dir/cache_metadata.db` with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), and [`SqliteError::InvalidOption`] for an option
+    /// SQLite cannot use.
+    pub fn open_with(dir: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
+        check_options(options)?;
+        create_dir(dir)?;
+        let path = dir.join(DB_FILE_NAME);
+        match SqliteBackend::open_file(&path, options) {
+            Err(SqliteError::Corrupt { source, .. }) if options.recreate_if_corrupt => {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %source,
+                    "metadata database is damaged; moving it aside and starting a new one"
+                );
+                move_aside(&path)?;
+                SqliteBackend::open_file(&path, options)
+            }
+            other => other,
+        }
+    }
+
+    /// Moves `dir/cache_metadata.db` aside (to `cache_metadata.db.corrupt`,
+    /// replacing an older one; its `-wal` log goes to `cache_metadata.db.corrupt-wal`)
+    /// and opens a fresh, empty database with the default options.
+    ///
+    /// This is the explicit way out after [`open`](Self::open) failed with
+    /// [`SqliteError::Corrupt`]. Only call it while no other process uses the
+    /// cache: they would keep writing to the old file. Blob files of the lost
+    /// entries stay in the directory.
+    ///
+    /// # Errors
+    ///
+    /// [`SqliteError::Recreate`] if the file cannot be moved, or any error of
+    /// [`open`](Self::open).
+    pub fn recreate(dir: &Path) -> Result<SqliteBackend, SqliteError> {
+        SqliteBackend::recreate_with(dir, &SqliteOptions::default())
+    }
+
+    /// [`recreate`](Self::recreate) with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recreate`](Self::recreate).
+    pub fn recreate_with(
+        dir: &Path,
+        options: &SqliteOptions,
+    ) -> Result<SqliteBackend, SqliteError> {
+        check_options(options)?;
+        create_dir(dir)?;
+        let path = dir.join(DB_FILE_NAME);
+        move_aside(&path)?;
+        SqliteBackend::open_file(&path, options)
+    }
+
+    /// A fresh in-memory database with the default options (backend
+    /// `sqlite-memory`): SQLite's queries without a file; entries vanish with the
+    /// backend.
+    ///
+    /// # Errors
+    ///
+    /// [`SqliteError::Open`] if SQLite cannot allocate it.
+    pub fn in_memory() -> Result<SqliteBackend, SqliteError> {
+        SqliteBackend::in_memory_with(&SqliteOptions::default())
+    }
+
+    /// A fresh in-memory database with `options` (the journal, memory map and
+    /// pool options do not apply).
+    ///
+    /// # Errors
+    ///
+    /// As [`in_memory`](Self::in_memory), and [`SqliteError::InvalidOption`].
+    pub fn in_memory_with(options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
+        check_options(options)?;
+        let path = PathBuf::from(MEMORY_PATH);
+        let open_error = |source| SqliteError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open_in_memory().map_err(open_error)?;
+        conn.execute_batch(&format!("PRAGMA page_size = {}", options.page_size))
+            .map_err(open_error)?;
+        configure(&conn, options).map_err(open_error)?;
+        ensure_schema(&mut conn, &path)?;
+        Ok(SqliteBackend {
+            path,
+            memory: true,
+            busy_timeout: options.busy_timeout,
+            pool: Pool::single(conn),
+            watcher: None,
+        })
+    }
+
+    /// The database file (`:memory:` for the in-memory backend).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_file(path: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
+        let deadline = Instant::now() + options.busy_timeout;
+        // Opening races with other processes creating the same file: retry the
+        // whole setup while another holds the lock, within the busy timeout.
+        let (conn, watcher) = retry_until(deadline, SqliteError::is_busy, || {
+            let open_error = |source: rusqlite::Error| {
+                if is_corrupt(&source) {
+                    SqliteError::Corrupt {
+                        path: path.to_owned(),
+                        source,
+                    }
+                } else {
+                    SqliteError::Open {
+                        path: path.to_owned(),
+                        source,
+                    }
+                }
+            };
+            let mut conn = Connection::open(path).map_err(open_error)?;
+            configure(&conn, options).map_err(open_error)?;
+            configure_file(&conn, options).map_err(open_error)?;
+            ensure_schema(&mut conn, path)?;
+            let watcher = Connection::open(path).map_err(open_error)?;
+            configure(&watcher, options).map_err(open_error)?;
+            Ok((conn, watcher))
+        })?;
+        Ok(SqliteBackend {
+            path: path.to_owned(),
+            memory: false,
+            busy_timeout: options.busy_timeout,
+            pool: Pool::file(conn, path.to_owned(), options),
+            watcher: Some(Mutex::new(watcher)),
+        })
+    }
+
+    /// Runs `body` on a pooled connection, retrying while the database is busy.
+    fn read<T>(
+        &self,
+        operation: &'static str,
+        mut body: impl FnMut(&Connection) -> Result<T, Failure>,
+    ) -> Result<T, SqliteError> {
+        let conn = self
+            .pool
+            .get()
+            .map_err(|source| Failure::Sql(source).into_error(&self.path, operation))?;
+        self.retrying(operation, || body(&conn))
+    }
+
+    /// Runs `body` in a `BEGIN IMMEDIATE` transaction (the write lock is taken
+    /// first, so what `body` reads cannot change before it commits), retrying
+    /// while another writer holds the lock.
+    fn write<T>(
+        &self,
+        operation: &'static str,
+        mut body: impl FnMut(&Transaction<'_>) -> Result<T, Failure>,
+    ) -> Result<T, SqliteError> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|source| Failure::Sql(source).into_error(&self.path, operation))?;
+        self.retrying(operation, || {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = body(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+
+    fn retrying<T>(
+        &self,
+        operation: &'static str,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T, SqliteError> {
+        // SQLite's busy handler already waits for most locks; this covers the
+        // cases where it returns SQLITE_BUSY at once (a stale WAL snapshot, WAL
+        // recovery by another process).
+        let mut deadline = None;
+        loop {
+            match attempt() {
+                Err(Failure::Sql(error)) if is_busy(&error) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.busy_timeout);
+                    if !pause_before(deadline) {
+                        return Err(Failure::Sql(error).into_error(&self.path, operation));
+                    }
+                }
+                other => return other.map_err(|failure| failure.into_error(&self.path, operation)),
+            }
+        }
+    }
+
+    fn totals(&self, operation: &'static str) -> Result<Totals, SqliteError> {
+        self.read(operation, Totals::read)
+    }
+
+    fn select_entries(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: impl rusqlite::Params + Clone,
+    ) -> Result<Vec<Entry>, SqliteError> {
+        self.read(operation, |conn| {
+            let mut statement = conn.prepare_cached(sql)?;
+            let mut rows = statement.query(params.clone())?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next()? {
+                entries.push(entry_from_row(row)?);
+            }
+            Ok(entries)
+        })
+    }
+}
+
+impl MetadataBackend for SqliteBackend {
+    fn name(&self) -> &str {
+        if self.memory {
+            "sqlite-memory"
+        } else {
+            "sqlite"
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(!self.memory, !self.memory, true, true)
+    }
+
+    fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        Ok(self.read("get", |conn| select_entry(conn, key))?)
+    }
+
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        Ok(self.write("put", |tx| {
+            let replaced = select_entry(tx, &entry.key)?;
+            let mut insert = tx.prepare_cached(concat!(
+                "INSERT OR REPLACE INTO entries (",
+                columns!(),
+                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+            ))?;
+            bind_entry(&mut insert, &entry)?;
+            let mut totals = Totals::read(tx)?;
+            match &replaced {
+                Some(old) => totals.total_size = totals.total_size.saturating_sub(old.stored_size),
+                None => totals.entries = totals.entries.saturating_add(1),
+            }
+            totals.total_size = totals.total_size.saturating_add(entry.stored_size);
+            totals.write_sizes(tx)?;
+            Ok(replaced)
+        })?)
+    }
+
+    fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        Ok(self.write("remove", |tx| {
+            let removed = tx
+                .prepare_cached(concat!(
+                    "DELETE FROM entries WHERE key = ?1 RETURNING ",
+                    columns!(),
+                    ""
+                ))?
+                .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
+                .optional()?
+                .transpose()?;
+            subtract(tx, removed.iter())?;
+            Ok(removed)
+        })?)
+    }
+
+    fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        Ok(self.write("touch", |tx| {
+            // The common case in one statement; counts that would leave the i64
+            // range, and keys that are gone, take the slow path.
+            let mut update = tx.prepare_cached(
+                "UPDATE entries SET accessed_at = max(accessed_at, ?2), access_count = access_count + ?3 \
+                 WHERE key = ?1 AND typeof(access_count) = 'integer' \
+                 AND access_count <= 9223372036854775807 - ?3",
+            )?;
+            // In key order, each B-tree page is visited once per batch.
+            let mut touches: Vec<&Touch> = batch.touches.iter().collect();
+            touches.sort_unstable_by_key(|touch| touch.key);
+            for touch in touches {
+                let changed = match i64::try_from(touch.count) {
+                    Ok(count) => update.execute(rusqlite::params![
+                        touch.key.as_bytes().as_slice(),
+                        Wide(touch.accessed_at),
+                        count
+                    ])?,
+                    Err(_) => 0,
+                };
+                if changed == 0 {
+                    touch_exactly(tx, touch)?;
+                }
+            }
+            if !batch.counters.is_zero() {
+                let mut totals = Totals::read(tx)?;
+                totals.counters.add(batch.counters);
+                totals.write_counters(tx)?;
+            }
+            Ok(())
+        })?)
+    }
+
+    fn scan(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        // Keyset paging on the primary key: each page starts after the last key
+        // seen (an empty blob sorts before every key).
+        let sql = scan_sql(filter.prefix.as_deref());
+        let mut after: Vec<u8> = filter
+            .after
+            .map(|key| key.as_bytes().to_vec())
+            .unwrap_or_default();
+        let mut remaining = filter.limit.unwrap_or(usize::MAX);
+        while remaining > 0 {
+            let page_len = remaining.min(SCAN_PAGE);
+            let page = self.read("scan", |conn| {
+                let mut statement = conn.prepare_cached(sql)?;
+                let mut rows = match filter.prefix.as_deref() {
+                    Some(prefix) if !prefix.is_empty() => {
+                        statement.query(rusqlite::params![after, page_len as i64, prefix])?
+                    }
+                    _ => statement.query(rusqlite::params![after, page_len as i64])?,
+                };
+                let mut entries = Vec::with_capacity(page_len);
+                while let Some(row) = rows.next()? {
+                    entries.push(entry_from_row(row)?);
+                }
+                Ok(entries)
+            })?;
+            let complete = page.len() == page_len;
+            if let Some(last) = page.last() {
+                after = last.key.as_bytes().to_vec();
+            }
+            for entry in page {
+                remaining -= 1;
+                if visit(entry).is_break() {
+                    return Ok(());
+                }
+            }
+            if !complete {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> cacheness_core::Result<u64> {
+        Ok(self.totals("len")?.entries)
+    }
+
+    fn is_empty(&self) -> cacheness_core::Result<bool> {
+        Ok(self.totals("is_empty")?.entries == 0)
+    }
+
+    fn total_size(&self) -> cacheness_core::Result<u64> {
+        Ok(self.totals("total_size")?.total_size)
+    }
+
+    fn stats(&self) -> cacheness_core::Result<BackendStats> {
+        let totals = self.totals("stats")?;
+        Ok(BackendStats {
+            entries: totals.entries,
+            total_size: totals.total_size,
+            counters: totals.counters,
+        })
+    }
+
+    fn expired(&self, now_ms: u64, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.select_entries(
+            "expired",
+            expired_sql(),
+            rusqlite::params![Wide(now_ms), sql_limit(limit)],
+        )?)
+    }
+
+    fn eviction_candidates(&self, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self.select_entries("eviction_candidates", eviction_sql(), [sql_limit(limit)])?)
+    }
+
+    fn remove_if_unchanged(&self, expected: &Entry) -> cacheness_core::Result<Option<Entry>> {
+        // The version check and the delete are one statement.
+        Ok(self.write("remove_if_unchanged", |tx| {
+            let removed = tx
+                .prepare_cached(concat!(
+                    "DELETE FROM entries WHERE key = ?1 AND created_at = ?2 AND content_hash = ?3 \
+                     AND blob_name IS ?4 RETURNING ",
+                    columns!(),
+                    ""
+                ))?
+                .query_row(
+                    rusqlite::params![
+                        expected.key.as_bytes().as_slice(),
+                        Wide(expected.created_at),
+                        expected.content_hash.0.as_slice(),
+                        expected.blob_name(),
+                    ],
+                    |row| Ok(entry_from_row(row)),
+                )
+                .optional()?
+                .transpose()?;
+            subtract(tx, removed.iter())?;
+            Ok(removed)
+        })?)
+    }
+
+    fn clear(&self) -> cacheness_core::Result<Vec<Entry>> {
+        Ok(self.write("clear", |tx| {
+            let mut statement =
+                tx.prepare_cached(concat!("DELETE FROM entries RETURNING ", columns!()))?;
+            let mut rows = statement.query([])?;
+            let mut removed = Vec::new();
+            while let Some(row) = rows.next()? {
+                removed.push(entry_from_row(row)?);
+            }
+            drop(rows);
+            let mut totals = Totals::read(tx)?;
+            totals.entries = 0;
+            totals.total_size = 0;
+            totals.write_sizes(tx)?;
+            Ok(removed)
+        })?)
+    }
+
+    fn flush(&self) -> cacheness_core::Result<()> {
+        // Nothing is buffered here: every write is committed before it returns,
+        // as durable as `synchronous` makes commits.
+        Ok(())
+    }
+
+    fn data_version(&self) -> cacheness_core::Result<Option<u64>> {
+        let Some(watcher) = &self.watcher else {
+            // Only this handle can reach an in-memory database.
+            return Ok(Some(0));
+        };
+        let watcher = watcher.lock().unwrap_or_else(PoisonError::into_inner);
+        let version = self.retrying("data_version", || {
+            Ok(watcher
+                .prepare_cached("PRAGMA data_version")?
+                .query_row([], |row| row.get::<_, i64>(0))?)
+        })?;
+        Ok(Some(version as u64))
+    }
+}
+
+/// A page of a scan: entries after `?1`, at most `?2`, with prefix `?3` if the
+/// filter has a non-empty one.
+fn scan_sql(prefix: Option<&str>) -> &'static str {
+    match prefix {
+        None => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE key > ?1 ORDER BY key LIMIT ?2"
+        ),
+        Some("") => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE prefix = '' AND key > ?1 ORDER BY key LIMIT ?2"
+        ),
+        // `prefix <> ''` repeats the partial index's condition so the planner uses it.
+        Some(_) => concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE prefix = ?3 AND prefix <> '' AND key > ?1 \
+             ORDER BY key LIMIT ?2"
+        ),
+    }
+}
+
+/// Entries expired at `?1`, soonest first, at most `?2`: a range of the partial
+/// `expires_at` index.
+fn expired_sql() -> &'static str {
+    concat!(
+        "SELECT ",
+        columns!(),
+        " FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1 \
+         ORDER BY expires_at LIMIT ?2"
+    )
+}
+
+/// The `?1` least recently accessed entries, ties by key: the head of the
+/// `accessed_at` index (whose entries end with the key).
+fn eviction_sql() -> &'static str {
+    concat!(
+        "SELECT ",
+        columns!(),
+        " FROM entries ORDER BY accessed_at, key LIMIT ?1"
+    )
+}
+
+/// The entry under `key`, read on `conn`.
+fn select_entry(conn: &Connection, key: &CacheKey) -> Result<Option<Entry>, Failure> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM entries WHERE key = ?1"
+    ))?
+    .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
+    .optional()?
+    .transpose()
+}
+
+/// Applies a touch exactly, in `u64` arithmetic: the slow path for counts beyond
+/// the i64 range; a touch of a missing key does nothing.
+fn touch_exactly(tx: &Transaction<'_>, touch: &Touch) -> Result<(), Failure> {
+    let key = touch.key.as_bytes().as_slice();
+    let current = tx
+        .prepare_cached("SELECT accessed_at, access_count FROM entries WHERE key = ?1")?
+        .query_row([key], |row| {
+            Ok((wide(row.get_ref(0)?), wide(row.get_ref(1)?)))
+        })
+        .optional()?;
+    let Some((accessed_at, access_count)) = current else {
+        return Ok(());
+    };
+    let invalid = |column, reason| Failure::InvalidRow {
+        key: touch.key.to_hex(),
+        column,
+        reason,
+    };
+    let accessed_at = accessed_at.map_err(|reason| invalid("accessed_at", reason))?;
+    let access_count = access_count.map_err(|reason| invalid("access_count", reason))?;
+    tx.prepare_cached("UPDATE entries SET accessed_at = ?2, access_count = ?3 WHERE key = ?1")?
+        .execute(rusqlite::params![
+            key,
+            Wide(accessed_at.max(touch.accessed_at)),
+            Wide(access_count.saturating_add(touch.count))
+        ])?;
+    Ok(())
+}
+
+/// Takes removed entries out of the running totals.
+fn subtract<'a>(
+    tx: &Transaction<'_>,
+    removed: impl Iterator<Item = &'a Entry>,
+) -> Result<(), Failure> {
+    let mut totals: Option<Totals> = None;
+    for entry in removed {
+        let current = match &mut totals {
+            Some(current) => current,
+            None => totals.insert(Totals::read(tx)?),
+        };
+        current.entries = current.entries.saturating_sub(1);
+        current.total_size = current.total_size.saturating_sub(entry.stored_size);
+    }
+    if let Some(totals) = totals {
+        totals.write_sizes(tx)?;
+    }
+    Ok(())
+}
+
+/// The `stats` row.
+#[derive(Debug, Clone, Copy)]
+struct Totals {
+    entries: u64,
+    total_size: u64,
+    counters: Counters,
+}
+
+impl Totals {
+    fn read(conn: &Connection) -> Result<Totals, Failure> {
+        let mut statement = conn.prepare_cached(
+            "SELECT entries, total_size, hits, misses, evictions FROM stats WHERE id = 1",
+        )?;
+        let mut rows = statement.query([])?;
+        let Some(row) = rows.next()? else {
+            return Err(Failure::InvalidRow {
+                key: "stats".into(),
+                column: "entries",
+                reason: "the stats row is missing".into(),
+            });
+        };
+        let column = |index: usize, name: &'static str| {
+            wide(row.get_ref(index)?).map_err(|reason| Failure::InvalidRow {
+                key: "stats".into(),
+                column: name,
+                reason,
+            })
+        };
+        Ok(Totals {
+            entries: column(0, "entries")?,
+            total_size: column(1, "total_size")?,
+            counters: Counters {
+                hits: column(2, "hits")?,
+                misses: column(3, "misses")?,
+                evictions: column(4, "evictions")?,
+            },
+        })
+    }
+
+    fn write_sizes(&self, conn: &Connection) -> Result<(), Failure> {
+        conn.prepare_cached("UPDATE stats SET entries = ?1, total_size = ?2 WHERE id = 1")?
+            .execute([Wide(self.entries), Wide(self.total_size)])?;
+        Ok(())
+    }
+
+    fn write_counters(&self, conn: &Connection) -> Result<(), Failure> {
+        conn.prepare_cached(
+            "UPDATE stats SET hits = ?1, misses = ?2, evictions = ?3 WHERE id = 1",
+        )?
+        .execute([
+            Wide(self.counters.hits),
+            Wide(self.counters.misses),
+            Wide(self.counters.evictions),
+        ])?;
+        Ok(())
+    }
+}
+
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn check_options(options: &SqliteOptions) -> Result<(), SqliteError> {
+    options
+        .validate()
+        .map_err(|(field, reason)| SqliteError::InvalidOption { field, reason })
+}
+
+/// Creates the cache directory (mode 0700 on Unix) if it is missing.
+fn create_dir(dir: &Path) -> Result<(), SqliteError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|source| SqliteError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+/// Moves a damaged database and its log aside; its shared-memory index is
+/// derived data and is deleted.
+fn move_aside(path: &Path) -> Result<(), SqliteError> {
+    let with_suffix = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let recreate_error = |source| SqliteError::Recreate {
+        path: path.to_owned(),
+        source,
+    };
+    for (from, to) in [("", ".corrupt"), ("-wal", ".corrupt-wal")] {
+        match fs::rename(with_suffix(from), with_suffix(to)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(recreate_error(error)),
+        }
+    }
+    match fs::remove_file(with_suffix("-shm")) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(recreate_error(error)),
+    }
+}
+
+/// Waits a little before another attempt; `false` once `deadline` has passed.
+fn pause_before(deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return false;
+    }
+    // Short and jitter-free is fine: SQLite's own busy handler did the long waits.
+    std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
+    true
+}
+
+/// Runs `attempt` until it succeeds, fails with an error `retry` rejects, or
+/// `deadline` passes.
+fn retry_until<T>(
+    deadline: Instant,
+    retry: impl Fn(&SqliteError) -> bool,
+    mut attempt: impl FnMut() -> Result<T, SqliteError>,
+) -> Result<T, SqliteError> {
+    loop {
+        match attempt() {
+            Err(error) if retry(&error) && pause_before(deadline) => {
+                tracing::debug!(%error, "sqlite busy while opening; retrying");
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use rusqlite::trace::{TraceEvent, TraceEventCodes};
+    use rusqlite::{Connection, StatementStatus};
+
+    use super::*;
+
+    const ROWS: i64 = 20_000;
+
+    /// A database of `ROWS` entries, written with plain SQL (fast in debug builds).
+    fn large_database(dir: &Path) -> PathBuf {
+        drop(SqliteBackend::open(dir).unwrap());
+        let path = dir.join(DB_FILE_NAME);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+             INSERT INTO entries ({})
+             SELECT randomblob(16), '', '', 't', 'json', NULL, i, i, NULL, 0, 100, 100,
+                    'none', zeroblob(32), zeroblob(100), NULL, NULL, NULL FROM n;
+             UPDATE stats SET entries = {ROWS}, total_size = {ROWS} * 100;",
+            columns!()
+        ))
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn opening_a_large_database_reads_no_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = large_database(dir.path());
+
+        // Open the way the backend does, recording every statement's work.
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let mut conn = Connection::open(&path).unwrap();
+        let recorder = Arc::clone(&steps);
+        conn.trace_v2(
+            TraceEventCodes::SQLITE_TRACE_PROFILE,
+            Some(move |event: TraceEvent<'_>| {
+                if let TraceEvent::Profile(statement, _) = event {
+                    recorder.lock().unwrap().push((
+                        statement.sql().into_owned(),
+                        statement.get_status(StatementStatus::FullscanStep),
+                        statement.get_status(StatementStatus::VmStep),
+                    ));
+                }
+            }),
+        )
+        .unwrap();
+        let options = SqliteOptions::default();
+        configure(&conn, &options).unwrap();
+        configure_file(&conn, &options).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+
+        let steps = steps.lock().unwrap();
+        assert!(!steps.is_empty(), "the trace saw the statements");
+        for (sql, full_scan_steps, vm_steps) in steps.iter() {
+            assert_eq!(*full_scan_steps, 0, "`{sql}` scans a table");
+            assert!(*vm_steps < 1_000, "`{sql}` ran {vm_steps} steps");
+        }
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(backend.len().unwrap(), ROWS as u64);
+    }
+
+    fn query_plan(conn: &Connection, sql: &str) -> String {
+        let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let unbound = std::iter::repeat_n(rusqlite::types::Null, statement.parameter_count());
+        let details: Vec<String> = statement
+            .query_map(rusqlite::params_from_iter(unbound), |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        details.join("; ")
+    }
+
+    #[test]
+    fn queries_use_the_indexes() {
+        let backend = SqliteBackend::in_memory().unwrap();
+        let conn = backend.pool.get().unwrap();
+        let get = query_plan(
+            &conn,
+            concat!("SELECT ", columns!(), " FROM entries WHERE key = ?1"),
+        );
+        assert!(get.contains("USING PRIMARY KEY (key=?)"), "{get}");
+        let expired = query_plan(&conn, expired_sql());
+        assert!(expired.contains("entries_by_expires_at"), "{expired}");
+        let eviction = query_plan(&conn, eviction_sql());
+        assert!(eviction.contains("entries_by_accessed_at"), "{eviction}");
+        assert!(!eviction.contains("TEMP B-TREE"), "no sort: {eviction}");
+        let prefixed = query_plan(&conn, scan_sql(Some("models")));
+        assert!(prefixed.contains("entries_by_prefix"), "{prefixed}");
+        assert!(!prefixed.contains("TEMP B-TREE"), "no sort: {prefixed}");
+        let all = query_plan(&conn, scan_sql(None));
+        assert!(all.contains("PRIMARY KEY (key>?)"), "{all}");
+        for touch in [
+            "UPDATE stats SET entries = ?1, total_size = ?2 WHERE id = 1",
+            "DELETE FROM entries WHERE key = ?1",
+        ] {
+            let plan = query_plan(&conn, touch);
+            assert!(!plan.contains("SCAN"), "{touch}: {plan}");
+        }
+    }
+}

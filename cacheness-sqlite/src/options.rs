@@ -1,0 +1,201 @@
+//! The tunables of a SQLite metadata database.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// How a SQLite backend sets up its database: the pragmas applied to every
+/// connection, the connection pool and what to do with a damaged file.
+///
+/// Every field has a default (see [`SqliteOptions::default`]), so a config file
+/// names only what it changes; unknown fields are rejected:
+///
+/// ```
+/// use cacheness_sqlite::{SqliteOptions, Synchronous};
+///
+/// let options: SqliteOptions =
+///     serde_json::from_str(r#"{"synchronous": "full", "busy_timeout_ms": 250}"#)?;
+/// assert_eq!(options.synchronous, Synchronous::Full);
+/// assert_eq!(options.busy_timeout, std::time::Duration::from_millis(250));
+/// assert_eq!(options.page_size, SqliteOptions::default().page_size);
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteOptions {
+    /// `PRAGMA page_size`, in bytes: a power of two from 512 to 65 536 (default
+    /// 4 096). Only takes effect when the database file is created.
+    ///
+    /// Every commit writes each page it changed, whole, to the write-ahead log, so
+    /// small pages make small writes cheap; large pages (the Python original used
+    /// 32 KiB) make full scans of huge caches a little faster and cost up to 8×
+    /// the bytes written per put.
+    pub page_size: u32,
+    /// `PRAGMA cache_size`, in KiB, per connection (default 20 000, about 20 MB):
+    /// how many recently used pages each connection keeps in memory. More keeps
+    /// more of a large cache's index hot; each pooled connection has its own.
+    pub cache_size_kib: u64,
+    /// `PRAGMA mmap_size`, in bytes (default 512 MiB): reads of the database
+    /// file up to this offset go through a shared memory map instead of `read`
+    /// calls, saving a copy per page; 0 turns it off. Address space, not memory:
+    /// the OS shares and evicts the mapped pages.
+    pub mmap_size: u64,
+    /// How long an operation waits for a lock held by another connection or
+    /// process before failing with "database is locked" (default 10 s; in config
+    /// files `busy_timeout_ms`). Sets `PRAGMA busy_timeout` and bounds the
+    /// backend's own retries.
+    #[serde(rename = "busy_timeout_ms", deserialize_with = "duration_from_ms")]
+    pub busy_timeout: Duration,
+    /// `PRAGMA synchronous` (default [`Synchronous::Normal`]): when SQLite waits
+    /// for the disk. See [`Synchronous`].
+    pub synchronous: Synchronous,
+    /// `PRAGMA temp_store` (default [`TempStore::Memory`]): where temporary tables
+    /// and sort buffers of large queries live.
+    pub temp_store: TempStore,
+    /// `PRAGMA wal_autocheckpoint`, in pages (default 1 000; 0 turns automatic
+    /// checkpoints off): once the write-ahead log holds this many pages, the
+    /// committing writer copies them back into the database file. Larger batches
+    /// copy less often but let the log, and the reads that search it, grow.
+    pub wal_autocheckpoint: u32,
+    /// How many idle connections the pool keeps (default 8; at least 1). Each
+    /// thread doing an operation takes a connection of its own, so readers never
+    /// wait for each other; beyond this many, extra connections are opened for
+    /// the moment and closed. The in-memory backend always has exactly one.
+    pub max_idle_connections: usize,
+    /// Whether opening a file that is not a SQLite database, or is corrupt, moves
+    /// it aside (to `cache_metadata.db.corrupt`) and starts a fresh one instead
+    /// of failing (default `false`: opening fails with an error naming the
+    /// file, and nothing is touched). See also
+    /// [`SqliteBackend::recreate`](crate::SqliteBackend::recreate).
+    pub recreate_if_corrupt: bool,
+}
+
+impl Default for SqliteOptions {
+    /// 4 KiB pages, 20 MB page cache per connection, 512 MiB memory map, 10 s
+    /// busy timeout, `synchronous = NORMAL`, temporary data in memory, a
+    /// checkpoint every 1 000 pages, up to 8 idle connections, and no
+    /// recreation of damaged files.
+    fn default() -> Self {
+        SqliteOptions {
+            page_size: 4096,
+            cache_size_kib: 20_000,
+            mmap_size: 512 * 1024 * 1024,
+            busy_timeout: Duration::from_secs(10),
+            synchronous: Synchronous::Normal,
+            temp_store: TempStore::Memory,
+            wal_autocheckpoint: 10_000,
+            max_idle_connections: 8,
+            recreate_if_corrupt: false,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Checks the values SQLite would silently ignore or misread.
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(512..=65_536).contains(&self.page_size) || !self.page_size.is_power_of_two() {
+            return Err((
+                "page_size",
+                format!("{} is not a power of two from 512 to 65536", self.page_size),
+            ));
+        }
+        if self.max_idle_connections == 0 {
+            return Err(("max_idle_connections", "must be at least 1".into()));
+        }
+        if i64::try_from(self.cache_size_kib).is_err() {
+            return Err((
+                "cache_size_kib",
+                format!("{} is too large", self.cache_size_kib),
+            ));
+        }
+        if i64::try_from(self.mmap_size).is_err() {
+            return Err(("mmap_size", format!("{} is too large", self.mmap_size)));
+        }
+        Ok(())
+    }
+}
+
+/// `PRAGMA synchronous`: how hard a commit tries to reach the disk.
+///
+/// In WAL mode (the file backend always uses it) no setting can corrupt the
+/// database; they differ in what a power loss or OS crash may take back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Never waits for the disk: fastest; an OS crash or power loss may lose
+    /// recent commits (a crash of the process alone loses nothing).
+    Off,
+    /// Waits for the disk at checkpoints only: the last commits before a power
+    /// loss may be lost, never half-applied. The usual choice with WAL.
+    #[default]
+    Normal,
+    /// Waits for the disk at every commit: a finished put survives power loss.
+    Full,
+    /// Like `Full`, and also syncs the directory after deleting the journal.
+    Extra,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Off => "OFF",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+}
+
+/// `PRAGMA temp_store`: where temporary tables and indices live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TempStore {
+    /// SQLite's compile-time default (files, for the bundled build).
+    Default,
+    /// Temporary files: bounded memory for huge sorts.
+    File,
+    /// Memory: no temporary files for the sorts of listings and eviction.
+    #[default]
+    Memory,
+}
+
+impl TempStore {
+    pub(crate) fn pragma_value(self) -> &'static str {
+        match self {
+            TempStore::Default => "DEFAULT",
+            TempStore::File => "FILE",
+            TempStore::Memory => "MEMORY",
+        }
+    }
+}
+
+fn duration_from_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_unknown_fields_are_rejected() {
+        assert!(SqliteOptions::default().validate().is_ok());
+        let empty: SqliteOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(empty, SqliteOptions::default());
+        assert!(serde_json::from_str::<SqliteOptions>(r#"{"page_sise": 4096}"#).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let bad_page = SqliteOptions {
+            page_size: 3000,
+            ..SqliteOptions::default()
+        };
+        assert_eq!(bad_page.validate().unwrap_err().0, "page_size");
+        let no_pool = SqliteOptions {
+            max_idle_connections: 0,
+            ..SqliteOptions::default()
+        };
+        assert_eq!(no_pool.validate().unwrap_err().0, "max_idle_connections");
+    }
+}

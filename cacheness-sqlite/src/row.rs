@@ -1,0 +1,321 @@
+//! Entries as rows: one column per field of the unified schema.
+
+use std::path::Path;
+
+use cacheness_core::{CacheKey, Compression, ContentHash, Entry, Location, Params, UserMetadata};
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Row, Statement, ToSql};
+
+use crate::error::SqliteError;
+
+/// The columns of `entries`, in the order rows are read and written; a macro so
+/// that statements are `concat!`ed at compile time, not formatted per call.
+macro_rules! columns {
+    () => {
+        "key, prefix, description, type_tag, codec, params, \
+         created_at, accessed_at, expires_at, access_count, stored_size, raw_size, \
+         compression, content_hash, inline_value, blob_name, signature, user_metadata"
+    };
+}
+pub(crate) use columns;
+
+const COLUMN_NAMES: [&str; 18] = [
+    "key",
+    "prefix",
+    "description",
+    "type_tag",
+    "codec",
+    "params",
+    "created_at",
+    "accessed_at",
+    "expires_at",
+    "access_count",
+    "stored_size",
+    "raw_size",
+    "compression",
+    "content_hash",
+    "inline_value",
+    "blob_name",
+    "signature",
+    "user_metadata",
+];
+
+/// Why an operation failed, before the backend adds the path and operation.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Sql(rusqlite::Error),
+    InvalidRow {
+        key: String,
+        column: &'static str,
+        reason: String,
+    },
+    Encode {
+        key: String,
+        column: &'static str,
+        source: serde_json::Error,
+    },
+    Foreign {
+        tables: String,
+    },
+}
+
+impl Failure {
+    /// The public error, naming the database and what was being done.
+    pub(crate) fn into_error(self, path: &Path, operation: &'static str) -> SqliteError {
+        let path = path.to_owned();
+        match self {
+            Failure::Sql(source) => SqliteError::Query {
+                operation,
+                path,
+                source,
+            },
+            Failure::InvalidRow {
+                key,
+                column,
+                reason,
+            } => SqliteError::InvalidRow {
+                path,
+                key,
+                column,
+                reason,
+            },
+            Failure::Encode {
+                key,
+                column,
+                source,
+            } => SqliteError::Encode {
+                key,
+                column,
+                source,
+            },
+            Failure::Foreign { tables } => SqliteError::Foreign { path, tables },
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(error: rusqlite::Error) -> Self {
+        Failure::Sql(error)
+    }
+}
+
+/// A `u64` as SQLite stores it: an INTEGER when it fits in `i64` (every real time,
+/// size and count), else an 8-byte big-endian BLOB. SQLite orders every INTEGER
+/// before every BLOB and BLOBs of one length bytewise, so the encoding keeps the
+/// order of `u64`, and indexed range queries (`expires_at <= ?`) and `max()` work
+/// over the whole range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wide(pub(crate) u64);
+
+impl ToSql for Wide {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match i64::try_from(self.0) {
+            Ok(small) => Value::Integer(small),
+            Err(_) => Value::Blob(self.0.to_be_bytes().to_vec()),
+        }))
+    }
+}
+
+/// Reads a [`Wide`] value back.
+pub(crate) fn wide(value: ValueRef<'_>) -> Result<u64, String> {
+    match value {
+        ValueRef::Integer(small) => {
+            u64::try_from(small).map_err(|_| format!("negative integer {small}"))
+        }
+        ValueRef::Blob(bytes) => match <[u8; 8]>::try_from(bytes) {
+            Ok(bytes) => Ok(u64::from_be_bytes(bytes)),
+            Err(_) => Err(format!("a blob of {} bytes, not 8", bytes.len())),
+        },
+        other => Err(format!("{:?}, not an integer", other.data_type())),
+    }
+}
+
+/// Binds `entry` to the 18 parameters of an insert in [`columns!`] order.
+pub(crate) fn bind_entry(statement: &mut Statement<'_>, entry: &Entry) -> Result<usize, Failure> {
+    let encode = |column, source| Failure::Encode {
+        key: entry.key.to_hex(),
+        column,
+        source,
+    };
+    let params = match &entry.params {
+        Some(params) => Some(serde_json::to_string(params).map_err(|e| encode("params", e))?),
+        None => None,
+    };
+    let user_metadata = if entry.user_metadata.is_empty() {
+        None
+    } else {
+        Some(serde_json::to_string(&entry.user_metadata).map_err(|e| encode("user_metadata", e))?)
+    };
+    let (inline_value, blob_name) = match &entry.location {
+        Location::Inline(bytes) => (Some(bytes.as_slice()), None),
+        Location::Blob(name) => (None, Some(name.as_str())),
+    };
+    Ok(statement.execute(rusqlite::params![
+        entry.key.as_bytes().as_slice(),
+        entry.prefix,
+        entry.description,
+        entry.type_tag,
+        entry.codec,
+        params,
+        Wide(entry.created_at),
+        Wide(entry.accessed_at),
+        entry.expires_at.map(Wide),
+        Wide(entry.access_count),
+        Wide(entry.stored_size),
+        Wide(entry.raw_size),
+        entry.compression.as_str(),
+        entry.content_hash.0.as_slice(),
+        inline_value,
+        blob_name,
+        entry.signature,
+        user_metadata,
+    ])?)
+}
+
+/// Reads a row selected as [`columns!`] back into an entry; damage is an error
+/// naming the key and column, never a panic.
+pub(crate) fn entry_from_row(row: &Row<'_>) -> Result<Entry, Failure> {
+    let key = match row.get_ref(0)? {
+        ValueRef::Blob(bytes) => match <[u8; 16]>::try_from(bytes) {
+            Ok(bytes) => CacheKey::from_bytes(bytes),
+            Err(_) => return Err(invalid("?", 0, format!("{} bytes, not 16", bytes.len()))),
+        },
+        other => return Err(invalid("?", 0, format!("{:?}", other.data_type()))),
+    };
+    let reader = Columns { row, key };
+    let location = match (reader.optional_blob(14)?, reader.optional_text(15)?) {
+        (Some(bytes), None) => Location::Inline(bytes.to_vec()),
+        (None, Some(name)) => Location::Blob(name.to_owned()),
+        _ => {
+            return Err(reader.invalid(14, "exactly one of inline_value and blob_name must be set"));
+        }
+    };
+    let params = match reader.optional_text(5)? {
+        Some(json) => Some(
+            serde_json::from_str::<Params>(json).map_err(|e| reader.invalid(5, e.to_string()))?,
+        ),
+        None => None,
+    };
+    let user_metadata = match reader.optional_text(17)? {
+        Some(json) => serde_json::from_str::<UserMetadata>(json)
+            .map_err(|e| reader.invalid(17, e.to_string()))?,
+        None => UserMetadata::new(),
+    };
+    let compression = reader
+        .text(12)?
+        .parse::<Compression>()
+        .map_err(|reason| reader.invalid(12, reason))?;
+    let content_hash = match reader.optional_blob(13)?.map(<[u8; 32]>::try_from) {
+        Some(Ok(hash)) => ContentHash(hash),
+        _ => return Err(reader.invalid(13, "not a 32-byte blob")),
+    };
+    Ok(Entry {
+        key,
+        prefix: reader.text(1)?.to_owned(),
+        description: reader.text(2)?.to_owned(),
+        type_tag: reader.text(3)?.to_owned(),
+        codec: reader.text(4)?.to_owned(),
+        params,
+        created_at: reader.wide(6)?,
+        accessed_at: reader.wide(7)?,
+        expires_at: match row.get_ref(8)? {
+            ValueRef::Null => None,
+            value => Some(wide(value).map_err(|reason| reader.invalid(8, reason))?),
+        },
+        access_count: reader.wide(9)?,
+        stored_size: reader.wide(10)?,
+        raw_size: reader.wide(11)?,
+        compression,
+        content_hash,
+        location,
+        signature: reader.optional_text(16)?.map(str::to_owned),
+        user_metadata,
+    })
+}
+
+fn invalid(key: &str, column: usize, reason: impl Into<String>) -> Failure {
+    Failure::InvalidRow {
+        key: key.to_owned(),
+        column: COLUMN_NAMES[column],
+        reason: reason.into(),
+    }
+}
+
+/// Typed column reads that name the key and column when they fail.
+struct Columns<'row, 'stmt> {
+    row: &'row Row<'stmt>,
+    key: CacheKey,
+}
+
+impl<'row> Columns<'row, '_> {
+    fn invalid(&self, column: usize, reason: impl Into<String>) -> Failure {
+        invalid(&self.key.to_hex(), column, reason)
+    }
+
+    fn text(&self, column: usize) -> Result<&'row str, Failure> {
+        self.optional_text(column)?
+            .ok_or_else(|| self.invalid(column, "NULL"))
+    }
+
+    fn optional_text(&self, column: usize) -> Result<Option<&'row str>, Failure> {
+        match self.row.get_ref(column)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                .map(Some)
+                .map_err(|e| self.invalid(column, e.to_string())),
+            other => Err(self.invalid(column, format!("{:?}, not text", other.data_type()))),
+        }
+    }
+
+    fn optional_blob(&self, column: usize) -> Result<Option<&'row [u8]>, Failure> {
+        match self.row.get_ref(column)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Blob(bytes) => Ok(Some(bytes)),
+            other => Err(self.invalid(column, format!("{:?}, not a blob", other.data_type()))),
+        }
+    }
+
+    fn wide(&self, column: usize) -> Result<u64, Failure> {
+        wide(self.row.get_ref(column)?).map_err(|reason| self.invalid(column, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_values_keep_their_order_in_sqlite() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
+        let values = [
+            0,
+            1,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for value in values.iter().rev() {
+            conn.execute("INSERT INTO t VALUES (?1)", [Wide(*value)])
+                .unwrap();
+        }
+        let mut statement = conn.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        let sorted: Vec<u64> = statement
+            .query_map([], |row| Ok(wide(row.get_ref(0)?).unwrap()))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(sorted, values);
+        let at_most: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM t WHERE v <= ?1",
+                [Wide(i64::MAX as u64 + 1)],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(at_most, 4);
+        assert!(wide(ValueRef::Integer(-1)).is_err());
+        assert!(wide(ValueRef::Blob(&[1, 2])).is_err());
+    }
+}

@@ -1,0 +1,248 @@
+//! Connection setup and the versioned schema.
+//!
+//! The schema version lives in `PRAGMA user_version`. History:
+//! - 1: `entries`, one column per field of the unified entry schema, keyed by the
+//!   16-byte cache key (`WITHOUT ROWID`: a get is one B-tree descent), with
+//!   indexes on `accessed_at` (eviction order), on `expires_at` where set (expiry
+//!   sweeps) and on `prefix` where not empty (filtered listings);
+//! - 2: adds `stats`, one row of running totals (entry count, total stored size,
+//!   hit/miss/eviction counters) kept in the same transactions as the writes, so
+//!   `len`, `total_size` and `stats` read one row instead of every entry.
+//!
+//! A fresh database goes through the same steps as an old one, inside one
+//! `BEGIN IMMEDIATE` transaction that re-reads the version once it holds the write
+//! lock: of many processes opening a fresh directory at once, exactly one creates
+//! the tables and the others find them.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::{SqliteError, is_corrupt};
+use crate::options::SqliteOptions;
+use crate::row::{Failure, Wide, wide};
+
+/// The newest schema version this build knows.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1: the entries table and its indexes.
+const SCHEMA_V1: &str = "
+CREATE TABLE entries (
+    key            BLOB    NOT NULL PRIMARY KEY,
+    prefix         TEXT    NOT NULL,
+    description    TEXT    NOT NULL,
+    type_tag       TEXT    NOT NULL,
+    codec          TEXT    NOT NULL,
+    params         TEXT,
+    created_at     INTEGER NOT NULL,
+    accessed_at    INTEGER NOT NULL,
+    expires_at     INTEGER,
+    access_count   INTEGER NOT NULL,
+    stored_size    INTEGER NOT NULL,
+    raw_size       INTEGER NOT NULL,
+    compression    TEXT    NOT NULL,
+    content_hash   BLOB    NOT NULL,
+    inline_value   BLOB,
+    blob_name      TEXT,
+    signature      TEXT,
+    user_metadata  TEXT,
+    CHECK ((inline_value IS NULL) <> (blob_name IS NULL))
+) WITHOUT ROWID;
+CREATE INDEX entries_by_accessed_at ON entries (accessed_at);
+CREATE INDEX entries_by_expires_at ON entries (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX entries_by_prefix ON entries (prefix) WHERE prefix <> '';
+";
+
+/// Version 2: the running totals.
+const SCHEMA_V2: &str = "
+CREATE TABLE stats (
+    id          INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    entries     INTEGER NOT NULL,
+    total_size  INTEGER NOT NULL,
+    hits        INTEGER NOT NULL,
+    misses      INTEGER NOT NULL,
+    evictions   INTEGER NOT NULL
+);
+";
+
+/// The per-connection pragmas: everything but the page size and journal mode,
+/// which belong to the database file.
+pub(crate) fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {};
+         PRAGMA cache_size = -{};
+         PRAGMA temp_store = {};
+         PRAGMA wal_autocheckpoint = {};",
+        options.synchronous.pragma_value(),
+        options.cache_size_kib,
+        options.temp_store.pragma_value(),
+        options.wal_autocheckpoint,
+    ))?;
+    // mmap_size answers with a row, which execute_batch would reject.
+    let _: Option<i64> = conn
+        .query_row(
+            &format!("PRAGMA mmap_size = {}", options.mmap_size),
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(())
+}
+
+/// Sets the file-level pragmas: the page size (effective on a new file only) and
+/// WAL mode (recorded in the file, so later connections inherit it).
+pub(crate) fn configure_file(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
+    conn.execute_batch(&format!("PRAGMA page_size = {}", options.page_size))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(
+            mode,
+            "sqlite could not switch to WAL mode; readers and writers will block each other"
+        );
+    }
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], creating or migrating it in one
+/// transaction, and checks the database is readable.
+pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteError> {
+    let open_error = |source: rusqlite::Error| {
+        if is_corrupt(&source) {
+            SqliteError::Corrupt {
+                path: path.to_owned(),
+                source,
+            }
+        } else {
+            SqliteError::Open {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    };
+    let version = user_version(conn).map_err(open_error)?;
+    check_not_newer(version, path)?;
+    if version < SCHEMA_VERSION {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(open_error)?;
+        // Another process may have created or migrated it while we waited.
+        let version = user_version(&tx).map_err(open_error)?;
+        check_not_newer(version, path)?;
+        if version == 0 {
+            refuse_foreign_tables(&tx).map_err(|e| e.into_error(path, "open"))?;
+        }
+        if version < SCHEMA_VERSION {
+            migrate(&tx, version).map_err(|failure| match failure {
+                Failure::Sql(source) if is_corrupt(&source) => SqliteError::Corrupt {
+                    path: path.to_owned(),
+                    source,
+                },
+                Failure::Sql(source) => SqliteError::Migrate {
+                    path: path.to_owned(),
+                    from: version,
+                    source,
+                },
+                other => other.into_error(path, "migrate"),
+            })?;
+            tracing::info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "sqlite schema set up");
+        }
+        tx.commit().map_err(open_error)?;
+    }
+    // Reads the schema and the stats row: a damaged file fails here, at open,
+    // rather than at the first put. One row, never the entries.
+    conn.query_row("SELECT entries FROM stats WHERE id = 1", [], |row| {
+        wide(row.get_ref(0)?).map_err(|reason| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Integer,
+                reason.into(),
+            )
+        })
+    })
+    .map_err(open_error)?;
+    Ok(())
+}
+
+fn check_not_newer(version: i64, path: &Path) -> Result<(), SqliteError> {
+    if version > SCHEMA_VERSION {
+        return Err(SqliteError::NewerSchema {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// A database at version 0 is ours to create only if it has no tables.
+fn refuse_foreign_tables(conn: &Connection) -> Result<(), Failure> {
+    let mut statement = conn.prepare(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let tables: Vec<String> = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Foreign {
+        tables: tables.join(", "),
+    })
+}
+
+/// Runs every step from `from` to [`SCHEMA_VERSION`] on an open transaction.
+fn migrate(conn: &Connection, from: i64) -> Result<(), Failure> {
+    if from < 1 {
+        conn.execute_batch(SCHEMA_V1)?;
+    }
+    if from < 2 {
+        conn.execute_batch(SCHEMA_V2)?;
+        // The one full pass over the entries a database ever gets, to seed the
+        // running totals.
+        let mut entries = 0u64;
+        let mut total_size = 0u64;
+        let mut statement = conn.prepare("SELECT key, stored_size FROM entries")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let key = row.get_ref(0)?;
+            let size = wide(row.get_ref(1)?).map_err(|reason| Failure::InvalidRow {
+                key: match key {
+                    rusqlite::types::ValueRef::Blob(bytes) => {
+                        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+                    }
+                    _ => "?".into(),
+                },
+                column: "stored_size",
+                reason,
+            })?;
+            entries += 1;
+            total_size = total_size.saturating_add(size);
+        }
+        conn.execute(
+            "INSERT INTO stats (id, entries, total_size, hits, misses, evictions) VALUES (1, ?1, ?2, 0, 0, 0)",
+            rusqlite::params![Wide(entries), Wide(total_size)],
+        )?;
+    }
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_database_gets_the_current_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        ensure_schema(&mut conn, Path::new(":memory:")).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        // Idempotent.
+        ensure_schema(&mut conn, Path::new(":memory:")).unwrap();
+    }
+}

@@ -1,0 +1,237 @@
+//! Many processes on one cache directory. The test binary is its own child: the
+//! parent runs it again with `CACHENESS_SQLITE_CHILD` set, selecting the
+//! `child_process` test, which does the child's work. Children wait on their
+//! stdin until every one is spawned, so they open the fresh directory together.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use cacheness_core::{Cache, ListOptions, key};
+use cacheness_sqlite::SqliteBackend;
+use serde::{Deserialize, Serialize};
+
+const CHILD_ENV: &str = "CACHENESS_SQLITE_CHILD";
+const CHILDREN: u64 = 4;
+const DISTINCT_KEYS: u64 = 500;
+const SHARED_KEYS: u64 = 150;
+/// Small, so that the larger values go to blob files.
+const INLINE_THRESHOLD: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Value {
+    child: u64,
+    index: u64,
+    payload: String,
+}
+
+/// The value child `child` writes for `index`: every fourth one large enough for
+/// a blob file, and different per child so the winner of a shared key is known.
+fn value(child: u64, index: u64) -> Value {
+    let len = if index.is_multiple_of(4) { 600 } else { 20 };
+    // Pseudo-random letters: lz4 cannot shrink them under the inline threshold.
+    let mut state = (child + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index;
+    let payload = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect();
+    Value {
+        child,
+        index,
+        payload,
+    }
+}
+
+fn open_cache(dir: &Path) -> Cache {
+    let backend = SqliteBackend::open(dir).expect("the sqlite backend opens");
+    Cache::builder()
+        .dir(dir)
+        .inline_threshold(INLINE_THRESHOLD)
+        .open(backend)
+        .expect("the cache opens")
+}
+
+/// The child's work; a no-op in an ordinary test run.
+#[test]
+fn child_process() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = role.splitn(3, ':');
+    let (mode, child, dir) = (
+        parts.next().expect("role has a mode"),
+        parts
+            .next()
+            .and_then(|child| child.parse::<u64>().ok())
+            .expect("role has a child number"),
+        PathBuf::from(parts.next().expect("role has a directory")),
+    );
+    // The start signal: the parent writes a byte once every child is running.
+    let mut go = [0u8; 1];
+    std::io::stdin()
+        .read_exact(&mut go)
+        .expect("the parent sends the start signal");
+    let cache = open_cache(&dir);
+    match mode {
+        "distinct" => {
+            for index in 0..DISTINCT_KEYS {
+                cache
+                    .put(&key!(child = child, index = index), &value(child, index))
+                    .expect("put succeeds");
+            }
+            for index in 0..DISTINCT_KEYS {
+                let back: Option<Value> = cache
+                    .get(&key!(child = child, index = index))
+                    .expect("get succeeds");
+                assert_eq!(
+                    back,
+                    Some(value(child, index)),
+                    "child {child} reads back {index}"
+                );
+            }
+        }
+        "shared" => {
+            for round in 0..2 {
+                for index in 0..SHARED_KEYS {
+                    cache
+                        .put(&key!(index = index), &value(child, index))
+                        .expect("put succeeds");
+                    let back: Option<Value> =
+                        cache.get(&key!(index = index)).expect("get succeeds");
+                    let back = back.expect("a shared key once put stays");
+                    assert_eq!(
+                        back,
+                        value(back.child, index),
+                        "round {round}: a whole value"
+                    );
+                }
+            }
+        }
+        other => panic!("unknown child mode {other}"),
+    }
+    cache.flush().expect("flush succeeds");
+}
+
+/// Runs `CHILDREN` children in `mode` on `dir`, all released at once.
+fn run_children(mode: &str, dir: &Path) {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    let mut children: Vec<_> = (0..CHILDREN)
+        .map(|child| {
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "child_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, format!("{mode}:{child}:{}", dir.display()))
+                .stdin(Stdio::piped())
+                .spawn()
+                .expect("the child starts")
+        })
+        .collect();
+    for child in &mut children {
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(b"g").expect("the child reads its stdin");
+    }
+    for (number, child) in children.into_iter().enumerate() {
+        let output = child.wait_with_output().expect("the child runs");
+        assert!(
+            output.status.success(),
+            "child {number} failed: {}",
+            output.status
+        );
+    }
+}
+
+/// Every blob file under `dir`, as the names entries use (`ab/<key>-<nonce>`).
+fn blob_files(dir: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for shard in std::fs::read_dir(dir.join("blobs"))
+        .expect("blobs dir exists")
+        .flatten()
+    {
+        for file in std::fs::read_dir(shard.path())
+            .expect("shard is a dir")
+            .flatten()
+        {
+            names.insert(format!(
+                "{}/{}",
+                shard.file_name().to_string_lossy(),
+                file.file_name().to_string_lossy()
+            ));
+        }
+    }
+    names
+}
+
+fn blob_names_of_entries(cache: &Cache) -> BTreeSet<String> {
+    cache
+        .list(&ListOptions {
+            include_expired: true,
+            ..ListOptions::default()
+        })
+        .expect("list succeeds")
+        .iter()
+        .filter_map(|entry| entry.blob_name().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn four_processes_opening_a_fresh_dir_at_once_lose_nothing() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("fresh");
+    run_children("distinct", &dir);
+
+    let cache = open_cache(&dir);
+    assert_eq!(cache.stats().unwrap().entries, CHILDREN * DISTINCT_KEYS);
+    for child in 0..CHILDREN {
+        for index in 0..DISTINCT_KEYS {
+            let back: Option<Value> = cache.get(&key!(child = child, index = index)).unwrap();
+            assert_eq!(
+                back,
+                Some(value(child, index)),
+                "child {child}, index {index}"
+            );
+        }
+    }
+    assert_eq!(blob_files(&dir), blob_names_of_entries(&cache));
+}
+
+#[test]
+fn four_processes_writing_the_same_keys_leave_one_whole_value_each_and_no_stray_blob() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("shared");
+    run_children("shared", &dir);
+
+    let cache = open_cache(&dir);
+    assert_eq!(cache.stats().unwrap().entries, SHARED_KEYS);
+    for index in 0..SHARED_KEYS {
+        let back: Value = cache
+            .get(&key!(index = index))
+            .unwrap()
+            .unwrap_or_else(|| panic!("key {index} survives"));
+        assert!(back.child < CHILDREN);
+        assert_eq!(
+            back,
+            value(back.child, index),
+            "key {index} holds one child's whole value"
+        );
+    }
+    let referenced = blob_names_of_entries(&cache);
+    assert_eq!(
+        referenced.len() as u64,
+        SHARED_KEYS.div_ceil(4),
+        "one blob per large value"
+    );
+    assert_eq!(
+        blob_files(&dir),
+        referenced,
+        "no blob file without an entry, none missing"
+    );
+}

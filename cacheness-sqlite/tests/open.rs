@@ -1,0 +1,281 @@
+//! Opening: schema versions, damaged and foreign files, recreation, options,
+//! and visibility of other handles' writes.
+
+use std::path::Path;
+
+use cacheness_core::conformance::{key_of, sample_entry};
+use cacheness_core::{MetadataBackend, ScanFilter};
+use cacheness_sqlite::{DB_FILE_NAME, SCHEMA_VERSION, SqliteBackend, SqliteError, SqliteOptions};
+use rusqlite::Connection;
+
+/// The version-1 layout, as an older build wrote it: entries, no stats row.
+fn write_v1_database(path: &Path, entries: u64) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE entries (
+            key BLOB NOT NULL PRIMARY KEY, prefix TEXT NOT NULL, description TEXT NOT NULL,
+            type_tag TEXT NOT NULL, codec TEXT NOT NULL, params TEXT,
+            created_at INTEGER NOT NULL, accessed_at INTEGER NOT NULL, expires_at INTEGER,
+            access_count INTEGER NOT NULL, stored_size INTEGER NOT NULL, raw_size INTEGER NOT NULL,
+            compression TEXT NOT NULL, content_hash BLOB NOT NULL, inline_value BLOB,
+            blob_name TEXT, signature TEXT, user_metadata TEXT,
+            CHECK ((inline_value IS NULL) <> (blob_name IS NULL))
+        ) WITHOUT ROWID;
+        CREATE INDEX entries_by_accessed_at ON entries (accessed_at);
+        CREATE INDEX entries_by_expires_at ON entries (expires_at) WHERE expires_at IS NOT NULL;
+        CREATE INDEX entries_by_prefix ON entries (prefix) WHERE prefix <> '';
+        PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    for index in 0..entries {
+        let key = key_of(index);
+        conn.execute(
+            "INSERT INTO entries VALUES (?1, '', '', 't', 'json', NULL, 1000, 1000, NULL, 0, ?2, ?2,
+             'none', ?3, ?4, NULL, NULL, NULL)",
+            rusqlite::params![
+                key.as_bytes().as_slice(),
+                10 + index as i64,
+                [0u8; 32].as_slice(),
+                vec![b'x'; 10 + index as usize],
+            ],
+        )
+        .unwrap();
+    }
+}
+
+fn user_version(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn an_older_schema_is_migrated_with_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    write_v1_database(&dir.path().join(DB_FILE_NAME), 5);
+
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    assert_eq!(user_version(&dir.path().join(DB_FILE_NAME)), SCHEMA_VERSION);
+    assert_eq!(
+        backend.len().unwrap(),
+        5,
+        "running count seeded from the rows"
+    );
+    assert_eq!(backend.total_size().unwrap(), 10 + 11 + 12 + 13 + 14);
+    let entry = backend.get(&key_of(3)).unwrap().unwrap();
+    assert_eq!(entry.stored_size, 13);
+    backend.put(sample_entry(key_of(99), 5)).unwrap();
+    assert_eq!(backend.len().unwrap(), 6);
+    drop(backend);
+    // Reopening a migrated database changes nothing.
+    assert_eq!(SqliteBackend::open(dir.path()).unwrap().len().unwrap(), 6);
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SqliteBackend::open(dir.path()).unwrap());
+    let path = dir.path().join(DB_FILE_NAME);
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+
+    let error = SqliteBackend::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(error, SqliteError::NewerSchema { found, .. } if found == SCHEMA_VERSION + 1),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("newer"), "{message}");
+    assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
+}
+
+/// Opening `dir` fails as corrupt, naming the file, which still holds `bytes`.
+fn assert_refused_as_corrupt(dir: &Path, bytes: &[u8]) -> SqliteError {
+    let path = dir.join(DB_FILE_NAME);
+    let error = SqliteBackend::open(dir).unwrap_err();
+    assert!(matches!(error, SqliteError::Corrupt { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file is untouched"
+    );
+    error
+}
+
+#[test]
+fn a_file_that_is_not_a_database_fails_naming_it_and_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    let garbage = b"this is not a sqlite database, just some text that was left here\n".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+
+    let error = assert_refused_as_corrupt(dir.path(), &garbage);
+    let core: cacheness_core::Error = error.into();
+    assert!(core.to_string().contains("sqlite"), "{core}");
+}
+
+#[test]
+fn a_database_with_a_damaged_schema_fails_naming_it_and_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        backend.put(sample_entry(key_of(1), 1)).unwrap();
+    }
+    let path = dir.path().join(DB_FILE_NAME);
+    // Keep the 100-byte header (so SQLite recognises the file) and garble the
+    // rest of page 1, which holds the schema.
+    let mut bytes = std::fs::read(&path).unwrap();
+    for byte in &mut bytes[100..4096] {
+        *byte = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    assert_refused_as_corrupt(dir.path(), &bytes);
+}
+
+#[test]
+fn recreate_moves_a_damaged_database_aside_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    std::fs::write(&path, b"garbage".repeat(1000)).unwrap();
+    assert!(SqliteBackend::open(dir.path()).is_err());
+
+    let backend = SqliteBackend::recreate(dir.path()).unwrap();
+    assert!(backend.is_empty().unwrap());
+    backend.put(sample_entry(key_of(1), 1)).unwrap();
+    let aside = dir.path().join(format!("{DB_FILE_NAME}.corrupt"));
+    assert_eq!(std::fs::read(&aside).unwrap(), b"garbage".repeat(1000));
+
+    // The option does the same at open time.
+    drop(backend);
+    std::fs::write(&path, b"garbage again".repeat(1000)).unwrap();
+    let options = SqliteOptions {
+        recreate_if_corrupt: true,
+        ..SqliteOptions::default()
+    };
+    let backend = SqliteBackend::open_with(dir.path(), &options).unwrap();
+    assert!(backend.is_empty().unwrap());
+    assert_eq!(
+        std::fs::read(&aside).unwrap(),
+        b"garbage again".repeat(1000)
+    );
+}
+
+#[test]
+fn a_database_of_another_program_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let error = SqliteBackend::open(dir.path()).unwrap_err();
+    assert!(matches!(error, SqliteError::Foreign { .. }), "{error:?}");
+    assert!(error.to_string().contains("invoices"), "{error}");
+}
+
+#[test]
+fn invalid_options_name_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        page_size: 1000,
+        ..SqliteOptions::default()
+    };
+    let error = SqliteBackend::open_with(dir.path(), &options).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SqliteError::InvalidOption {
+                field: "page_size",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let core: cacheness_core::Error = error.into();
+    assert!(matches!(
+        core,
+        cacheness_core::Error::Config {
+            field: "page_size",
+            ..
+        }
+    ));
+    assert!(SqliteBackend::in_memory_with(&options).is_err());
+}
+
+#[test]
+fn options_reach_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteOptions {
+        page_size: 8192,
+        ..SqliteOptions::default()
+    };
+    drop(SqliteBackend::open_with(dir.path(), &options).unwrap());
+    let conn = Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |row| row.get(0))
+        .unwrap();
+    let journal: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!((page_size, journal.as_str()), (8192, "wal"));
+}
+
+#[test]
+fn data_version_sees_writes_of_other_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = SqliteBackend::open(dir.path()).unwrap();
+    let other = SqliteBackend::open(dir.path()).unwrap();
+    let before = mine.data_version().unwrap().unwrap();
+    assert_eq!(
+        mine.data_version().unwrap(),
+        Some(before),
+        "stable without writes"
+    );
+    other.put(sample_entry(key_of(1), 1)).unwrap();
+    let after = mine.data_version().unwrap().unwrap();
+    assert_ne!(before, after, "another handle's commit shows");
+    assert!(mine.get(&key_of(1)).unwrap().is_some());
+
+    let memory = SqliteBackend::in_memory().unwrap();
+    assert_eq!(memory.data_version().unwrap(), Some(0));
+}
+
+#[test]
+fn names_and_capabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = SqliteBackend::open(dir.path()).unwrap();
+    let memory = SqliteBackend::in_memory().unwrap();
+    assert_eq!((file.name(), memory.name()), ("sqlite", "sqlite-memory"));
+    let (file_caps, memory_caps) = (file.capabilities(), memory.capabilities());
+    assert!(file_caps.persistent && file_caps.multi_process && file_caps.inline_values);
+    assert!(file_caps.counters && memory_caps.counters && memory_caps.inline_values);
+    assert!(!memory_caps.persistent && !memory_caps.multi_process);
+    assert_eq!(file.path(), dir.path().join(DB_FILE_NAME));
+}
+
+#[test]
+fn a_scan_visitor_may_use_the_in_memory_backend() {
+    // The in-memory database has one connection; scans release it between pages.
+    let backend = SqliteBackend::in_memory().unwrap();
+    for index in 0..1200 {
+        backend.put(sample_entry(key_of(index), 1)).unwrap();
+    }
+    let mut seen = 0;
+    backend
+        .scan(&ScanFilter::all(), &mut |entry| {
+            assert!(backend.get(&entry.key).unwrap().is_some());
+            seen += 1;
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(seen, 1200);
+}
