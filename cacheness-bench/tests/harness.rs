@@ -208,10 +208,13 @@ fn report_from_fixture_matches_expected_and_is_idempotent() {
     assert_eq!(before, after);
 }
 
+/// Breaks a document's markers.
+type Damage = dyn Fn(&str) -> String;
+
 #[test]
 fn broken_or_missing_markers_are_errors_that_touch_nothing() {
     let from = fixtures().join("results.json");
-    let cases: [(&str, &dyn Fn(&str) -> String, &str); 4] = [
+    let cases: [(&str, &Damage, &str); 4] = [
         (
             "PERFORMANCE.md",
             &|text| text.replace("<!-- bench:w3:end -->", ""),
