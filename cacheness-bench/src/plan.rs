@@ -27,7 +27,7 @@ impl Mode {
     pub fn w1_sizes(self) -> &'static [u64] {
         match self {
             Mode::Smoke => &[20, 50],
-            Mode::Quick => &[50, 200, 500, 1_000],
+            Mode::Quick => &[50, 200, 1_000],
             Mode::Full => &[50, 200, 500, 1_000, 10_000, 100_000],
         }
     }
@@ -45,7 +45,7 @@ impl Mode {
     pub fn w4_sizes(self) -> (u64, u64) {
         match self {
             Mode::Smoke => (50, 500),
-            Mode::Quick => (10_000, 50_000),
+            Mode::Quick => (2_000, 50_000),
             Mode::Full => (10_000, 1_000_000),
         }
     }
@@ -54,7 +54,7 @@ impl Mode {
     pub fn w5_threads(self) -> (&'static [u64], u64, u64) {
         match self {
             Mode::Smoke => (&[1, 2], 20, 200),
-            Mode::Quick => (&[1, 2, 4], 10_000, 40_000),
+            Mode::Quick => (&[1, 2, 4], 1_000, 10_000),
             Mode::Full => (&[1, 2, 4], 10_000, 400_000),
         }
     }
@@ -63,7 +63,7 @@ impl Mode {
     pub fn w5_processes(self) -> (u64, u64) {
         match self {
             Mode::Smoke => (4, 10),
-            Mode::Quick => (4, 500),
+            Mode::Quick => (4, 250),
             Mode::Full => (4, 2_000),
         }
     }
@@ -72,7 +72,7 @@ impl Mode {
     pub fn large_n(self) -> u64 {
         match self {
             Mode::Smoke => 30,
-            Mode::Quick => 10_000,
+            Mode::Quick => 2_000,
             Mode::Full => 100_000,
         }
     }
