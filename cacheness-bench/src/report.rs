@@ -815,7 +815,7 @@ fn w3(results: &Results) -> String {
         "GET MB/s",
         "PUT / GET of raw-fs floor",
         "PUT / GET vs cacache",
-        "stored / raw",
+        "compression (raw / stored)",
     ];
     let mut rows = Vec::new();
     let all_rows = results.rows("w3");
@@ -1049,7 +1049,10 @@ fn w6(results: &Results) -> String {
                 .params
                 .get("task")
                 .map_or("open + first GET".into(), ToString::to_string);
-            let entries = cell.params.get("n").map_or("—".into(), ToString::to_string);
+            let entries = match cell.params.get("n") {
+                Some(Param::Int(n)) => count(*n),
+                _ => "—".into(),
+            };
             let figure = match &cell.not_run {
                 Some(reason) => format!("not run: {reason}"),
                 None => opt(
@@ -1077,7 +1080,10 @@ fn w7(results: &Results) -> String {
     let mut rows = Vec::new();
     for row in results.rows("w7") {
         for cell in results.cells("w7", row) {
-            let entries = cell.params.get("n").map_or("—".into(), ToString::to_string);
+            let entries = match cell.params.get("n") {
+                Some(Param::Int(n)) => count(*n),
+                _ => "—".into(),
+            };
             match &cell.not_run {
                 Some(reason) => {
                     rows.push(not_run_row(label(results, row, "w7"), reason, header.len()))
