@@ -170,13 +170,29 @@ fn gc_rebuild_and_migrate() {
     let json_ls = cacheness(dir.path(), &["--backend", "json", "ls", "--json"]);
     assert_eq!(stdout(&json_ls).lines().count(), 4);
 
-    // Lose the sqlite metadata: rebuild brings back what lives in blob files, which
-    // since the migration to json (it keeps no values inline) is every entry.
-    for name in [
-        "cache_metadata.db",
-        "cache_metadata.db-wal",
-        "cache_metadata.db-shm",
-    ] {
+    // Lose the sqlite metadata: opening with sqlite migrates the json metadata back.
+    let remove_sqlite = || {
+        for name in [
+            "cache_metadata.db",
+            "cache_metadata.db-wal",
+            "cache_metadata.db-shm",
+        ] {
+            let _ = fs::remove_file(dir.path().join(name));
+        }
+    };
+    remove_sqlite();
+    let migrated_back = cacheness(dir.path(), &["--backend", "sqlite", "ls", "--json"]);
+    assert_code(&migrated_back, 0);
+    assert_eq!(
+        stdout(&migrated_back).lines().count(),
+        4,
+        "migrated from the json metadata"
+    );
+
+    // Lose all metadata: rebuild brings back what lives in blob files, which since
+    // the migration to json (it keeps no values inline) is every entry.
+    remove_sqlite();
+    for name in ["metadata.json", "metadata.journal"] {
         let _ = fs::remove_file(dir.path().join(name));
     }
     let rebuilt = cacheness(dir.path(), &["--backend", "sqlite", "rebuild"]);

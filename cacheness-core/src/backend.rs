@@ -178,6 +178,12 @@ pub trait MetadataBackend: Send + Sync + Debug {
     fn data_version(&self) -> Result<Option<u64>> {
         Ok(None)
     }
+
+    /// The statistics of an in-memory layer in front of the backend (a memory
+    /// layer reports its own); `None` for plain backends.
+    fn layer_stats(&self) -> Option<LayerStats> {
+        None
+    }
 }
 
 /// What a backend can do.
@@ -325,6 +331,33 @@ pub struct BackendStats {
     pub counters: Counters,
 }
 
+/// What an in-memory layer in front of a backend reports about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Reads served from the layer.
+    pub hits: u64,
+    /// Reads that went to the backend.
+    pub misses: u64,
+    /// Entries the layer dropped to stay within its capacity.
+    pub evictions: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Approximate bytes held now by the entries.
+    pub bytes_held: u64,
+}
+
+impl LayerStats {
+    /// Hits over all reads; 0 when there were none.
+    pub fn hit_ratio(&self) -> f64 {
+        let reads = self.hits.saturating_add(self.misses);
+        if reads == 0 {
+            0.0
+        } else {
+            self.hits as f64 / reads as f64
+        }
+    }
+}
+
 /// Backends behind smart pointers are backends too, so a `Box<dyn
 /// MetadataBackend>` or an `Arc<B>` can go wherever a backend is expected.
 macro_rules! forward_backend {
@@ -349,6 +382,7 @@ macro_rules! forward_backend {
             fn clear(&self) -> Result<Vec<Entry>> { (**self).clear() }
             fn flush(&self) -> Result<()> { (**self).flush() }
             fn data_version(&self) -> Result<Option<u64>> { (**self).data_version() }
+            fn layer_stats(&self) -> Option<LayerStats> { (**self).layer_stats() }
         }
     )*};
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
+use crate::backend::{AccessBatch, Counters, LayerStats, MetadataBackend, ScanFilter, Touch};
 use crate::blob::{
     BlobHeader, BlobStore, Durability, LocalBlobStore, create_private_dir, payload_offset,
 };
@@ -20,9 +20,14 @@ use crate::codec::{Codec, JsonCodec, RAW_CODEC};
 use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, Params, ToKey};
+use crate::signing::Signer;
 
 /// Values up to this many stored bytes live inline in the entry by default.
 pub const DEFAULT_INLINE_THRESHOLD: usize = 4 * 1024;
+/// A read records an access only when the entry's recorded access is at least this
+/// old, by default. Recording is a write to the backend (for SQLite a random page);
+/// LRU eviction does not need millisecond recency.
+pub const DEFAULT_ACCESS_GRANULARITY: Duration = Duration::from_secs(60);
 /// The size limit evicts down to this fraction of the limit by default.
 pub const DEFAULT_LOW_WATERMARK: f64 = 0.8;
 /// Buffered reads are written to the backend after this many distinct keys...
@@ -73,6 +78,7 @@ pub struct Cache<C: Codec = JsonCodec> {
     blobs: Option<Arc<dyn BlobStore>>,
     codec: C,
     clock: Arc<dyn Clock>,
+    signer: Option<Signer>,
     settings: Settings,
     pending: Mutex<PendingAccess>,
     session: SessionCounters,
@@ -87,6 +93,7 @@ struct Settings {
     max_size: Option<u64>,
     low_watermark: f64,
     verify_integrity: bool,
+    access_granularity_ms: u64,
     /// Stored values up to this size go inline; `usize::MAX` without a blob store,
     /// and `None` when the backend cannot hold inline values.
     inline_limit: Option<usize>,
@@ -127,10 +134,20 @@ pub struct CacheBuilder<C: Codec = JsonCodec> {
     low_watermark: f64,
     verify_integrity: bool,
     inline_threshold: usize,
+    access_granularity: Duration,
     durability: Durability,
     clock: Arc<dyn Clock>,
     codec: C,
     blob_store: Option<Arc<dyn BlobStore>>,
+    signing: Signing,
+}
+
+/// Where a cache's signing key comes from.
+#[derive(Debug, Clone)]
+enum Signing {
+    Off,
+    KeyFile,
+    Key(Signer),
 }
 
 impl Default for CacheBuilder<JsonCodec> {
@@ -142,10 +159,12 @@ impl Default for CacheBuilder<JsonCodec> {
             low_watermark: DEFAULT_LOW_WATERMARK,
             verify_integrity: true,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
+            access_granularity: DEFAULT_ACCESS_GRANULARITY,
             durability: Durability::default(),
             clock: Arc::new(SystemClock),
             codec: JsonCodec,
             blob_store: None,
+            signing: Signing::Off,
         }
     }
 }
@@ -192,6 +211,15 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// How old an entry's recorded access must be before a read records a new one
+    /// (default 60 s). Recording costs a backend write per key; reads closer
+    /// together than this are counted as hits but move neither `accessed_at` nor
+    /// `access_count`. Zero records every read.
+    pub fn access_granularity(mut self, granularity: Duration) -> Self {
+        self.access_granularity = granularity;
+        self
+    }
+
     /// How hard blob writes try to reach the disk (default [`Durability::Flush`]).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
@@ -206,6 +234,21 @@ impl<C: Codec> CacheBuilder<C> {
     /// A clock shared with other parts of the program.
     pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Sign every entry with a keyed blake3 MAC, the key kept in `signing.key` in
+    /// the cache dir (created 0600 with random bytes if missing). Reads reject, log
+    /// and remove entries whose metadata does not match its signature, such as a
+    /// size, hash or expiry edited by hand; content hashes are then always checked.
+    pub fn sign_entries(mut self) -> Self {
+        self.signing = Signing::KeyFile;
+        self
+    }
+
+    /// Sign every entry with this key (see [`sign_entries`](Self::sign_entries)).
+    pub fn signing_key(mut self, key: [u8; 32]) -> Self {
+        self.signing = Signing::Key(Signer::new(key));
         self
     }
 
@@ -224,10 +267,12 @@ impl<C: Codec> CacheBuilder<C> {
             low_watermark: self.low_watermark,
             verify_integrity: self.verify_integrity,
             inline_threshold: self.inline_threshold,
+            access_granularity: self.access_granularity,
             durability: self.durability,
             clock: self.clock,
             codec,
             blob_store: self.blob_store,
+            signing: self.signing,
         }
     }
 
@@ -275,6 +320,18 @@ impl<C: Codec> CacheBuilder<C> {
             });
         }
         let now = self.clock.now_ms();
+        let signer = match (self.signing, &self.dir) {
+            (Signing::Off, _) => None,
+            (Signing::Key(signer), _) => Some(signer),
+            (Signing::KeyFile, Some(dir)) => Some(Signer::from_key_file(dir)?),
+            (Signing::KeyFile, None) => {
+                return Err(Error::Config {
+                    field: "signing",
+                    reason: "a signing key file needs a cache directory; pass the key instead"
+                        .into(),
+                });
+            }
+        };
         let approx_total_size = match self.max_size {
             Some(_) => backend.total_size()?,
             None => 0,
@@ -284,12 +341,14 @@ impl<C: Codec> CacheBuilder<C> {
             blobs,
             codec: self.codec,
             clock: self.clock,
+            signer,
             settings: Settings {
                 dir: self.dir,
                 default_ttl: self.default_ttl,
                 max_size: self.max_size,
                 low_watermark: self.low_watermark,
                 verify_integrity: self.verify_integrity,
+                access_granularity_ms: duration_ms(self.access_granularity),
                 inline_limit,
             },
             pending: Mutex::new(PendingAccess {
@@ -435,6 +494,8 @@ pub struct Stats {
     pub misses: u64,
     /// Entries removed by the size limit.
     pub evictions: u64,
+    /// The memory layer's own statistics, when the backend has one in front.
+    pub layer: Option<LayerStats>,
 }
 
 impl Stats {
@@ -671,6 +732,7 @@ impl<C: Codec> Cache<C> {
             hits: counters.hits,
             misses: counters.misses,
             evictions: counters.evictions,
+            layer: self.backend.layer_stats(),
         })
     }
 
@@ -722,6 +784,11 @@ impl<C: Codec> Cache<C> {
     /// The metadata backend.
     pub fn backend(&self) -> &dyn MetadataBackend {
         self.backend.as_ref()
+    }
+
+    /// The signer, when entries are signed.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.signer.as_ref()
     }
 
     /// The blob store, when the cache has one.
@@ -796,6 +863,14 @@ impl<C: Codec> Cache<C> {
             .settings
             .inline_limit
             .is_some_and(|limit| stored.len() <= limit);
+        if let Some(signer) = &self.signer {
+            // The signature covers the location's kind, not the blob's name, so it
+            // can be computed before the blob (whose header carries it) is written.
+            if !inline {
+                entry.location = Location::Blob(String::new());
+            }
+            entry.signature = Some(signer.sign(&entry));
+        }
         let written_blob = match (&self.blobs, inline) {
             (_, true) => {
                 entry.location = Location::Inline(stored.to_vec());
@@ -969,9 +1044,18 @@ impl<C: Codec> Cache<C> {
                 self.record_miss(now);
                 return Ok(None);
             }
-            match self.read_stored(&mut entry, keep_inline)? {
+            let signature_ok = self
+                .signer
+                .as_ref()
+                .is_none_or(|signer| signer.verify(&entry));
+            let read = if signature_ok {
+                self.read_stored(&mut entry, keep_inline)?
+            } else {
+                Err(Damage::Invalid("signature does not match the entry".into()))
+            };
+            match read {
                 Ok(bytes) => {
-                    self.record_hit(key, now);
+                    self.record_hit(key, now, entry.accessed_at);
                     return Ok(Some((bytes, entry)));
                 }
                 Err(Damage::Missing) if attempt == 0 => continue,
@@ -1037,7 +1121,8 @@ impl<C: Codec> Cache<C> {
                 entry.stored_size
             ))));
         }
-        if self.settings.verify_integrity && ContentHash::of(&stored) != entry.content_hash {
+        let verify = self.settings.verify_integrity || self.signer.is_some();
+        if verify && ContentHash::of(&stored) != entry.content_hash {
             return Ok(Err(Damage::Invalid("content hash mismatch".into())));
         }
         if entry.compression == Compression::Lz4 {
@@ -1079,13 +1164,17 @@ impl<C: Codec> Cache<C> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn record_hit(&self, key: CacheKey, now: u64) {
+    fn record_hit(&self, key: CacheKey, now: u64, recorded_access: u64) {
         self.session.hits.fetch_add(1, Ordering::Relaxed);
+        let record_access =
+            now >= recorded_access.saturating_add(self.settings.access_granularity_ms);
         let due = {
             let mut pending = self.lock_pending();
-            let touch = pending.touches.entry(key).or_insert((now, 0));
-            touch.0 = touch.0.max(now);
-            touch.1 += 1;
+            if record_access {
+                let touch = pending.touches.entry(key).or_insert((now, 0));
+                touch.0 = touch.0.max(now);
+                touch.1 += 1;
+            }
             pending.counters.hits += 1;
             pending.touches.len() >= FLUSH_MAX_TOUCHES
                 || now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS

@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
             engine_evicts_least_recently_used_to_the_low_watermark,
             engine_removals_leave_no_blob_behind,
             engine_lists_pages_and_counts,
+            engine_records_reads_at_most_once_per_granularity,
             engine_reopen_serves_stored_values,
         );
     };
@@ -896,7 +897,8 @@ fn engine<B: MetadataBackend + 'static>(
     let builder = Cache::builder()
         .dir(&cache_dir)
         .clock(clock.clone())
-        .inline_threshold(256);
+        .inline_threshold(256)
+        .access_granularity(Duration::ZERO);
     let cache = configure(builder)
         .open(open(&cache_dir))
         .expect("cache opens");
@@ -1297,6 +1299,37 @@ pub fn engine_lists_pages_and_counts<B: MetadataBackend + 'static>(open: impl Fn
         after_gets.hits,
         "flushing does not double count"
     );
+}
+
+/// With an access granularity, reads closer together than it write nothing; the
+/// first read after it records the access.
+pub fn engine_records_reads_at_most_once_per_granularity<B: MetadataBackend + 'static>(
+    open: impl Fn(&Path) -> B,
+) {
+    let dir = temp_dir();
+    let (cache, clock, _) = engine(&open, dir.path(), |builder| {
+        builder.access_granularity(Duration::from_secs(60))
+    });
+    let key = crate::key!(granularity = true);
+    cache.put(&key, &1).unwrap();
+    let stored_at = clock.now_ms();
+    clock.advance(Duration::from_secs(30));
+    for _ in 0..5 {
+        assert_eq!(cache.get::<i32>(&key).unwrap(), Some(1));
+    }
+    cache.flush().unwrap();
+    let entry = cache.entry(&key).unwrap().unwrap();
+    assert_eq!(
+        (entry.accessed_at, entry.access_count),
+        (stored_at, 0),
+        "recent reads write nothing"
+    );
+    assert_eq!(cache.stats().unwrap().hits, 5, "but they are hits");
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(cache.get::<i32>(&key).unwrap(), Some(1));
+    cache.flush().unwrap();
+    let entry = cache.entry(&key).unwrap().unwrap();
+    assert_eq!((entry.accessed_at, entry.access_count), (clock.now_ms(), 1));
 }
 
 /// For persistent backends, a cache reopened on the same directory serves the

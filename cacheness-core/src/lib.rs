@@ -36,9 +36,11 @@ pub mod entry;
 pub mod error;
 pub mod key;
 pub mod ops;
+pub mod signing;
 
 pub use backend::{
-    AccessBatch, BackendStats, Capabilities, Counters, MetadataBackend, ScanFilter, Touch,
+    AccessBatch, BackendStats, Capabilities, Counters, LayerStats, MetadataBackend, ScanFilter,
+    Touch,
 };
 pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
 pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
@@ -48,3 +50,4 @@ pub use entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 pub use error::{BoxError, Error, Result};
 pub use key::{CacheKey, Params, ToKey, Value};
 pub use ops::{GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate};
+pub use signing::Signer;

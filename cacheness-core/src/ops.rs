@@ -190,7 +190,9 @@ impl<C: Codec> Cache<C> {
         for_each_entry(self.backend(), |entry| {
             report.entries += 1;
             report.bytes += entry.stored_size;
+            let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
             let outcome = match &entry.location {
+                _ if !signed => Err(Some("signature does not match the entry".to_owned())),
                 Location::Inline(bytes) => check_stored(&entry, bytes).map_err(Some),
                 Location::Blob(name) => {
                     referenced.insert(name.clone());
@@ -219,18 +221,8 @@ impl<C: Codec> Cache<C> {
             });
             Ok(())
         })?;
-        for name in listed.difference(&referenced) {
-            // ...except one whose entry was put after the scan passed its key: look again.
-            let now_referenced = key_of_blob(name)
-                .map(|key| self.backend().get(&key))
-                .transpose()?
-                .flatten()
-                .is_some_and(|entry| entry.blob_name() == Some(name.as_str()));
-            if !now_referenced {
-                report.orphaned.push(name.clone());
-            }
-        }
-        report.orphaned.sort();
+        // ...except one whose entry was put after the scan passed its key.
+        report.orphaned = self.unreferenced(&listed, &referenced)?;
         if repair {
             for entry in &damaged {
                 if let Some(gone) = self.backend().remove_if_unchanged(entry)? {
@@ -276,7 +268,15 @@ impl<C: Codec> Cache<C> {
             let header = match BlobHeader::decode(&file) {
                 Ok((header, offset)) => {
                     let entry = header.clone().into_entry(name.clone());
-                    match check_stored(&entry, &file[offset..]) {
+                    let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
+                    let checked = check_stored(&entry, &file[offset..]).and_then(|()| {
+                        if signed {
+                            Ok(())
+                        } else {
+                            Err("signature does not match the header".to_owned())
+                        }
+                    });
+                    match checked {
                         Ok(()) if key_of_blob(&name) == Some(header.key) => header,
                         Ok(()) => {
                             report
@@ -370,8 +370,19 @@ impl<C: Codec> Cache<C> {
             }
             Ok(())
         })?;
+        self.unreferenced(&listed, &referenced)
+    }
+
+    /// The listed blobs not in `referenced` whose key's current entry does not
+    /// refer to them either (looked up again, for puts that raced with the scan),
+    /// sorted.
+    fn unreferenced(
+        &self,
+        listed: &HashSet<String>,
+        referenced: &HashSet<String>,
+    ) -> Result<Vec<String>> {
         let mut orphans = Vec::new();
-        for name in listed.difference(&referenced) {
+        for name in listed.difference(referenced) {
             let now_referenced = key_of_blob(name)
                 .map(|key| self.backend().get(&key))
                 .transpose()?

@@ -83,6 +83,18 @@ pub struct CacheConfig {
     pub inline_threshold: usize,
     /// How hard writes try to reach the disk.
     pub durability: Durability,
+    /// Reads closer together than this record the access once (see
+    /// [`CacheBuilder::access_granularity`](cacheness_core::CacheBuilder::access_granularity)).
+    #[serde(deserialize_with = "duration_text::deserialize_required")]
+    pub access_granularity: Duration,
+    /// Sign entries with a keyed blake3 MAC (key in `signing.key` in the dir), so
+    /// metadata edited by hand is rejected instead of served.
+    pub sign_entries: bool,
+    /// A memory layer for hot keys in front of the backend; `None` for none. A
+    /// backend named `memlayer+NAME` adds one with the defaults (1 000 entries,
+    /// 300 s).
+    #[cfg(feature = "memlayer")]
+    pub memory_layer: Option<cacheness_memlayer::MemLayerConfig>,
     /// Options of the `json` backend.
     #[cfg(feature = "json")]
     pub json: cacheness_json::JsonOptions,
@@ -101,6 +113,10 @@ impl Default for CacheConfig {
             verify_integrity: true,
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
             durability: Durability::Flush,
+            access_granularity: cacheness_core::cache::DEFAULT_ACCESS_GRANULARITY,
+            sign_entries: false,
+            #[cfg(feature = "memlayer")]
+            memory_layer: None,
             #[cfg(feature = "json")]
             json: cacheness_json::JsonOptions::default(),
             #[cfg(feature = "sqlite")]
@@ -169,7 +185,7 @@ impl CacheConfig {
     /// Opens the cache with all its times read from `clock` (tests drive a
     /// [`ManualClock`](cacheness_core::ManualClock) instead of sleeping).
     pub fn open_with_clock(&self, clock: Arc<dyn Clock>) -> Result<Cache> {
-        let info = backend_info(&self.backend)?;
+        let info = backend_info(split_layer(&self.backend)?.1)?;
         if info.needs_dir && self.dir.is_none() {
             return Err(Error::Config {
                 field: "dir",
@@ -191,9 +207,13 @@ impl CacheConfig {
             .verify_integrity(self.verify_integrity)
             .inline_threshold(self.inline_threshold)
             .durability(self.durability)
+            .access_granularity(self.access_granularity)
             .shared_clock(clock);
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
+        }
+        if self.sign_entries {
+            builder = builder.sign_entries();
         }
         if let Some(dir) = &self.dir {
             // The backend may create files in the dir: it must exist first.
@@ -215,7 +235,7 @@ impl CacheConfig {
                 backend: from.to_owned(),
                 ..self.clone()
             }
-            .open_backend()?;
+            .open_plain_backend()?;
             crate::migration::run(dir, from, info.name, source.as_ref(), backend.as_ref())?;
         }
         builder.open_shared(backend)
@@ -225,6 +245,30 @@ impl CacheConfig {
 impl CacheConfig {
     /// Opens this configuration's metadata backend alone, with its options.
     pub fn open_backend(&self) -> Result<Arc<dyn MetadataBackend>> {
+        let (layered, name) = split_layer(&self.backend)?;
+        let backend = CacheConfig {
+            backend: name.to_owned(),
+            ..self.clone()
+        }
+        .open_plain_backend()?;
+        #[cfg(feature = "memlayer")]
+        {
+            let layer = match (&self.memory_layer, layered) {
+                (Some(config), _) => Some(config.clone()),
+                (None, true) => Some(cacheness_memlayer::MemLayerConfig::default()),
+                (None, false) => None,
+            };
+            if let Some(config) = layer.filter(|config| config.enabled) {
+                let layer = cacheness_memlayer::MemLayer::new(backend, config)?;
+                return Ok(Arc::new(layer));
+            }
+        }
+        let _ = layered;
+        Ok(backend)
+    }
+
+    /// The backend without a memory layer.
+    fn open_plain_backend(&self) -> Result<Arc<dyn MetadataBackend>> {
         let info = backend_info(&self.backend)?;
         let dir = self.dir.as_deref();
         if info.needs_dir && dir.is_none() {
@@ -263,6 +307,20 @@ impl CacheConfig {
                 reason: format!("backend `{other}` is not compiled in"),
             }),
         }
+    }
+}
+
+/// Splits `memlayer+NAME` into (true, NAME); any other name into (false, name).
+fn split_layer(name: &str) -> Result<(bool, &str)> {
+    match name.strip_prefix("memlayer+") {
+        Some(inner) if cfg!(feature = "memlayer") => Ok((true, inner)),
+        Some(_) => Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "`{name}` needs the memory layer; enable the `memlayer` feature of cacheness"
+            ),
+        }),
+        None => Ok((false, name)),
     }
 }
 
@@ -412,6 +470,12 @@ mod duration_text {
                 .map_err(serde::de::Error::custom),
             Some(Text::WithUnit(text)) => parse(&text).map(Some).map_err(serde::de::Error::custom),
         }
+    }
+
+    pub(super) fn deserialize_required<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        deserialize(deserializer)?.ok_or_else(|| serde::de::Error::custom("a duration is required"))
     }
 
     fn seconds_to_duration(seconds: f64) -> Result<Duration, String> {

@@ -94,3 +94,34 @@ fn without_a_dir_the_memory_backend_holds_every_value_inline() {
     assert!(entry.blob_name().is_none());
     assert_eq!(cache.get_bytes(&key!(size = "large")).unwrap(), Some(large));
 }
+
+#[cfg(all(feature = "memlayer", feature = "sqlite"))]
+#[test]
+fn a_memory_layer_is_named_or_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::builder()
+        .dir(dir.path())
+        .backend("memlayer+sqlite")
+        .open()
+        .unwrap();
+    cache.put(&key!(hot = true), &1).unwrap();
+    for _ in 0..3 {
+        assert_eq!(cache.get::<i32>(&key!(hot = true)).unwrap(), Some(1));
+    }
+    let layer = cache
+        .stats()
+        .unwrap()
+        .layer
+        .expect("the layer reports its stats");
+    assert!(layer.hits + layer.misses > 0, "{layer:?}");
+    assert_eq!(cache.backend().name(), "memlayer+sqlite");
+
+    let config: CacheConfig = serde_json::from_str(
+        r#"{"backend": "sqlite", "memory_layer": {"capacity": 10, "ttl": "5m"}}"#,
+    )
+    .unwrap();
+    assert!(config.memory_layer.is_some());
+    let error =
+        serde_json::from_str::<CacheConfig>(r#"{"memory_layer": {"policy": "lru"}}"#).unwrap_err();
+    assert!(error.to_string().contains("policy"), "{error}");
+}
