@@ -30,7 +30,19 @@ pub fn not_compiled(name: &str) -> Option<String> {
             "not compiled in (feature `{}` of cacheness)",
             info.feature
         )),
-        None => Some("not in this build of cacheness".into()),
+        // Composite names (`memlayer+sqlite`) are not listed: ask the facade.
+        None => {
+            let probe = match tempfile::tempdir() {
+                Ok(probe) => probe,
+                Err(error) => return Some(format!("cannot probe the backend: {error}")),
+            };
+            CacheConfig::builder()
+                .dir(probe.path())
+                .backend(name)
+                .open()
+                .err()
+                .map(|error| format!("not in this build of cacheness ({error})"))
+        }
     }
 }
 
@@ -865,13 +877,11 @@ fn w4_rep(store: &mut Facade, backend: &str, sequence: &[u64]) -> Result<Sample>
 }
 
 /// The memory layer's hit ratio between two stats, when the backend has a layer.
-///
-/// The core of this build reports no layer statistics, so this is `None`; the
-/// memory layer's branch adds them (`Stats::layer`), and this function is the
-/// one place to read them.
 fn layer_hit_ratio(before: &Stats, after: &Stats) -> Option<f64> {
-    let _ = (before, after);
-    None
+    let (before, after) = (before.layer?, after.layer?);
+    let hits = after.hits.saturating_sub(before.hits);
+    let reads = hits + after.misses.saturating_sub(before.misses);
+    (reads > 0).then(|| hits as f64 / reads as f64)
 }
 
 /// One W5 repetition: `threads` threads on one cache, 90 % GET / 10 % PUT.
