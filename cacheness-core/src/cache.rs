@@ -1085,6 +1085,19 @@ impl<C: Codec> Cache<C> {
 
     /// Reads and checks an entry's stored bytes and decompresses them.
     fn read_stored(&self, entry: &mut Entry, keep_inline: bool) -> Result<Result<Vec<u8>, Damage>> {
+        // The parameters an entry was made from hash to its key: an entry whose key
+        // was damaged on disk must not serve the bytes stored for another key (an
+        // inline value has no blob name to betray it).
+        if self.settings.verify_integrity
+            && entry
+                .params
+                .as_ref()
+                .is_some_and(|params| params.key() != entry.key)
+        {
+            return Ok(Err(Damage::Invalid(
+                "the entry's parameters do not hash to its key".into(),
+            )));
+        }
         let mut stored = match &mut entry.location {
             Location::Inline(bytes) if keep_inline => bytes.clone(),
             Location::Inline(bytes) => std::mem::take(bytes),
