@@ -151,10 +151,22 @@ fn an_entry_whose_key_was_damaged_does_not_serve_another_keys_value() {
     let cache = Cache::builder().open_shared(backend.clone()).unwrap();
     cache.put(&key!(name = "original"), &"secret").unwrap();
     // The same entry, but filed under another key (as a flipped bit on disk would).
-    let mut damaged = backend.get(&key!(name = "original").key()).unwrap().unwrap();
+    let mut damaged = backend
+        .get(&key!(name = "original").key())
+        .unwrap()
+        .unwrap();
     damaged.key = key!(name = "other").key();
     backend.put(damaged).unwrap();
     assert_eq!(cache.get::<String>(&key!(name = "other")).unwrap(), None);
-    assert!(backend.get(&key!(name = "other").key()).unwrap().is_none(), "dropped as corrupted");
-    assert_eq!(cache.get::<String>(&key!(name = "original")).unwrap().as_deref(), Some("secret"));
+    assert!(
+        backend.get(&key!(name = "other").key()).unwrap().is_none(),
+        "dropped as corrupted"
+    );
+    assert_eq!(
+        cache
+            .get::<String>(&key!(name = "original"))
+            .unwrap()
+            .as_deref(),
+        Some("secret")
+    );
 }

@@ -82,8 +82,20 @@ fn private_options() -> OpenOptions {
     options
 }
 
+/// Refuses a path that is a symbolic link: a link planted in the cache dir must
+/// not make the backend read or write a file outside it.
+pub(crate) fn refuse_symlink(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => Err(io::Error::other(
+            "is a symbolic link; cacheness does not follow links in its cache dir",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Opens `path` for reading and appending, creating it if missing.
 pub(crate) fn open_append(path: &Path, create: bool) -> io::Result<File> {
+    refuse_symlink(path)?;
     private_options()
         .read(true)
         .append(true)
@@ -105,6 +117,7 @@ pub(crate) fn temp_path(path: &Path) -> std::path::PathBuf {
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), JsonError> {
     let temp = temp_path(path);
     let written = (|| {
+        refuse_symlink(&temp)?;
         let mut file = private_options()
             .write(true)
             .create(true)

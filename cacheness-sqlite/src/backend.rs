@@ -836,6 +836,21 @@ fn create_dir(dir: &Path) -> Result<(), SqliteError> {
 /// does: SQLite would create it world-readable under the usual umask, and gives
 /// its `-wal` and `-shm` files the database file's mode.
 fn create_private_file(path: &Path) -> Result<(), SqliteError> {
+    // A link planted in the cache dir must not make SQLite write outside it.
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let candidate = PathBuf::from(name);
+        if fs::symlink_metadata(&candidate).is_ok_and(|metadata| metadata.file_type().is_symlink())
+        {
+            return Err(SqliteError::CreateFile {
+                path: candidate,
+                source: std::io::Error::other(
+                    "is a symbolic link; cacheness does not follow links in its cache dir",
+                ),
+            });
+        }
+    }
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(false);
     #[cfg(unix)]

@@ -258,3 +258,32 @@ fn a_symlinked_tmp_or_blobs_dir_is_refused() {
         }
     }
 }
+
+#[test]
+fn symlinked_metadata_files_are_refused() {
+    let planted_files: [(&str, &[&str]); 2] = [
+        ("sqlite", &["cache_metadata.db", "cache_metadata.db-wal"]),
+        ("json", &["metadata.journal", "metadata.lock"]),
+    ];
+    for (backend, names) in planted_files {
+        for name in names {
+            let root = tempfile::tempdir().unwrap();
+            let outside = Outside::new(root.path());
+            let dir = root.path().join("cache");
+            drop(torture_support::open(backend, &dir));
+            let target = outside.dir.join("planted");
+            let _ = fs::remove_file(dir.join(name));
+            symlink(&target, dir.join(name)).unwrap();
+            let context = format!("{backend} with {name} -> outside");
+            match torture_support::config(backend, &dir).open() {
+                Err(error) => assert!(error.to_string().contains(name), "{context}: {error}"),
+                Ok(cache) => {
+                    let _ = cache.put_bytes(&key_of(1), &blob_value(1));
+                    panic!("{context}: opened through a planted link");
+                }
+            }
+            assert!(!target.exists(), "{context}: a file was created outside");
+            outside.assert_untouched(&context);
+        }
+    }
+}
