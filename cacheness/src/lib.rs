@@ -8,7 +8,13 @@
 //!
 //! | backend | feature | metadata in | for |
 //! |---|---|---|---|
+//! | `sqlite` | `sqlite` (default) | `cache_metadata.db`, SQLite in WAL mode | production, many processes |
+//! | `json` | `json` | `metadata.json` + an append-only journal | small caches, readable metadata |
 //! | `memory` | `memory` (default) | a `DashMap` in the process | temporary caches, fastest |
+//! | `sqlite-memory` | `sqlite` | SQLite `:memory:` | SQL semantics without disk |
+//!
+//! Feature `memlayer` adds a memory layer for hot keys in front of any of them
+//! (`backend("memlayer+sqlite")`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -17,7 +23,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let cache = CacheConfig::builder()
 //!     .dir(dir.path())
-//!     .backend("memory")
+//!     .backend("sqlite")
 //!     .default_ttl(Duration::from_secs(3600))
 //!     .open()?;
 //!
