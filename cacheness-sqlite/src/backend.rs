@@ -13,7 +13,7 @@ use cacheness_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::error::{SqliteError, is_busy, is_corrupt};
+use crate::error::{SqliteError, is_busy};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
@@ -231,19 +231,7 @@ impl SqliteBackend {
         // Opening races with other processes creating the same file: retry the
         // whole setup while another holds the lock, within the busy timeout.
         let (conn, watcher) = retry_until(deadline, SqliteError::is_busy, || {
-            let open_error = |source: rusqlite::Error| {
-                if is_corrupt(&source) {
-                    SqliteError::Corrupt {
-                        path: path.to_owned(),
-                        source,
-                    }
-                } else {
-                    SqliteError::Open {
-                        path: path.to_owned(),
-                        source,
-                    }
-                }
-            };
+            let open_error = |source| crate::error::open_error(path, source);
             let mut conn = Connection::open(path).map_err(open_error)?;
             configure(&conn, options).map_err(open_error)?;
             configure_file(&conn, options).map_err(open_error)?;

@@ -166,6 +166,22 @@ pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
     )
 }
 
+/// The error of opening the database at `path`: `Corrupt` when SQLite says the
+/// file is damaged or not a database, else `Open`.
+pub(crate) fn open_error(path: &std::path::Path, source: rusqlite::Error) -> SqliteError {
+    if is_corrupt(&source) {
+        SqliteError::Corrupt {
+            path: path.to_owned(),
+            source,
+        }
+    } else {
+        SqliteError::Open {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
 pub(crate) fn is_corrupt(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),

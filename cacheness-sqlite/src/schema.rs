@@ -115,19 +115,7 @@ pub(crate) fn configure_file(conn: &Connection, options: &SqliteOptions) -> rusq
 /// Brings the schema to [`SCHEMA_VERSION`], creating or migrating it in one
 /// transaction, and checks the database is readable.
 pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<(), SqliteError> {
-    let open_error = |source: rusqlite::Error| {
-        if is_corrupt(&source) {
-            SqliteError::Corrupt {
-                path: path.to_owned(),
-                source,
-            }
-        } else {
-            SqliteError::Open {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    };
+    let open_error = |source| crate::error::open_error(path, source);
     let version = user_version(conn).map_err(open_error)?;
     check_not_newer(version, path)?;
     if version < SCHEMA_VERSION {
