@@ -84,8 +84,10 @@ impl MetadataBackend for Handle {
     }
 
     fn data_version(&self) -> Result<Option<u64>> {
-        let others =
-            self.all_writes.load(Ordering::SeqCst) - self.own_writes.load(Ordering::SeqCst);
+        // `wrote` bumps all_writes before own_writes, so reading own_writes first
+        // never sees more own writes than all writes.
+        let own = self.own_writes.load(Ordering::SeqCst);
+        let others = self.all_writes.load(Ordering::SeqCst) - own;
         Ok(self.version_known.then_some(others))
     }
 }
