@@ -18,6 +18,7 @@ use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
 use crate::schema::{configure, configure_file, ensure_schema};
+use crate::wal_index::{Header, Watched};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
 
 /// Entries listed per query by [`scan`](MetadataBackend::scan): a scan is a series
@@ -72,7 +73,10 @@ pub struct SqliteBackend {
 /// [`OwnWrites`] counts ours: their difference counts the others'.
 #[derive(Debug)]
 struct Watcher {
-    conn: Connection,
+    /// A connection of its own, and the database's WAL-index header, which moves
+    /// with every commit: when it has not moved since the last reading, nothing
+    /// needs a query at all.
+    watched: Watched,
     /// `PRAGMA data_version` at the last reading: while it stays, nobody
     /// committed and the answer stays (no query of the stats row).
     pragma: i64,
@@ -83,6 +87,8 @@ struct Watcher {
     /// The answer: grows by one when `foreign` grows, or when a reading was not
     /// exact. Never repeats an older value, so no change can hide behind one.
     version: u64,
+    /// The WAL-index header read just before the last `pragma` reading.
+    header: Option<Header>,
 }
 
 /// This handle's write transactions that changed something, counted as they
@@ -243,10 +249,13 @@ impl SqliteBackend {
             let foreign =
                 read_writes(&conn_watcher).map_err(|failure| failure.into_error(path, "open"))?;
             let watcher = Watcher {
-                conn: conn_watcher,
+                // After the reads above, which mapped the WAL-index.
+                watched: Watched::new(conn_watcher),
                 pragma,
                 foreign,
                 version: 0,
+                // Not read yet: the first call takes the pragma path.
+                header: None,
             };
             Ok((conn, watcher))
         })?;
@@ -574,8 +583,10 @@ impl MetadataBackend for SqliteBackend {
 
     /// Changes only when another handle (another process, or another
     /// `SqliteBackend` on the same file) may have committed a write; this handle's
-    /// own writes leave it alone. Usually one `PRAGMA data_version` on a connection
-    /// of its own; after any commit, also a read of the one-row `stats` table.
+    /// own writes leave it alone. Usually one 96-byte read of the WAL-index (see
+    /// `wal_index.rs`); after any commit, a `PRAGMA data_version` on a connection
+    /// of its own, and after a commit that connection sees, a read of the one-row
+    /// `stats` table.
     fn data_version(&self) -> cacheness_core::Result<Option<u64>> {
         let Some(watcher) = &self.watcher else {
             // Only this handle can reach an in-memory database.
@@ -583,11 +594,20 @@ impl MetadataBackend for SqliteBackend {
         };
         let mut watcher = watcher.lock().unwrap_or_else(PoisonError::into_inner);
         let watcher = &mut *watcher;
-        // First the pragma, then the count: a commit between the two is counted
+        // First the header, then the pragma: a commit between the two leaves the
+        // old header recorded, so the next call looks again.
+        let header = watcher.watched.header();
+        if header.is_some() && header == watcher.header {
+            return Ok(Some(watcher.version));
+        }
+        // Then the pragma, then the count: a commit between the two is counted
         // now and moves the pragma again, so the next call reads the count anew.
         // The other order would record the new pragma with the old count.
-        let pragma = self.retrying("data_version", || Ok(read_pragma(&watcher.conn)?))?;
+        let pragma = self.retrying("data_version", || Ok(read_pragma(watcher.watched.conn())?))?;
         if watcher.pragma == pragma {
+            // Recorded only once the reading succeeded: a failed one must not
+            // leave a header that would skip the next.
+            watcher.header = header;
             return Ok(Some(watcher.version));
         }
         // Like a seqlock: the reading is exact if none of our commits was under
@@ -595,7 +615,7 @@ impl MetadataBackend for SqliteBackend {
         // part of `writes`.
         let committing = self.own.committing.load(Ordering::SeqCst);
         let own = self.own.committed.load(Ordering::SeqCst);
-        let writes = self.retrying("data_version", || read_writes(&watcher.conn))?;
+        let writes = self.retrying("data_version", || read_writes(watcher.watched.conn()))?;
         let exact = committing == 0
             && self.own.committing.load(Ordering::SeqCst) == 0
             && self.own.committed.load(Ordering::SeqCst) == own;
@@ -611,6 +631,7 @@ impl MetadataBackend for SqliteBackend {
             watcher.version += 1;
         }
         watcher.pragma = pragma;
+        watcher.header = header;
         Ok(Some(watcher.version))
     }
 }

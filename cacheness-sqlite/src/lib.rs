@@ -38,6 +38,7 @@ mod options;
 mod pool;
 mod row;
 mod schema;
+mod wal_index;
 
 pub use backend::SqliteBackend;
 pub use error::SqliteError;
