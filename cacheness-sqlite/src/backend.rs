@@ -860,17 +860,46 @@ fn create_private_file(path: &Path) -> Result<(), SqliteError> {
             });
         }
     }
+    if fs::symlink_metadata(path).is_ok() {
+        // Never open a database file ourselves once it exists: closing any
+        // descriptor of a file drops every POSIX lock this process holds on it,
+        // including the locks SQLite's connections hold (another handle's, in
+        // this process), which is how SQLite databases get corrupted.
+        return Ok(());
+    }
+    // Created under a name of our own, then linked into place: the database's
+    // own name is never opened here, even when another thread of this process
+    // creates and opens it at the same moment.
+    static CREATED: AtomicU64 = AtomicU64::new(0);
+    let mut temp_name = path.as_os_str().to_owned();
+    temp_name.push(format!(
+        ".{}-{}.new",
+        std::process::id(),
+        CREATED.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = PathBuf::from(temp_name);
+    let create_error = |source| SqliteError::CreateFile {
+        path: path.to_owned(),
+        source,
+    };
     let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .map(drop)
-        .map_err(|source| SqliteError::CreateFile {
-            path: path.to_owned(),
-            source,
-        })
+    options.open(&temp).map(drop).map_err(create_error)?;
+    let linked = fs::hard_link(&temp, path);
+    let _ = fs::remove_file(&temp);
+    let created = match linked {
+        // A filesystem without hard links: create it in place, exclusively.
+        Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
+            options.open(path).map(drop)
+        }
+        other => other,
+    };
+    match created {
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.map_err(create_error),
+    }
 }
 
 /// Moves a damaged database and its log aside; its shared-memory index is

@@ -443,3 +443,47 @@ fn a_scan_visitor_may_use_the_in_memory_backend() {
         .unwrap();
     assert_eq!(seen, 1200);
 }
+
+/// The POSIX record locks this process holds on `path`, as `/proc/locks` lists
+/// them.
+#[cfg(target_os = "linux")]
+fn locks_held_on(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).unwrap();
+    let inode = format!(":{}", metadata.ino());
+    let pid = std::process::id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"POSIX")
+                && fields.get(4) == Some(&pid.as_str())
+                && fields.get(5).is_some_and(|device| device.ends_with(&inode))
+        })
+        .count()
+}
+
+/// Closing any descriptor of a file drops every POSIX lock the process holds on
+/// it, SQLite's included: opening a second handle must never open (and close)
+/// the database file itself while the first holds its locks.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_second_handle_leaves_the_first_handles_locks_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SqliteBackend::open(dir.path()).unwrap();
+    first.len().unwrap();
+    let db = dir.path().join(cacheness_sqlite::DB_FILE_NAME);
+    let held = locks_held_on(&db);
+    assert!(
+        held > 0,
+        "a WAL connection holds a shared lock on the database"
+    );
+    let second = SqliteBackend::open(dir.path()).unwrap();
+    second.len().unwrap();
+    assert_eq!(
+        locks_held_on(&db),
+        held,
+        "the first handle's locks are intact"
+    );
+}
