@@ -52,8 +52,9 @@
 //! - Removes, `remove_if_unchanged` and `clear` drop the copies; `touch` updates
 //!   them; scans, counts and the other bulk methods read the backend.
 //! - Other processes: before each read (or once per `check_interval`), the layer
-//!   asks the backend's `data_version` (SQLite: `PRAGMA data_version` on an open
-//!   connection; memory: never changes). If it moved, every copy is dropped.
+//!   asks the backend's `data_version` (SQLite: a look at the WAL-index header in
+//!   shared memory, and `PRAGMA data_version` once it moved; memory: never
+//!   changes). If it moved, every copy is dropped.
 //!   With `check_interval = 0` a read never returns what another process already
 //!   replaced or removed; with an interval, a copy may be up to that old. A
 //!   backend that cannot tell (`data_version` is `None`) gets no copies served
