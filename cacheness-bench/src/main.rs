@@ -49,7 +49,7 @@ struct BenchArgs {
     /// minutes, estimated from rates measured earlier in the run; a cell over
     /// it is not run at that size (W1) or runs at 10 000 entries (W6, W7), and
     /// the report says so. 0: no bound. Quick and smoke runs have none.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 2.0)]
     cell_minutes: f64,
     /// Leave the run's cache directories in place (they are deleted at the end
     /// otherwise) and say where they are.
