@@ -4,13 +4,20 @@ Run by the harness as `python diskcache_driver.py '<request json>'`; prints one
 JSON object `{"samples": [{metric: value, ...}, ...]}`, one sample per
 repetition. Metric names match the Rust harness (put_ops_s, get_ops_s, list_ms,
 put_p50_us, ...). Only the standard library and diskcache are used.
+
+Fairness: `diskcache.Cache(directory)` with every default, as a user opens it;
+the keys are the 32-hex cache keys the Rust rows use (read from the file the
+request names, one per line, item i on line i); the value is the same record as
+a dict (diskcache pickles it, as it would for a user). Only the loops are
+timed; the per-operation clock reads cost well under 1 % of an operation.
+Every repetition gets a directory of its own, kept until the harness deletes
+all of a run's directories at its end.
 """
 
 import json
 import multiprocessing
 import os
 import random
-import shutil
 import sys
 import threading
 import time
@@ -27,8 +34,10 @@ def record(idx):
     }
 
 
-def key(idx):
-    return "bench:%d" % idx
+def load_keys(request):
+    """The harness's 32-hex cache keys, item i at index i."""
+    with open(request["keys_file"]) as keys:
+        return keys.read().split()
 
 
 def percentile_us(latencies, quantile):
@@ -39,28 +48,29 @@ def percentile_us(latencies, quantile):
 
 def fresh(base, name):
     path = os.path.join(base, name)
-    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
     return path
 
 
 def w1(request):
     n = request["n"]
     records = [record(i) for i in range(n)]
+    keys = load_keys(request)[:n]
     samples = []
     for rep in range(request["reps"]):
         cache = diskcache.Cache(fresh(request["dir"], "w1-%d" % rep))
         put_latency = []
         started = time.perf_counter()
-        for i, value in enumerate(records):
+        for k, value in zip(keys, records):
             op = time.perf_counter()
-            cache.set(key(i), value)
+            cache.set(k, value)
             put_latency.append(time.perf_counter() - op)
         put_s = time.perf_counter() - started
         get_latency = []
         started = time.perf_counter()
-        for i, expected in enumerate(records):
+        for i, (k, expected) in enumerate(zip(keys, records)):
             op = time.perf_counter()
-            value = cache.get(key(i))
+            value = cache.get(k)
             get_latency.append(time.perf_counter() - op)
             if value != expected:
                 raise SystemExit("wrong value for item %d" % i)
@@ -85,24 +95,25 @@ def w1(request):
 
 
 def w5_threads(request):
-    threads, keys, ops = request["threads"], request["keys"], request["ops"]
+    threads, count, ops = request["threads"], request["keys"], request["ops"]
+    keys = load_keys(request)[:count]
     per_thread = ops // threads
     samples = []
     for rep in range(request["reps"]):
         cache = diskcache.Cache(fresh(request["dir"], "w5t-%d" % rep))
-        for i in range(keys):
-            cache.set(key(i), record(i))
+        for i, k in enumerate(keys):
+            cache.set(k, record(i))
         errors = []
         barrier = threading.Barrier(threads + 1)
 
         def worker(seed):
             rng = random.Random(seed)
-            plan = [(rng.randrange(10) == 0, rng.randrange(keys)) for _ in range(per_thread)]
+            plan = [(rng.randrange(10) == 0, rng.randrange(count)) for _ in range(per_thread)]
             barrier.wait()
             for is_put, i in plan:
                 if is_put:
-                    cache.set(key(i), record(i))
-                elif cache.get(key(i)) != record(i):
+                    cache.set(keys[i], record(i))
+                elif cache.get(keys[i]) != record(i):
                     errors.append(i)
 
         workers = [threading.Thread(target=worker, args=(t + 1,)) for t in range(threads)]
@@ -120,24 +131,25 @@ def w5_threads(request):
     return samples
 
 
-def writer(path, first, count, times):
+def writer(path, keys, first, count, times):
     cache = diskcache.Cache(path)
     start = time.time()
     for i in range(first, first + count):
-        cache.set(key(i), record(i))
+        cache.set(keys[i], record(i))
     times.put((start, time.time()))
     cache.close()
 
 
 def w5_processes(request):
     processes, each = request["processes"], request["keys_each"]
+    keys = load_keys(request)[: processes * each]
     samples = []
     for rep in range(request["reps"]):
         path = fresh(request["dir"], "w5p-%d" % rep)
         diskcache.Cache(path).close()
         times = multiprocessing.Queue()
         workers = [
-            multiprocessing.Process(target=writer, args=(path, w * each, each, times))
+            multiprocessing.Process(target=writer, args=(path, keys, w * each, each, times))
             for w in range(processes)
         ]
         for process in workers:
@@ -148,7 +160,7 @@ def w5_processes(request):
         cache = diskcache.Cache(path)
         lost = wrong = 0
         for i in range(processes * each):
-            value = cache.get(key(i))
+            value = cache.get(keys[i])
             if value is None:
                 lost += 1
             elif value != record(i):

@@ -45,6 +45,16 @@ struct BenchArgs {
     /// 3 with --smoke).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     reps: Option<u32>,
+    /// Full run: the longest one cell (all its repetitions) may take, in
+    /// minutes, estimated from rates measured earlier in the run; a cell over
+    /// it is not run at that size (W1) or runs at 10 000 entries (W6, W7), and
+    /// the report says so. 0: no bound. Quick and smoke runs have none.
+    #[arg(long, default_value_t = 2.0)]
+    cell_minutes: f64,
+    /// Leave the run's cache directories in place (they are deleted at the end
+    /// otherwise) and say where they are.
+    #[arg(long)]
+    keep_dirs: bool,
     /// Where the results go.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -180,10 +190,13 @@ fn bench(args: BenchArgs) -> Result<(), BenchError> {
         dir: dir.clone(),
         python,
         exe: std::env::current_exe().map_err(|source| BenchError::io("current exe", source))?,
+        keep_dirs: args.keep_dirs,
+        cell_bound: (mode == Mode::Full && args.cell_minutes > 0.0)
+            .then(|| std::time::Duration::from_secs_f64(args.cell_minutes * 60.0)),
     };
     let (git_commit, git_dirty) = machine::git_commit();
     let date = machine::utc_now();
-    let cells = run::run(&plan)?;
+    let (cells, scratch) = run::run(&plan)?;
     let results = Results {
         schema: SCHEMA_VERSION,
         machine: machine::describe(&dir),
@@ -195,6 +208,8 @@ fn bench(args: BenchArgs) -> Result<(), BenchError> {
         repetitions: plan.reps,
         release: !cfg!(debug_assertions),
         backends: plan.backends.clone(),
+        sizes: plan.describe(),
+        scratch: Some(scratch),
         cells,
     };
     results.save(&args.out)?;

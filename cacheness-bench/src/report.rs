@@ -314,7 +314,19 @@ fn summary_n(results: &Results) -> Option<u64> {
 
 fn machine(results: &Results) -> String {
     let machine = &results.machine;
-    format!(
+    let mut sizes = String::new();
+    for (workload, what) in &results.sizes {
+        let _ = writeln!(sizes, "| {workload} | {what} |");
+    }
+    if let Some(scratch) = results.scratch {
+        let _ = writeln!(
+            sizes,
+            "| cache dirs | {} files, {} on disk at the end of the run, kept until then and deleted after the last cell |",
+            count(scratch.files),
+            mebibytes(scratch.bytes as f64)
+        );
+    }
+    let table = format!(
         "| | |\n|---|---|\n| machine | {} · {} cores · {:.1} GiB · {} |\n| cache dir | `{}` ({}) |\n| commit | `{}` |\n| date | {} |\n| run | {} mode, {} repetitions per cell (median shown; min and max in the JSON){} |\n| command | `{}` |\n",
         machine.cpu,
         machine.cores,
@@ -332,7 +344,8 @@ fn machine(results: &Results) -> String {
             ", **debug build**"
         },
         results.command,
-    )
+    );
+    table + &sizes
 }
 
 fn summary(results: &Results) -> String {
@@ -662,6 +675,17 @@ fn w1(results: &Results) -> String {
     for n in sizes(results, "w1", "n") {
         for row in &all_rows {
             let Some(cell) = w1_cell(results, row, n) else {
+                // A size skipped on its own (the full run's cell bound) says so.
+                if row_not_run(results, "w1", row).is_none()
+                    && let Some(reason) = results
+                        .find("w1", row, &[("n", Param::Int(n))])
+                        .and_then(|cell| cell.not_run.as_ref())
+                {
+                    let mut cells = not_run_row(label(results, row, "w1"), reason, header.len());
+                    cells.insert(1, count(n));
+                    cells.truncate(header.len());
+                    rows.push(cells);
+                }
                 continue;
             };
             let pair = |p50: &str, p99: &str| {
@@ -1049,10 +1073,7 @@ fn w6(results: &Results) -> String {
                 .params
                 .get("task")
                 .map_or("open + first GET".into(), ToString::to_string);
-            let entries = match cell.params.get("n") {
-                Some(Param::Int(n)) => count(*n),
-                _ => "—".into(),
-            };
+            let entries = entries_with_note(cell);
             let figure = match &cell.not_run {
                 Some(reason) => format!("not run: {reason}"),
                 None => opt(
@@ -1080,10 +1101,7 @@ fn w7(results: &Results) -> String {
     let mut rows = Vec::new();
     for row in results.rows("w7") {
         for cell in results.cells("w7", row) {
-            let entries = match cell.params.get("n") {
-                Some(Param::Int(n)) => count(*n),
-                _ => "—".into(),
-            };
+            let entries = entries_with_note(cell);
             match &cell.not_run {
                 Some(reason) => {
                     rows.push(not_run_row(label(results, row, "w7"), reason, header.len()))
@@ -1101,6 +1119,18 @@ fn w7(results: &Results) -> String {
     table(&mut out, &header, &rows);
     out.push_str("\nEach figure comes from a child process of its own that opens the cache and puts the entries (the W1 value), so one backend's memory never counts against another. Bytes per entry: (peak − empty process) / entries.\n");
     out
+}
+
+/// The entries of a W6 or W7 cell, with the note of a capped size.
+fn entries_with_note(cell: &Cell) -> String {
+    let entries = match cell.params.get("n") {
+        Some(Param::Int(n)) => count(*n),
+        _ => "—".into(),
+    };
+    match &cell.note {
+        Some(note) => format!("{entries} ({note})"),
+        None => entries,
+    }
 }
 
 fn mebibytes(bytes: f64) -> String {

@@ -34,8 +34,26 @@ pub struct Results {
     pub release: bool,
     /// The cacheness backends asked for, in order.
     pub backends: Vec<String>,
+    /// What the mode runs, by workload (`w1` → `N = 50, 200, 1 000`), including
+    /// the bounds a full run puts on slow cells; empty in results written
+    /// before it was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sizes: BTreeMap<String, String>,
+    /// What the run's cache directories held at its end, just before they
+    /// were deleted (they are kept until then: see `docs/PERFORMANCE.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<Scratch>,
     /// One object per measured (or skipped) cell.
     pub cells: Vec<Cell>,
+}
+
+/// What a run's cache directories held at its end, before they were deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scratch {
+    /// Files and directories in them (a hard-linked file counts once).
+    pub files: u64,
+    /// Bytes allocated on disk for them.
+    pub bytes: u64,
 }
 
 impl Results {
@@ -189,6 +207,10 @@ pub struct Cell {
     /// `None` when measured; why not otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_run: Option<String>,
+    /// What the reader must know about a measured cell: a size capped below
+    /// the specification's to keep a full run feasible, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// The measured figures by name; units are in the name (`_ops_s`, `_ms`,
     /// `_us`, `_mb_s`, `_bytes`, `_ratio`, `_count`).
     #[serde(default)]

@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{BenchError, Result};
-use crate::plan::{Mode, Plan};
-use crate::results::{Cell, Metric, Param, RowKind};
+use crate::plan::{Mode, Plan, minutes};
+use crate::results::{Cell, Metric, Param, RowKind, Scratch};
 use crate::stores::{self, Facade, PEERS, Record, Store};
 
 /// The diskcache driver, shipped inside the binary and written next to the
@@ -46,9 +46,10 @@ pub fn not_compiled(name: &str) -> Option<String> {
     }
 }
 
-/// Runs every workload of `plan`; the cells in order.
-pub fn run(plan: &Plan) -> Result<Vec<Cell>> {
-    let mut runner = Runner::new(plan);
+/// Runs every workload of `plan`; the cells in order, and what the run's cache
+/// directories held before they were deleted at its end.
+pub fn run(plan: &Plan) -> Result<(Vec<Cell>, Scratch)> {
+    let mut runner = Runner::new(plan)?;
     if plan.runs("w1") {
         runner.w1()?;
     }
@@ -68,8 +69,38 @@ pub fn run(plan: &Plan) -> Result<Vec<Cell>> {
     if plan.runs("w7") {
         runner.w7()?;
     }
+    let scratch = runner.clean_up()?;
     runner.progress.finish_and_clear();
-    Ok(runner.cells)
+    Ok((runner.cells, scratch))
+}
+
+/// Adds what `dir` holds to `total`, counting a hard-linked file once.
+fn disk_usage(
+    dir: &Path,
+    total: &mut Scratch,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> Result<()> {
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
+    let entries = std::fs::read_dir(dir).map_err(|source| BenchError::io(dir, source))?;
+    for entry in entries {
+        let entry = entry.map_err(|source| BenchError::io(dir, source))?;
+        let metadata = entry
+            .metadata()
+            .map_err(|source| BenchError::io(entry.path(), source))?;
+        #[cfg(unix)]
+        let (inode, bytes) = ((metadata.dev(), metadata.ino()), metadata.blocks() * 512);
+        #[cfg(not(unix))]
+        let (inode, bytes) = ((0, total.files + 1), metadata.len());
+        if seen.insert(inode) {
+            total.files += 1;
+            total.bytes += bytes;
+        }
+        if metadata.is_dir() {
+            disk_usage(&entry.path(), total, seen)?;
+        }
+    }
+    Ok(())
 }
 
 struct Runner<'a> {
@@ -77,13 +108,20 @@ struct Runner<'a> {
     progress: ProgressBar,
     cells: Vec<Cell>,
     started: Instant,
+    /// Every cache directory of the run lives in here until the run ends
+    /// (see [`Runner::fresh_dir`]); dropping it deletes them all.
+    scratch: Option<tempfile::TempDir>,
+    /// The path of `scratch`.
+    scratch_path: PathBuf,
+    /// How many directories [`Runner::fresh_dir`] made.
+    made: u64,
 }
 
 /// Timings of one repetition: named samples.
 type Sample = BTreeMap<&'static str, f64>;
 
 impl<'a> Runner<'a> {
-    fn new(plan: &'a Plan) -> Runner<'a> {
+    fn new(plan: &'a Plan) -> Result<Runner<'a>> {
         let progress = if plan.mode == Mode::Smoke {
             ProgressBar::hidden()
         } else {
@@ -95,12 +133,20 @@ impl<'a> Runner<'a> {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         };
-        Runner {
+        std::fs::create_dir_all(&plan.dir).map_err(|source| BenchError::io(&plan.dir, source))?;
+        let scratch = tempfile::Builder::new()
+            .prefix("cacheness-bench-run-")
+            .tempdir_in(&plan.dir)
+            .map_err(|source| BenchError::io(&plan.dir, source))?;
+        Ok(Runner {
             plan,
             progress,
             cells: Vec::new(),
             started: Instant::now(),
-        }
+            scratch_path: scratch.path().to_owned(),
+            scratch: Some(scratch),
+            made: 0,
+        })
     }
 
     fn step(&self, message: String) {
@@ -111,17 +157,47 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn fresh_dir(&self, label: &str) -> Result<tempfile::TempDir> {
+    /// A fresh, empty directory for one repetition (or one fill).
+    ///
+    /// It is not deleted when the repetition ends but with every other one when
+    /// the run ends: on ext4 without a journal, creating files right after
+    /// thousands were deleted is many times slower for tens of seconds (the
+    /// allocator skips recently deleted inodes), so deleting as we go would
+    /// make every figure depend on what ran before it.
+    fn fresh_dir(&mut self, label: &str) -> Result<PathBuf> {
         let label: String = label
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        std::fs::create_dir_all(&self.plan.dir)
-            .map_err(|source| BenchError::io(&self.plan.dir, source))?;
-        tempfile::Builder::new()
-            .prefix(&format!("cacheness-bench-{label}-"))
-            .tempdir_in(&self.plan.dir)
-            .map_err(|source| BenchError::io(&self.plan.dir, source))
+        self.made += 1;
+        let dir = self.scratch_path.join(format!("{:04}-{label}", self.made));
+        std::fs::create_dir(&dir).map_err(|source| BenchError::io(&dir, source))?;
+        Ok(dir)
+    }
+
+    /// Deletes the run's cache directories, now that nothing is timed; what
+    /// they held.
+    fn clean_up(&mut self) -> Result<Scratch> {
+        let root = self.scratch_path.clone();
+        self.step("counting the run's cache files".into());
+        let mut scratch = Scratch::default();
+        disk_usage(&root, &mut scratch, &mut std::collections::HashSet::new())?;
+        if self.plan.keep_dirs {
+            let kept = self.scratch.take().map_or(root, tempfile::TempDir::keep);
+            eprintln!("the run's cache directories are kept in {}", kept.display());
+            return Ok(scratch);
+        }
+        self.step(format!(
+            "deleting the run's cache directories ({} files, {})",
+            scratch.files,
+            human_size(scratch.bytes)
+        ));
+        if let Some(scratch) = self.scratch.take() {
+            scratch
+                .close()
+                .map_err(|source| BenchError::io(&root, source))?;
+        }
+        Ok(scratch)
     }
 
     fn push(
@@ -146,6 +222,7 @@ impl<'a> Runner<'a> {
             kind,
             params,
             not_run,
+            note: None,
             metrics,
         });
     }
@@ -174,6 +251,118 @@ impl<'a> Runner<'a> {
         self.plan.reps
     }
 
+    /// The cell bound in seconds, in a run that has one.
+    fn bound(&self) -> Option<f64> {
+        self.plan.cell_bound.map(|bound| bound.as_secs_f64())
+    }
+
+    /// Why W1 does not run `row` at `n`: its repetitions would take longer
+    /// than the cell bound at the rates it had at the largest N measured so far.
+    fn w1_over_bound(&self, row: &str, n: u64) -> Option<String> {
+        let bound = self.bound()?;
+        let (at, put, get) = self
+            .cells
+            .iter()
+            .filter(|cell| cell.workload == "w1" && cell.backend == row && cell.not_run.is_none())
+            .filter_map(|cell| match cell.params.get("n") {
+                Some(Param::Int(at)) => {
+                    Some((*at, cell.median("put_ops_s")?, cell.median("get_ops_s")?))
+                }
+                _ => None,
+            })
+            .max_by_key(|(at, _, _)| *at)?;
+        let estimate =
+            f64::from(self.reps()) * n as f64 * (1.0 / put.max(1e-9) + 1.0 / get.max(1e-9));
+        (estimate > bound).then(|| {
+            format!(
+                "{} repetitions would take ~{} (PUT {} ops/s, GET {} ops/s at N = {} in this run), over the full run's bound of {} per cell (`--cell-minutes`)",
+                self.reps(),
+                minutes(estimate),
+                crate::report::number(put),
+                crate::report::number(get),
+                crate::report::count(at),
+                minutes(bound)
+            )
+        })
+    }
+
+    /// The PUT rate of `backend` in this run, and where it comes from: its W1
+    /// cell at the largest N measured, or else a fill of 1 000 entries timed
+    /// now (not a cell).
+    fn put_rate(&mut self, backend: &str) -> Result<(f64, String)> {
+        let measured = self
+            .cells
+            .iter()
+            .filter(|cell| {
+                cell.workload == "w1" && cell.backend == backend && cell.not_run.is_none()
+            })
+            .filter_map(|cell| match cell.params.get("n") {
+                Some(Param::Int(at)) => Some((*at, cell.median("put_ops_s")?)),
+                _ => None,
+            })
+            .max_by_key(|(at, _)| *at);
+        if let Some((at, rate)) = measured {
+            return Ok((rate, format!("W1 at N = {}", crate::report::count(at))));
+        }
+        const CALIBRATION: u64 = 1_000;
+        self.step(format!(
+            "{backend}: timing {CALIBRATION} puts to size the cells"
+        ));
+        let dir = self.fresh_dir(&format!("rate-{backend}"))?;
+        let mut store = Facade::open(backend, &dir, "rate")?;
+        let started = Instant::now();
+        for idx in 0..CALIBRATION {
+            store.put_record(idx, &Record::new(idx))?;
+        }
+        let rate = CALIBRATION as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        Ok((rate, format!("{CALIBRATION} puts timed before the cell")))
+    }
+
+    /// The number of entries for a W6 or W7 cell of `backend` whose time is
+    /// `work` full-size fills, and the note that says why when it is capped.
+    fn large_n_for(&mut self, backends: &[&str], work: f64) -> Result<(u64, Option<String>)> {
+        let n = self.plan.mode.large_n();
+        let Some(bound) = self.bound() else {
+            return Ok((n, None));
+        };
+        let mut slowest: Option<(f64, String, String)> = None;
+        for backend in backends {
+            let (rate, source) = self.put_rate(backend)?;
+            if slowest
+                .as_ref()
+                .is_none_or(|(slowest, _, _)| rate < *slowest)
+            {
+                slowest = Some((rate, source, (*backend).to_owned()));
+            }
+        }
+        let Some((rate, source, backend)) = slowest else {
+            return Ok((n, None));
+        };
+        let estimate = work * n as f64 / rate.max(1e-9);
+        let capped = self.plan.mode.capped_n();
+        if estimate <= bound || capped >= n {
+            return Ok((n, None));
+        }
+        Ok((
+            capped,
+            Some(format!(
+                "capped at {} entries: {} would take ~{} (`{backend}` PUT {} ops/s, {source}), over the full run's bound of {} per cell",
+                crate::report::count(capped),
+                crate::report::count(n),
+                minutes(estimate),
+                crate::report::number(rate),
+                minutes(bound)
+            )),
+        ))
+    }
+
+    /// Puts `note` on the cell pushed last.
+    fn annotate(&mut self, note: Option<&String>) {
+        if let (Some(cell), Some(note)) = (self.cells.last_mut(), note) {
+            cell.note = Some(note.clone());
+        }
+    }
+
     // ----- W1: the seed's comparison -----
 
     fn w1(&mut self) -> Result<()> {
@@ -189,11 +378,15 @@ impl<'a> Runner<'a> {
                     self.push("w1", row, *kind, &params, Err(reason));
                     continue;
                 }
+                if let Some(reason) = self.w1_over_bound(row, n) {
+                    self.push("w1", row, *kind, &params, Err(reason));
+                    continue;
+                }
                 let mut samples = Vec::new();
                 for rep in 1..=self.reps() {
                     self.step(format!("w1 {row} n={n} rep {rep}/{}", self.reps()));
                     let dir = self.fresh_dir(&format!("w1-{row}"))?;
-                    let mut store = stores::open(row, dir.path(), "bench")?;
+                    let mut store = stores::open(row, &dir, "bench")?;
                     samples.push(w1_rep(store.as_mut(), row, &records)?);
                 }
                 self.push("w1", row, *kind, &params, Ok(samples));
@@ -208,16 +401,20 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let params = [("n", Param::Int(n))];
-        let outcome = match &self.plan.python {
-            None => Err("no python3 with diskcache (cargo xtask bench-report sets one up)".into()),
-            Some(python) => {
+        let over_bound = self.w1_over_bound(DISKCACHE, n);
+        let outcome = match (&self.plan.python, over_bound) {
+            (None, _) => {
+                Err("no python3 with diskcache (cargo xtask bench-report sets one up)".into())
+            }
+            (Some(_), Some(reason)) => Err(reason),
+            (Some(python), None) => {
                 self.step(format!("w1 diskcache n={n} ({} reps)", self.reps()));
                 let dir = self.fresh_dir("w1-diskcache")?;
                 let request = serde_json::json!({
                     "workload": "w1", "n": n, "reps": self.reps(),
-                    "dir": dir.path(),
+                    "dir": &dir,
                 });
-                Ok(python_samples(python, dir.path(), &request)?)
+                Ok(python_samples(python, &dir, request, "bench", n)?)
             }
         };
         self.push("w1", DISKCACHE, RowKind::Peer, &params, outcome);
@@ -264,7 +461,7 @@ impl<'a> Runner<'a> {
                             self.reps()
                         ));
                         let dir = self.fresh_dir(&format!("w3-{row}"))?;
-                        let mut store = stores::open(row, dir.path(), "w3")?;
+                        let mut store = stores::open(row, &dir, "w3")?;
                         samples.push(w3_rep(store.as_mut(), row, &values)?);
                     }
                     self.push("w3", row, *kind, &params, Ok(samples));
@@ -296,7 +493,7 @@ impl<'a> Runner<'a> {
             let mut store = match &reason {
                 None => {
                     self.step(format!("w4 {backend}: filling {entries} entries"));
-                    let mut store = Facade::open(&backend, dir.path(), "w4")?;
+                    let mut store = Facade::open(&backend, &dir, "w4")?;
                     for idx in 0..entries {
                         store.put_record(idx, &Record::new(idx))?;
                     }
@@ -334,6 +531,12 @@ impl<'a> Runner<'a> {
     fn w5_threads(&mut self) -> Result<()> {
         let (thread_counts, keys, ops) = self.plan.mode.w5_threads();
         for backend in self.plan.backends.clone() {
+            // A persistent backend's keys are written once; each repetition
+            // starts from a copy of that cache (see `clone_cache`).
+            let template = match not_compiled(&backend) {
+                Some(_) => None,
+                None => self.filled_template(&backend, "w5", keys, None)?,
+            };
             for &threads in thread_counts {
                 let params = [
                     ("threads", Param::Int(threads)),
@@ -351,7 +554,12 @@ impl<'a> Runner<'a> {
                         self.reps()
                     ));
                     let dir = self.fresh_dir(&format!("w5-{backend}"))?;
-                    samples.push(w5_threads_rep(&backend, dir.path(), threads, keys, ops)?);
+                    samples.push(w5_threads_rep(
+                        &backend,
+                        &dir,
+                        template.as_deref(),
+                        (threads, keys, ops),
+                    )?);
                 }
                 self.push("w5", &backend, RowKind::Cacheness, &params, Ok(samples));
             }
@@ -370,9 +578,9 @@ impl<'a> Runner<'a> {
                         let dir = self.fresh_dir("w5-diskcache")?;
                         let request = serde_json::json!({
                             "workload": "w5-threads", "threads": threads, "keys": keys,
-                            "ops": ops, "reps": self.reps(), "dir": dir.path(),
+                            "ops": ops, "reps": self.reps(), "dir": &dir,
                         });
-                        Ok(python_samples(python, dir.path(), &request)?)
+                        Ok(python_samples(python, &dir, request, "w5", keys)?)
                     }
                 };
                 self.push("w5", DISKCACHE, RowKind::Peer, &params, outcome);
@@ -393,7 +601,7 @@ impl<'a> Runner<'a> {
                 continue;
             }
             let probe = self.fresh_dir("w5p-probe")?;
-            let multi_process = Facade::open(&backend, probe.path(), "w5p")?
+            let multi_process = Facade::open(&backend, &probe, "w5p")?
                 .cache
                 .backend()
                 .capabilities()
@@ -410,12 +618,7 @@ impl<'a> Runner<'a> {
                     self.reps()
                 ));
                 let dir = self.fresh_dir(&format!("w5p-{backend}"))?;
-                samples.push(self.w5_processes_rep(
-                    &backend,
-                    dir.path(),
-                    processes,
-                    per_process,
-                )?);
+                samples.push(self.w5_processes_rep(&backend, &dir, processes, per_process)?);
             }
             self.push("w5p", &backend, RowKind::Cacheness, &params, Ok(samples));
         }
@@ -427,9 +630,15 @@ impl<'a> Runner<'a> {
                     let dir = self.fresh_dir("w5p-diskcache")?;
                     let request = serde_json::json!({
                         "workload": "w5-processes", "processes": processes,
-                        "keys_each": per_process, "reps": self.reps(), "dir": dir.path(),
+                        "keys_each": per_process, "reps": self.reps(), "dir": &dir,
                     });
-                    Ok(python_samples(python, dir.path(), &request)?)
+                    Ok(python_samples(
+                        python,
+                        &dir,
+                        request,
+                        "w5p",
+                        processes * per_process,
+                    )?)
                 }
             };
             self.push("w5p", DISKCACHE, RowKind::Peer, &params, outcome);
@@ -487,39 +696,68 @@ impl<'a> Runner<'a> {
         ]))
     }
 
+    /// A cache of persistent `backend` holding items `0..n` of `workload`,
+    /// written once and closed, for repetitions to copy with [`clone_cache`];
+    /// `None` when the backend keeps nothing on disk to copy.
+    fn filled_template(
+        &mut self,
+        backend: &str,
+        workload: &'static str,
+        n: u64,
+        inline_threshold: Option<usize>,
+    ) -> Result<Option<PathBuf>> {
+        let dir = self.fresh_dir(&format!("{workload}-template-{backend}"))?;
+        let mut config = CacheConfig::builder().dir(&dir).backend(backend);
+        if let Some(threshold) = inline_threshold {
+            config = config.inline_threshold(threshold);
+        }
+        let cache = config
+            .open()
+            .map_err(|source| BenchError::cache(workload, backend, source))?;
+        if !cache.backend().capabilities().persistent {
+            return Ok(None);
+        }
+        let mut store = Facade::wrap(cache, backend, workload);
+        self.step(format!("{workload} {backend}: writing {n} entries once"));
+        for idx in 0..n {
+            store.put_record(idx, &Record::new(idx))?;
+        }
+        store
+            .cache
+            .flush()
+            .map_err(|source| store.fail(source.into()))?;
+        Ok(Some(dir))
+    }
+
     // ----- W6: open, rebuild, migrate -----
 
     fn w6(&mut self) -> Result<()> {
-        let n = self.plan.mode.large_n();
         for backend in self.plan.backends.clone() {
-            let params = [("n", Param::Int(n))];
             if let Some(reason) = not_compiled(&backend) {
+                let params = [("n", Param::Int(self.plan.mode.large_n()))];
                 self.push("w6", &backend, RowKind::Cacheness, &params, Err(reason));
                 continue;
             }
-            let dir = self.fresh_dir(&format!("w6-{backend}"))?;
-            self.step(format!("w6 {backend}: filling {n} entries"));
-            {
-                let mut store = Facade::open(&backend, dir.path(), "w6")?;
-                if !store.cache.backend().capabilities().persistent {
-                    drop(store);
-                    let reason = "not persistent: nothing to reopen".to_owned();
-                    self.push("w6", &backend, RowKind::Cacheness, &params, Err(reason));
-                    continue;
-                }
-                for idx in 0..n {
-                    store.put_record(idx, &Record::new(idx))?;
-                }
-                store
-                    .cache
-                    .flush()
-                    .map_err(|source| store.fail(source.into()))?;
-            }
+            let other = match backend.as_str() {
+                "json" => Some("sqlite"),
+                "sqlite" => Some("json"),
+                _ => None,
+            };
+            let mut involved = vec![backend.as_str()];
+            involved.extend(other.filter(|other| not_compiled(other).is_none()));
+            // The longest cell: one fill, then a fill or a migration per repetition.
+            let (n, note) = self.large_n_for(&involved, f64::from(self.reps()) + 1.0)?;
+            let params = [("n", Param::Int(n))];
+            let Some(dir) = self.filled_template(&backend, "w6", n, None)? else {
+                let reason = "not persistent: nothing to reopen".to_owned();
+                self.push("w6", &backend, RowKind::Cacheness, &params, Err(reason));
+                continue;
+            };
             let mut samples = Vec::new();
             for rep in 1..=self.reps() {
                 self.step(format!("w6 {backend} open rep {rep}/{}", self.reps()));
                 let started = Instant::now();
-                let mut store = Facade::open(&backend, dir.path(), "w6")?;
+                let mut store = Facade::open(&backend, &dir, "w6")?;
                 let first = store.get_record(n / 2)?;
                 let elapsed = started.elapsed();
                 if first != Some(Record::new(n / 2)) {
@@ -535,14 +773,12 @@ impl<'a> Runner<'a> {
                 )]));
             }
             self.push("w6", &backend, RowKind::Cacheness, &params, Ok(samples));
+            self.annotate(note.as_ref());
             self.w6_rebuild(&backend, n)?;
-            let other = match backend.as_str() {
-                "json" => Some("sqlite"),
-                "sqlite" => Some("json"),
-                _ => None,
-            };
+            self.annotate(note.as_ref());
             if let Some(other) = other {
-                self.w6_migrate(&backend, other, dir.path(), n)?;
+                self.w6_migrate(&backend, other, &dir, n)?;
+                self.annotate(note.as_ref());
             }
         }
         Ok(())
@@ -558,31 +794,26 @@ impl<'a> Runner<'a> {
             self.push("w6", backend, RowKind::Cacheness, &params, Err(reason));
             return Ok(());
         };
+        let Some(template) = self.filled_template(backend, "w6r", n, Some(0))? else {
+            let reason = "not persistent: nothing to rebuild".to_owned();
+            self.push("w6", backend, RowKind::Cacheness, &params, Err(reason));
+            return Ok(());
+        };
         let mut samples = Vec::new();
         for rep in 1..=self.reps() {
             self.step(format!("w6 {backend} rebuild rep {rep}/{}", self.reps()));
             let dir = self.fresh_dir(&format!("w6r-{backend}"))?;
+            clone_cache(&template, &dir)?;
             let open = || {
                 CacheConfig::builder()
-                    .dir(dir.path())
+                    .dir(&dir)
                     .backend(backend)
                     .inline_threshold(0)
                     .open()
                     .map_err(|source| BenchError::cache("w6", backend, source))
             };
-            {
-                let cache = open()?;
-                for idx in 0..n {
-                    cache
-                        .put(
-                            &cacheness::key!(experiment = "w6", idx = idx),
-                            &Record::new(idx),
-                        )
-                        .map_err(|source| BenchError::cache("w6", backend, source))?;
-                }
-            }
             for name in metadata {
-                let path = dir.path().join(name);
+                let path = dir.join(name);
                 if path.exists() {
                     std::fs::remove_file(&path).map_err(|source| BenchError::io(&path, source))?;
                 }
@@ -623,9 +854,9 @@ impl<'a> Runner<'a> {
         for rep in 1..=self.reps() {
             self.step(format!("w6 {from} {task} rep {rep}/{}", self.reps()));
             let dir = self.fresh_dir(&format!("w6m-{from}"))?;
-            copy_dir(filled, dir.path())?;
+            clone_cache(filled, &dir)?;
             let started = Instant::now();
-            let mut store = Facade::open(to, dir.path(), "w6")?;
+            let mut store = Facade::open(to, &dir, "w6")?;
             let elapsed = started.elapsed();
             if store.list()? as u64 != n || store.get_record(n / 2)? != Some(Record::new(n / 2)) {
                 return Err(wrong("w6", to, n / 2));
@@ -639,13 +870,14 @@ impl<'a> Runner<'a> {
     // ----- W7: memory -----
 
     fn w7(&mut self) -> Result<()> {
-        let n = self.plan.mode.large_n();
         for backend in self.plan.backends.clone() {
-            let params = [("n", Param::Int(n))];
             if let Some(reason) = not_compiled(&backend) {
+                let params = [("n", Param::Int(self.plan.mode.large_n()))];
                 self.push("w7", &backend, RowKind::Cacheness, &params, Err(reason));
                 continue;
             }
+            let (n, note) = self.large_n_for(&[backend.as_str()], f64::from(self.reps()))?;
+            let params = [("n", Param::Int(n))];
             let mut samples = Vec::new();
             for rep in 1..=self.reps() {
                 self.step(format!(
@@ -658,7 +890,7 @@ impl<'a> Runner<'a> {
                         "child",
                         "w7",
                         &backend,
-                        &dir.path().display().to_string(),
+                        &dir.display().to_string(),
                         &n.to_string(),
                     ])
                     .output();
@@ -680,6 +912,7 @@ impl<'a> Runner<'a> {
                 Ok(samples)
             };
             self.push("w7", &backend, RowKind::Cacheness, &params, outcome);
+            self.annotate(note.as_ref());
         }
         Ok(())
     }
@@ -698,7 +931,17 @@ fn metadata_files(backend: &str) -> Option<&'static [&'static str]> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+/// Copies the cache in `from` into the fresh directory `to` for one
+/// repetition. Blob files (under `blobs/`) are hard-linked, not copied: the
+/// blob store writes each blob once under a new name and never changes it in
+/// place (a put writes a new file, a remove unlinks), so the copy behaves as a
+/// full one while creating no inode per entry. Everything else (the metadata)
+/// is copied.
+fn clone_cache(from: &Path, to: &Path) -> Result<()> {
+    clone_tree(from, to, false)
+}
+
+fn clone_tree(from: &Path, to: &Path, link: bool) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|source| BenchError::io(to, source))?;
     let entries = std::fs::read_dir(from).map_err(|source| BenchError::io(from, source))?;
     for entry in entries {
@@ -708,10 +951,13 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
             .file_type()
             .map_err(|source| BenchError::io(entry.path(), source))?;
         if kind.is_dir() {
-            copy_dir(&entry.path(), &target)?;
+            clone_tree(&entry.path(), &target, link || entry.file_name() == "blobs")?;
         } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)
-                .map_err(|source| BenchError::io(entry.path(), source))?;
+            let linked = link && std::fs::hard_link(entry.path(), &target).is_ok();
+            if !linked {
+                std::fs::copy(entry.path(), &target)
+                    .map_err(|source| BenchError::io(entry.path(), source))?;
+            }
         }
     }
     Ok(())
@@ -885,10 +1131,26 @@ fn layer_hit_ratio(before: &Stats, after: &Stats) -> Option<f64> {
 }
 
 /// One W5 repetition: `threads` threads on one cache, 90 % GET / 10 % PUT.
-fn w5_threads_rep(backend: &str, dir: &Path, threads: u64, keys: u64, ops: u64) -> Result<Sample> {
+/// The cache holds `keys` entries first: a copy of `template` read through
+/// once (untimed, so caches are as warm as after the writes), or written now.
+fn w5_threads_rep(
+    backend: &str,
+    dir: &Path,
+    template: Option<&Path>,
+    (threads, keys, ops): (u64, u64, u64),
+) -> Result<Sample> {
+    if let Some(template) = template {
+        clone_cache(template, dir)?;
+    }
     let mut store = Facade::open(backend, dir, "w5")?;
     for idx in 0..keys {
-        store.put_record(idx, &Record::new(idx))?;
+        if template.is_some() {
+            if store.get_record(idx)? != Some(Record::new(idx)) {
+                return Err(wrong("w5", backend, idx));
+            }
+        } else {
+            store.put_record(idx, &Record::new(idx))?;
+        }
     }
     let cache = Arc::new(store.cache);
     let barrier = Arc::new(Barrier::new(threads as usize + 1));
@@ -969,9 +1231,23 @@ fn json_f64(value: &serde_json::Value, name: &str) -> f64 {
 }
 
 /// Runs the diskcache driver with `request`; one sample per repetition.
-fn python_samples(python: &Path, dir: &Path, request: &serde_json::Value) -> Result<Vec<Sample>> {
+/// The driver reads its keys from a file: the 32-hex cache keys of items
+/// `0..count` of `workload`, the key strings the Rust rows use.
+fn python_samples(
+    python: &Path,
+    dir: &Path,
+    mut request: serde_json::Value,
+    workload: &'static str,
+    count: u64,
+) -> Result<Vec<Sample>> {
     let script = dir.join("diskcache_driver.py");
     std::fs::write(&script, DISKCACHE_DRIVER).map_err(|source| BenchError::io(&script, source))?;
+    let keys_file = dir.join("keys.txt");
+    let keys: String = (0..count)
+        .map(|idx| stores::key_hex(workload, idx) + "\n")
+        .collect();
+    std::fs::write(&keys_file, keys).map_err(|source| BenchError::io(&keys_file, source))?;
+    request["keys_file"] = serde_json::json!(keys_file);
     let output = Command::new(python)
         .arg(&script)
         .arg(request.to_string())
@@ -1127,4 +1403,49 @@ fn unix_seconds() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |since| since.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clone_cache_links_blobs_and_copies_the_rest() {
+        let from = tempfile::tempdir().unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let shard = from.path().join("blobs/ab");
+        std::fs::create_dir_all(&shard).unwrap();
+        std::fs::write(shard.join("blob"), b"value").unwrap();
+        std::fs::write(from.path().join("metadata.json"), b"{}").unwrap();
+        let copy = to.path().join("copy");
+        clone_cache(from.path(), &copy).unwrap();
+        assert_eq!(std::fs::read(copy.join("blobs/ab/blob")).unwrap(), b"value");
+        // The metadata is a copy: changing it leaves the template alone.
+        std::fs::write(copy.join("metadata.json"), b"changed").unwrap();
+        assert_eq!(
+            std::fs::read(from.path().join("metadata.json")).unwrap(),
+            b"{}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let linked = std::fs::metadata(copy.join("blobs/ab/blob")).unwrap();
+            assert_eq!(linked.nlink(), 2, "blob files are hard links");
+            assert_eq!(
+                std::fs::metadata(copy.join("metadata.json"))
+                    .unwrap()
+                    .nlink(),
+                1
+            );
+        }
+        let mut scratch = Scratch::default();
+        disk_usage(
+            to.path(),
+            &mut scratch,
+            &mut std::collections::HashSet::new(),
+        )
+        .unwrap();
+        // copy, metadata.json, blobs, ab, blob.
+        assert_eq!(scratch.files, 5);
+    }
 }

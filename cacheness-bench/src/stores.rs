@@ -123,11 +123,16 @@ impl Facade {
             .backend(backend)
             .open()
             .map_err(|source| BenchError::cache(workload, backend, source))?;
-        Ok(Facade {
+        Ok(Facade::wrap(cache, backend, workload))
+    }
+
+    /// A cache opened elsewhere (with other settings), as backend `backend`.
+    pub fn wrap(cache: Cache, backend: &str, workload: &'static str) -> Facade {
+        Facade {
             cache,
             backend: backend.to_owned(),
             workload,
-        })
+        }
     }
 }
 
