@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use cacheness::backends::{Capacity, MemLayerConfig};
 use cacheness::{Cache, CacheConfig, ListOptions, key};
 use serde::{Deserialize, Serialize};
 
@@ -116,14 +117,36 @@ pub struct Facade {
 }
 
 impl Facade {
-    /// Opens backend `backend` in `dir` through [`CacheConfig`].
+    /// Opens backend `backend` in `dir` through [`CacheConfig`], with its
+    /// defaults.
     pub fn open(backend: &str, dir: &Path, workload: &'static str) -> Result<Facade> {
-        let cache = CacheConfig::builder()
-            .dir(dir)
-            .backend(backend)
+        Facade::open_config(
+            CacheConfig::builder().dir(dir).backend(backend).build(),
+            workload,
+        )
+    }
+
+    /// Opens backend `backend` in `dir` with a memory layer (for `memlayer+…`
+    /// backends) that holds up to `entries` entries instead of the default.
+    pub fn open_layer_holding(
+        backend: &str,
+        dir: &Path,
+        workload: &'static str,
+        entries: u64,
+    ) -> Result<Facade> {
+        let mut config = CacheConfig::builder().dir(dir).backend(backend).build();
+        if backend.starts_with("memlayer+") {
+            config.memory_layer = Some(MemLayerConfig::new().capacity(Capacity::Entries(entries)));
+        }
+        Facade::open_config(config, workload)
+    }
+
+    fn open_config(config: CacheConfig, workload: &'static str) -> Result<Facade> {
+        let backend = config.backend.clone();
+        let cache = config
             .open()
-            .map_err(|source| BenchError::cache(workload, backend, source))?;
-        Ok(Facade::wrap(cache, backend, workload))
+            .map_err(|source| BenchError::cache(workload, &backend, source))?;
+        Ok(Facade::wrap(cache, &backend, workload))
     }
 
     /// A cache opened elsewhere (with other settings), as backend `backend`.

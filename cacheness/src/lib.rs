@@ -51,10 +51,17 @@ pub use cacheness_core::{
 };
 pub use config::{BACKENDS, BackendInfo, CacheConfig, ConfigBuilder, detect_backend, open_backend};
 
-/// The backend crates compiled in, for direct use.
+/// The backend crates compiled in, for direct use, with the option types that
+/// [`CacheConfig`]'s sections take.
 pub mod backends {
+    #[cfg(feature = "json")]
+    pub use cacheness_json::{JsonBackend, JsonOptions};
+    #[cfg(feature = "memlayer")]
+    pub use cacheness_memlayer::{Capacity, MemLayer, MemLayerConfig};
     #[cfg(feature = "memory")]
     pub use cacheness_memory::MemoryBackend;
+    #[cfg(feature = "sqlite")]
+    pub use cacheness_sqlite::{SqliteBackend, SqliteOptions, Synchronous, TempStore};
 }
 
 /// The full core crate, for backend authors.
