@@ -70,6 +70,7 @@
 //! - Entries are never dropped at load for their age: expiry is the engine's job.
 
 mod backend;
+mod by_entry;
 mod error;
 mod files;
 mod format;
