@@ -420,22 +420,10 @@ impl JsonBackend {
     }
 
     fn install(&self, snapshot: Snapshot, len: u64) -> State {
-        let mut entries = snapshot.entries;
-        entries.retain(|entry| match check_entry(entry) {
-            Ok(()) => true,
-            Err(reason) => {
-                tracing::warn!(snapshot = %self.snapshot_path.display(), %reason, "rejecting an entry");
-                false
-            }
-        });
-        // Collecting (rather than inserting one by one) builds the tree in bulk
-        // from the snapshot's ascending key order; a repeated key keeps its
-        // last entry either way.
-        let entries: BTreeMap<CacheKey, Entry> = entries
-            .into_iter()
-            .map(|entry| (entry.key, entry))
-            .collect();
-        let mut state = State::from_entries(entries, snapshot.counters.into());
+        for reason in &snapshot.entries.rejected {
+            tracing::warn!(snapshot = %self.snapshot_path.display(), %reason, "rejecting an entry");
+        }
+        let mut state = State::from_entries(snapshot.entries.by_key, snapshot.counters.into());
         state.generation = snapshot.generation;
         state.snapshot_len = len;
         state

@@ -31,7 +31,7 @@ use memchr::memmem;
 use serde::Deserialize;
 use simd_json::{Buffers, DEFAULT_MAX_DEPTH, Deserializer, INPUT_PADDING, Tape, fill_tape_padded};
 
-use crate::format::Snapshot;
+use crate::format::{Snapshot, SnapshotEntries};
 
 /// The line that opens the entries array, up to its `[`.
 const ENTRIES_KEY: &[u8] = b"\n  \"entries\": [";
@@ -71,7 +71,7 @@ pub(crate) fn parse_by_entry(document: &[u8]) -> Option<Snapshot> {
     outline.extend_from_slice(&document[..=layout.array_open]);
     outline.extend_from_slice(&document[layout.array_close..]);
     let mut snapshot: Snapshot = simd_json::serde::from_slice(&mut outline).ok()?;
-    if !snapshot.entries.is_empty() {
+    if !snapshot.entries.by_key.is_empty() || !snapshot.entries.rejected.is_empty() {
         return None;
     }
     snapshot.entries = parse_entries(document, &layout.entries)?;
@@ -139,11 +139,11 @@ fn opens_top_level_value(head: &[u8]) -> bool {
 /// one tape. Each piece is copied out first because simd-json unescapes strings
 /// in place: the document stays intact for a whole-document parse after a
 /// failure here.
-fn parse_entries(document: &[u8], spans: &[Range<usize>]) -> Option<Vec<Entry>> {
+fn parse_entries(document: &[u8], spans: &[Range<usize>]) -> Option<SnapshotEntries> {
     let mut buffers = Buffers::with_max_depth(TYPICAL_ENTRY_LEN, ENTRY_MAX_DEPTH);
     let mut piece = Vec::with_capacity(TYPICAL_ENTRY_LEN + INPUT_PADDING);
     let mut tape = Tape::null();
-    let mut entries = Vec::with_capacity(spans.len());
+    let mut entries = SnapshotEntries::default();
     for span in spans {
         piece.clear();
         piece.extend_from_slice(&document[span.clone()]);
@@ -151,9 +151,8 @@ fn parse_entries(document: &[u8], spans: &[Range<usize>]) -> Option<Vec<Entry>> 
         let mut filled = tape.reset();
         fill_tape_padded(&mut piece, span.len(), &mut buffers, &mut filled).ok()?;
         let mut deserializer = Deserializer::from_tape(filled);
-        let entry = Entry::deserialize(&mut deserializer).ok()?;
+        entries.add(Entry::deserialize(&mut deserializer).ok()?);
         tape = deserializer.into_tape().reset();
-        entries.push(entry);
     }
     Some(entries)
 }
@@ -184,7 +183,8 @@ mod tests {
             "format_version": snapshot.format_version,
             "generation": snapshot.generation,
             "counters": snapshot.counters,
-            "entries": snapshot.entries,
+            "entries": snapshot.entries.by_key.values().collect::<Vec<_>>(),
+            "rejected": snapshot.entries.rejected,
         })
     }
 
