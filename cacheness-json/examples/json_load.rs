@@ -198,9 +198,8 @@ fn workload(cache: &Cache, entries: u64) -> Figures {
     }
 }
 
-/// The median of each figure over fresh runs.
-fn medians(name: &str, entries: u64, mut one_run: impl FnMut() -> Figures) -> Figures {
-    let runs: Vec<Figures> = (0..REPETITIONS).map(|_| one_run()).collect();
+/// The median of each figure over the runs, printed as a table row.
+fn medians(name: &str, entries: u64, runs: &[Figures]) -> Figures {
     let pick = |field: fn(&Figures) -> f64| {
         let mut values: Vec<f64> = runs.iter().map(field).collect();
         values.sort_by(f64::total_cmp);
@@ -218,22 +217,23 @@ fn medians(name: &str, entries: u64, mut one_run: impl FnMut() -> Figures) -> Fi
     figures
 }
 
+/// One run of a contender's workload on a fresh store.
+type OneRun<'a> = Box<dyn Fn() -> Figures + 'a>;
+
+/// One run of the workload on a fresh cache.
 fn run(
     dirs: &Dirs,
-    name: &str,
     entries: u64,
     inline_threshold: usize,
     open: impl Fn(&Path) -> Box<dyn MetadataBackend>,
 ) -> Figures {
-    medians(name, entries, || {
-        let dir = dirs.fresh();
-        let cache = Cache::builder()
-            .dir(&dir)
-            .inline_threshold(inline_threshold)
-            .open(open(&dir))
-            .unwrap();
-        workload(&cache, entries)
-    })
+    let dir = dirs.fresh();
+    let cache = Cache::builder()
+        .dir(&dir)
+        .inline_threshold(inline_threshold)
+        .open(open(&dir))
+        .unwrap();
+    workload(&cache, entries)
 }
 
 /// The disk's own cost of a file per value, written the way the blob store
@@ -265,120 +265,134 @@ impl RawFloor {
     }
 }
 
-/// PUT/GET/LIST of the raw floor; LIST is a directory walk.
+/// One run of PUT/GET/LIST on the raw floor; LIST is a directory walk.
 fn raw_fs_floor(dirs: &Dirs, entries: u64) -> Figures {
-    medians("raw fs floor (file/value)", entries, || {
-        let floor = RawFloor::new(dirs.fresh());
-        let start = Instant::now();
-        for index in 0..entries {
-            floor.put(index);
-        }
-        let put = entries as f64 / start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        for index in 0..entries {
-            let back: Record =
-                serde_json::from_slice(&fs::read(floor.path_of(index)).unwrap()).unwrap();
-            assert_eq!(back, record(index));
-        }
-        let get = entries as f64 / start.elapsed().as_secs_f64();
-        let lists: Vec<Duration> = (0..REPETITIONS)
-            .map(|_| {
-                let start = Instant::now();
-                let mut count = 0;
-                for shard in fs::read_dir(floor.dir.join("blobs")).unwrap().flatten() {
-                    count += fs::read_dir(shard.path()).unwrap().count();
-                }
-                assert_eq!(count as u64, entries);
-                start.elapsed()
-            })
-            .collect();
-        Figures {
-            put,
-            get,
-            list_ms: ms(median(lists)),
-        }
-    })
+    let floor = RawFloor::new(dirs.fresh());
+    let start = Instant::now();
+    for index in 0..entries {
+        floor.put(index);
+    }
+    let put = entries as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for index in 0..entries {
+        let back: Record =
+            serde_json::from_slice(&fs::read(floor.path_of(index)).unwrap()).unwrap();
+        assert_eq!(back, record(index));
+    }
+    let get = entries as f64 / start.elapsed().as_secs_f64();
+    let lists: Vec<Duration> = (0..REPETITIONS)
+        .map(|_| {
+            let start = Instant::now();
+            let mut count = 0;
+            for shard in fs::read_dir(floor.dir.join("blobs")).unwrap().flatten() {
+                count += fs::read_dir(shard.path()).unwrap().count();
+            }
+            assert_eq!(count as u64, entries);
+            start.elapsed()
+        })
+        .collect();
+    Figures {
+        put,
+        get,
+        list_ms: ms(median(lists)),
+    }
 }
 
-/// PUT rates while filling one store from empty to `entries`, per window.
+/// PUT rates while filling one store from empty, from the time each window of
+/// [`PUT_WINDOW`] puts took.
 struct FillRates {
-    first_window: f64,
-    last_windows: f64,
-    overall: f64,
+    window_times: Vec<Duration>,
 }
 
 impl FillRates {
-    /// Times `put(0..entries)`; the rate at the end is over the last tenth.
-    fn measure(entries: u64, mut put: impl FnMut(u64)) -> FillRates {
-        let mut window_ends = Vec::new();
-        let start = Instant::now();
-        for index in 0..entries {
-            put(index);
-            if (index + 1) % PUT_WINDOW == 0 {
-                window_ends.push(start.elapsed());
-            }
-        }
-        let windows = window_ends.len();
-        let tail = (windows / 10).max(1);
-        let tail_start = match windows - tail {
-            0 => Duration::ZERO,
-            at => window_ends[at - 1],
-        };
-        let rate = |puts: u64, elapsed: Duration| puts as f64 / elapsed.as_secs_f64();
-        FillRates {
-            first_window: rate(PUT_WINDOW, window_ends[0]),
-            last_windows: rate(
-                tail as u64 * PUT_WINDOW,
-                window_ends[windows - 1] - tail_start,
-            ),
-            overall: rate(entries, window_ends[windows - 1]),
-        }
+    fn rate(windows: &[Duration]) -> f64 {
+        (windows.len() as u64 * PUT_WINDOW) as f64 / windows.iter().sum::<Duration>().as_secs_f64()
+    }
+
+    fn first_window(&self) -> f64 {
+        Self::rate(&self.window_times[..1])
+    }
+
+    /// The rate over the last tenth of the fill.
+    fn last_windows(&self) -> f64 {
+        let tail = (self.window_times.len() / 10).max(1);
+        Self::rate(&self.window_times[self.window_times.len() - tail..])
+    }
+
+    fn overall(&self) -> f64 {
+        Self::rate(&self.window_times)
     }
 
     fn print(&self, name: &str) {
         println!(
-            "| {name:<28} | {:>11.0} | {:>14.0} | {:>11.0} | {:>5.2} |",
-            self.first_window,
-            self.last_windows,
-            self.overall,
-            self.last_windows / self.first_window,
+            "| {name:<28} | {:>11.0} | {:>14.0} | {:>11.0} | {:>10.2} |",
+            self.first_window(),
+            self.last_windows(),
+            self.overall(),
+            self.last_windows() / self.first_window(),
         );
     }
 }
 
-/// PUT throughput as the cache grows, against the raw floor filled the same way.
+/// PUT throughput as the cache grows, against the raw floor filled alongside:
+/// the two alternate window by window, so file system slowdowns hit both.
 fn put_scaling(dirs: &Dirs, entries: u64) {
     let last_from = entries - (entries / PUT_WINDOW / 10).max(1) * PUT_WINDOW;
     println!(
-        "PUT/s while filling one fresh cache to {entries} (windows of {PUT_WINDOW} puts; one run each)"
+        "PUT/s while filling one fresh cache to {entries}, alternating windows of {PUT_WINDOW} puts with the raw floor"
     );
     println!(
-        "| store                        | first 0-{PUT_WINDOW} | last {last_from}-{entries} | 0-{entries} avg | last/first |"
+        "| {:<28} | {:>11} | {:>14} | {:>11} | {:>10} |",
+        "store",
+        format!("0-{PUT_WINDOW}"),
+        format!("{last_from}-{entries}"),
+        format!("0-{entries} avg"),
+        "last/first"
     );
     println!(
-        "|------------------------------|-------------|----------------|-------------|-------|"
+        "|------------------------------|-------------|----------------|-------------|------------|"
     );
     let floor = RawFloor::new(dirs.fresh());
-    let floor_rates = FillRates::measure(entries, |index| floor.put(index));
-    floor_rates.print("raw fs floor (file/value)");
     let dir = dirs.fresh();
     let cache = Cache::builder()
         .dir(&dir)
         .open(JsonBackend::open(&dir).unwrap())
         .unwrap();
-    let json_rates = FillRates::measure(entries, |index| {
-        cache
-            .put(&key!(experiment = "bench", idx = index), &record(index))
-            .unwrap();
-    });
+    let time_window = |put: &dyn Fn(u64), window: u64| {
+        let start = Instant::now();
+        for index in window * PUT_WINDOW..(window + 1) * PUT_WINDOW {
+            put(index);
+        }
+        start.elapsed()
+    };
+    let mut floor_rates = FillRates {
+        window_times: Vec::new(),
+    };
+    let mut json_rates = FillRates {
+        window_times: Vec::new(),
+    };
+    for window in 0..entries / PUT_WINDOW {
+        floor_rates
+            .window_times
+            .push(time_window(&|index| floor.put(index), window));
+        json_rates.window_times.push(time_window(
+            &|index| {
+                cache
+                    .put(&key!(experiment = "bench", idx = index), &record(index))
+                    .unwrap();
+            },
+            window,
+        ));
+    }
+    floor_rates.print("raw fs floor (file/value)");
     json_rates.print("json (values in blobs)");
     println!(
         "  json last/first {:.2} (target >= 0.70: {}); json/floor: first window {:.2}, last {:.2}, average {:.2}",
-        json_rates.last_windows / json_rates.first_window,
-        verdict(json_rates.last_windows >= 0.7 * json_rates.first_window),
-        json_rates.first_window / floor_rates.first_window,
-        json_rates.last_windows / floor_rates.last_windows,
-        json_rates.overall / floor_rates.overall,
+        json_rates.last_windows() / json_rates.first_window(),
+        verdict(json_rates.last_windows() >= 0.7 * json_rates.first_window()),
+        json_rates.first_window() / floor_rates.first_window(),
+        json_rates.last_windows() / floor_rates.last_windows(),
+        json_rates.overall() / floor_rates.overall(),
     );
 }
 
@@ -421,19 +435,46 @@ fn main() {
         ..JsonOptions::default()
     };
     for &entries in &sizes {
-        let json = run(&dirs, "json (values in blobs)", entries, 4096, |dir| {
-            Box::new(JsonBackend::open(dir).unwrap())
-        });
-        let inline = run(&dirs, "json inline_values", entries, 4096, |dir| {
-            Box::new(JsonBackend::open_with(dir, &inline_options).unwrap())
-        });
-        let memory_blobs = run(&dirs, "memory, blobs (peer)", entries, 0, |_| {
-            Box::new(MemoryBackend::new())
-        });
-        let memory_inline = run(&dirs, "memory, inline (peer)", entries, 4096, |_| {
-            Box::new(MemoryBackend::new())
-        });
-        let floor = raw_fs_floor(&dirs, entries);
+        // Runs alternate between the contenders, so file system slowdowns
+        // (see the module docs) hit them all alike.
+        let contenders: [(&str, OneRun<'_>); 5] = [
+            (
+                "json (values in blobs)",
+                Box::new(|| {
+                    run(&dirs, entries, 4096, |dir| {
+                        Box::new(JsonBackend::open(dir).unwrap())
+                    })
+                }),
+            ),
+            (
+                "json inline_values",
+                Box::new(|| {
+                    run(&dirs, entries, 4096, |dir| {
+                        Box::new(JsonBackend::open_with(dir, &inline_options).unwrap())
+                    })
+                }),
+            ),
+            (
+                "memory, blobs (peer)",
+                Box::new(|| run(&dirs, entries, 0, |_| Box::new(MemoryBackend::new()))),
+            ),
+            (
+                "memory, inline (peer)",
+                Box::new(|| run(&dirs, entries, 4096, |_| Box::new(MemoryBackend::new()))),
+            ),
+            (
+                "raw fs floor (file/value)",
+                Box::new(|| raw_fs_floor(&dirs, entries)),
+            ),
+        ];
+        let mut runs: Vec<Vec<Figures>> = contenders.iter().map(|_| Vec::new()).collect();
+        for _ in 0..REPETITIONS {
+            for (slot, (_, one_run)) in contenders.iter().enumerate() {
+                runs[slot].push(one_run());
+            }
+        }
+        let [json, inline, memory_blobs, memory_inline, floor] =
+            std::array::from_fn(|slot| medians(contenders[slot].0, entries, &runs[slot]));
         println!(
             "  N={entries}: json GET {:.0}/s (target >= 55 000: {}), LIST {:.3} ms (target < 1 ms: {}); \
              vs seed (2 700 PUT/s, 1 100 GET/s): json {:.1}x / {:.0}x, json inline {:.0}x / {:.0}x; \
