@@ -420,18 +420,10 @@ impl JsonBackend {
     }
 
     fn install(&self, snapshot: Snapshot, len: u64) -> State {
-        let mut entries = BTreeMap::new();
-        for entry in snapshot.entries {
-            match check_entry(&entry) {
-                Ok(()) => {
-                    entries.insert(entry.key, entry);
-                }
-                Err(reason) => {
-                    tracing::warn!(snapshot = %self.snapshot_path.display(), %reason, "rejecting an entry");
-                }
-            }
+        for reason in &snapshot.entries.rejected {
+            tracing::warn!(snapshot = %self.snapshot_path.display(), %reason, "rejecting an entry");
         }
-        let mut state = State::from_entries(entries, snapshot.counters.into());
+        let mut state = State::from_entries(snapshot.entries.by_key, snapshot.counters.into());
         state.generation = snapshot.generation;
         state.snapshot_len = len;
         state
