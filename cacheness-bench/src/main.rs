@@ -196,7 +196,7 @@ fn bench(args: BenchArgs) -> Result<(), BenchError> {
     };
     let (git_commit, git_dirty) = machine::git_commit();
     let date = machine::utc_now();
-    let (cells, scratch) = run::run(&plan)?;
+    let (cells, leftovers) = run::run(&plan)?;
     let results = Results {
         schema: SCHEMA_VERSION,
         machine: machine::describe(&dir),
@@ -209,7 +209,7 @@ fn bench(args: BenchArgs) -> Result<(), BenchError> {
         release: !cfg!(debug_assertions),
         backends: plan.backends.clone(),
         sizes: plan.describe(),
-        scratch: Some(scratch),
+        scratch: Some(leftovers.held),
         cells,
     };
     results.save(&args.out)?;
@@ -218,7 +218,7 @@ fn bench(args: BenchArgs) -> Result<(), BenchError> {
         results.cells.len(),
         args.out.display()
     );
-    Ok(())
+    leftovers.delete()
 }
 
 fn command_line() -> String {

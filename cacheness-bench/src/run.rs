@@ -46,9 +46,37 @@ pub fn not_compiled(name: &str) -> Option<String> {
     }
 }
 
-/// Runs every workload of `plan`; the cells in order, and what the run's cache
-/// directories held before they were deleted at its end.
-pub fn run(plan: &Plan) -> Result<(Vec<Cell>, Scratch)> {
+/// The run's cache directories once every cell is measured, to delete after the
+/// results are saved (deleting millions of files can take longer than a
+/// workload; a run interrupted then keeps its figures).
+#[derive(Debug)]
+pub struct Leftovers {
+    scratch: Option<tempfile::TempDir>,
+    /// What they hold.
+    pub held: Scratch,
+}
+
+impl Leftovers {
+    /// Deletes the directories (nothing when the plan keeps them).
+    pub fn delete(self) -> Result<()> {
+        let Some(scratch) = self.scratch else {
+            return Ok(());
+        };
+        let root = scratch.path().to_owned();
+        eprintln!(
+            "deleting the run's cache directories ({} files, {})",
+            self.held.files,
+            human_size(self.held.bytes)
+        );
+        scratch
+            .close()
+            .map_err(|source| BenchError::io(&root, source))
+    }
+}
+
+/// Runs every workload of `plan`; the cells in order, and the run's cache
+/// directories with what they hold.
+pub fn run(plan: &Plan) -> Result<(Vec<Cell>, Leftovers)> {
     let mut runner = Runner::new(plan)?;
     if plan.runs("w1") {
         runner.w1()?;
@@ -69,9 +97,9 @@ pub fn run(plan: &Plan) -> Result<(Vec<Cell>, Scratch)> {
     if plan.runs("w7") {
         runner.w7()?;
     }
-    let scratch = runner.clean_up()?;
+    let leftovers = runner.leftovers()?;
     runner.progress.finish_and_clear();
-    Ok((runner.cells, scratch))
+    Ok((runner.cells, leftovers))
 }
 
 /// Adds what `dir` holds to `total`, counting a hard-linked file once.
@@ -175,29 +203,21 @@ impl<'a> Runner<'a> {
         Ok(dir)
     }
 
-    /// Deletes the run's cache directories, now that nothing is timed; what
-    /// they held.
-    fn clean_up(&mut self) -> Result<Scratch> {
+    /// Counts what the run's cache directories hold, and hands them over for
+    /// deletion (or keeps them, if the plan says so).
+    fn leftovers(&mut self) -> Result<Leftovers> {
         let root = self.scratch_path.clone();
         self.step("counting the run's cache files".into());
-        let mut scratch = Scratch::default();
-        disk_usage(&root, &mut scratch, &mut std::collections::HashSet::new())?;
+        let mut held = Scratch::default();
+        disk_usage(&root, &mut held, &mut std::collections::HashSet::new())?;
         if self.plan.keep_dirs {
             let kept = self.scratch.take().map_or(root, tempfile::TempDir::keep);
             eprintln!("the run's cache directories are kept in {}", kept.display());
-            return Ok(scratch);
         }
-        self.step(format!(
-            "deleting the run's cache directories ({} files, {})",
-            scratch.files,
-            human_size(scratch.bytes)
-        ));
-        if let Some(scratch) = self.scratch.take() {
-            scratch
-                .close()
-                .map_err(|source| BenchError::io(&root, source))?;
-        }
-        Ok(scratch)
+        Ok(Leftovers {
+            scratch: self.scratch.take(),
+            held,
+        })
     }
 
     fn push(
