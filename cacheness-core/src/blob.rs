@@ -364,6 +364,17 @@ fn create_private_dir_io(path: &Path) -> io::Result<()> {
     builder.create(path)
 }
 
+/// Fails if `path` is a symbolic link (a missing path is fine): a link planted in
+/// the cache dir must not make a backend read or write a file outside it.
+pub fn refuse_symlinked_file(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => Err(io::Error::other(
+            "is a symbolic link; cacheness does not follow links in its cache dir",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Creates a new file that only its owner can read (0600 on Unix).
 pub fn create_private_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();

@@ -4,6 +4,8 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
+use cacheness_core::blob::refuse_symlinked_file;
+
 use crate::error::JsonError;
 
 /// Holds the cross-process lock of a cache dir until dropped.
@@ -82,20 +84,9 @@ fn private_options() -> OpenOptions {
     options
 }
 
-/// Refuses a path that is a symbolic link: a link planted in the cache dir must
-/// not make the backend read or write a file outside it.
-pub(crate) fn refuse_symlink(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_symlink() => Err(io::Error::other(
-            "is a symbolic link; cacheness does not follow links in its cache dir",
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Opens `path` for reading and appending, creating it if missing.
 pub(crate) fn open_append(path: &Path, create: bool) -> io::Result<File> {
-    refuse_symlink(path)?;
+    refuse_symlinked_file(path)?;
     private_options()
         .read(true)
         .append(true)
@@ -117,7 +108,7 @@ pub(crate) fn temp_path(path: &Path) -> std::path::PathBuf {
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), JsonError> {
     let temp = temp_path(path);
     let written = (|| {
-        refuse_symlink(&temp)?;
+        refuse_symlinked_file(&temp)?;
         let mut file = private_options()
             .write(true)
             .create(true)

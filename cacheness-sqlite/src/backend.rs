@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use cacheness_core::blob::{create_private_file, refuse_symlinked_file};
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend,
     ScanFilter, Touch,
@@ -232,7 +233,7 @@ impl SqliteBackend {
     }
 
     fn open_file(path: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
-        create_private_file(path)?;
+        create_database_file(path)?;
         let deadline = Instant::now() + options.busy_timeout;
         // Opening races with other processes creating the same file: retry the
         // whole setup while another holds the lock, within the busy timeout.
@@ -844,21 +845,16 @@ fn create_dir(dir: &Path) -> Result<(), SqliteError> {
 /// Creates the database file (mode 0600 on Unix) if it is missing, before SQLite
 /// does: SQLite would create it world-readable under the usual umask, and gives
 /// its `-wal` and `-shm` files the database file's mode.
-fn create_private_file(path: &Path) -> Result<(), SqliteError> {
+fn create_database_file(path: &Path) -> Result<(), SqliteError> {
     // A link planted in the cache dir must not make SQLite write outside it.
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         let candidate = PathBuf::from(name);
-        if fs::symlink_metadata(&candidate).is_ok_and(|metadata| metadata.file_type().is_symlink())
-        {
-            return Err(SqliteError::CreateFile {
-                path: candidate,
-                source: std::io::Error::other(
-                    "is a symbolic link; cacheness does not follow links in its cache dir",
-                ),
-            });
-        }
+        refuse_symlinked_file(&candidate).map_err(|source| SqliteError::CreateFile {
+            path: candidate,
+            source,
+        })?;
     }
     if fs::symlink_metadata(path).is_ok() {
         // Never open a database file ourselves once it exists: closing any
@@ -882,17 +878,13 @@ fn create_private_file(path: &Path) -> Result<(), SqliteError> {
         path: path.to_owned(),
         source,
     };
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(&temp).map(drop).map_err(create_error)?;
+    create_private_file(&temp).map(drop).map_err(create_error)?;
     let linked = fs::hard_link(&temp, path);
     let _ = fs::remove_file(&temp);
     let created = match linked {
         // A filesystem without hard links: create it in place, exclusively.
         Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
-            options.open(path).map(drop)
+            create_private_file(path).map(drop)
         }
         other => other,
     };
