@@ -276,21 +276,24 @@ impl<'a> Runner<'a> {
         self.plan.cell_bound.map(|bound| bound.as_secs_f64())
     }
 
+    /// The W1 cell of `row` at the largest N measured so far, with that N.
+    fn largest_w1(&self, row: &str) -> Option<(u64, &Cell)> {
+        self.cells
+            .iter()
+            .filter(|cell| cell.workload == "w1" && cell.backend == row && cell.not_run.is_none())
+            .filter_map(|cell| match cell.params.get("n") {
+                Some(Param::Int(at)) => Some((*at, cell)),
+                _ => None,
+            })
+            .max_by_key(|(at, _)| *at)
+    }
+
     /// Why W1 does not run `row` at `n`: its repetitions would take longer
     /// than the cell bound at the rates it had at the largest N measured so far.
     fn w1_over_bound(&self, row: &str, n: u64) -> Option<String> {
         let bound = self.bound()?;
-        let (at, put, get) = self
-            .cells
-            .iter()
-            .filter(|cell| cell.workload == "w1" && cell.backend == row && cell.not_run.is_none())
-            .filter_map(|cell| match cell.params.get("n") {
-                Some(Param::Int(at)) => {
-                    Some((*at, cell.median("put_ops_s")?, cell.median("get_ops_s")?))
-                }
-                _ => None,
-            })
-            .max_by_key(|(at, _, _)| *at)?;
+        let (at, cell) = self.largest_w1(row)?;
+        let (put, get) = (cell.median("put_ops_s")?, cell.median("get_ops_s")?);
         let estimate =
             f64::from(self.reps()) * n as f64 * (1.0 / put.max(1e-9) + 1.0 / get.max(1e-9));
         (estimate > bound).then(|| {
@@ -311,16 +314,8 @@ impl<'a> Runner<'a> {
     /// now (not a cell).
     fn put_rate(&mut self, backend: &str) -> Result<(f64, String)> {
         let measured = self
-            .cells
-            .iter()
-            .filter(|cell| {
-                cell.workload == "w1" && cell.backend == backend && cell.not_run.is_none()
-            })
-            .filter_map(|cell| match cell.params.get("n") {
-                Some(Param::Int(at)) => Some((*at, cell.median("put_ops_s")?)),
-                _ => None,
-            })
-            .max_by_key(|(at, _)| *at);
+            .largest_w1(backend)
+            .and_then(|(at, cell)| Some((at, cell.median("put_ops_s")?)));
         if let Some((at, rate)) = measured {
             return Ok((rate, format!("W1 at N = {}", crate::report::count(at))));
         }
@@ -734,13 +729,10 @@ impl<'a> Runner<'a> {
         if let Some(threshold) = inline_threshold {
             config = config.inline_threshold(threshold);
         }
-        let cache = config
-            .open()
-            .map_err(|source| BenchError::cache(workload, backend, source))?;
-        if !cache.backend().capabilities().persistent {
+        let mut store = Facade::open_config(config.build(), workload)?;
+        if !store.cache.backend().capabilities().persistent {
             return Ok(None);
         }
-        let mut store = Facade::wrap(cache, backend, workload);
         self.step(format!("{workload} {backend}: writing {n} entries once"));
         for idx in 0..n {
             store.put_record(idx, &Record::new(idx))?;

@@ -141,21 +141,16 @@ impl Facade {
         Facade::open_config(config, workload)
     }
 
-    fn open_config(config: CacheConfig, workload: &'static str) -> Result<Facade> {
-        let backend = config.backend.clone();
+    /// Opens the cache `config` describes, as backend `config.backend`.
+    pub fn open_config(config: CacheConfig, workload: &'static str) -> Result<Facade> {
         let cache = config
             .open()
-            .map_err(|source| BenchError::cache(workload, &backend, source))?;
-        Ok(Facade::wrap(cache, &backend, workload))
-    }
-
-    /// A cache opened elsewhere (with other settings), as backend `backend`.
-    pub fn wrap(cache: Cache, backend: &str, workload: &'static str) -> Facade {
-        Facade {
+            .map_err(|source| BenchError::cache(workload, &config.backend, source))?;
+        Ok(Facade {
             cache,
-            backend: backend.to_owned(),
+            backend: config.backend,
             workload,
-        }
+        })
     }
 }
 
