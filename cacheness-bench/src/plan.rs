@@ -44,8 +44,8 @@ impl Mode {
     }
 
     /// W4: (entries, gets per repetition). The full run's 1 000 000 GETs per
-    /// distribution are its 5 repetitions of 200 000. Quick keeps more entries
-    /// than the memory layer's default 1 000, or every key would fit in it.
+    /// distribution are its 5 repetitions of 200 000. The memory layer is
+    /// sized to hold all the entries (see `Runner::w4`).
     pub fn w4_sizes(self) -> (u64, u64) {
         match self {
             Mode::Smoke => (50, 500),
