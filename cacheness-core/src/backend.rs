@@ -43,6 +43,17 @@ pub trait MetadataBackend: Send + Sync + Debug {
     /// The entry stored under `key`, expired or not; `None` if there is none.
     fn get(&self, key: &CacheKey) -> Result<Option<Entry>>;
 
+    /// [`get`](Self::get), sharing the entry instead of copying it.
+    ///
+    /// The engine reads through this method. Backends that keep entries in memory
+    /// (the `memory` backend, the memory layer) override it to hand out a reference
+    /// to their own copy, so a read allocates nothing for the entry's strings,
+    /// parameters and inline bytes; the default wraps [`get`](Self::get). Either
+    /// way the entry is the one [`get`](Self::get) would return.
+    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> {
+        Ok(self.get(key)?.map(Arc::new))
+    }
+
     /// Stores `entry` under `entry.key`, returning the entry it replaced, atomically.
     fn put(&self, entry: Entry) -> Result<Option<Entry>>;
 
@@ -366,6 +377,7 @@ macro_rules! forward_backend {
             fn name(&self) -> &str { (**self).name() }
             fn capabilities(&self) -> Capabilities { (**self).capabilities() }
             fn get(&self, key: &CacheKey) -> Result<Option<Entry>> { (**self).get(key) }
+            fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> { (**self).get_shared(key) }
             fn put(&self, entry: Entry) -> Result<Option<Entry>> { (**self).put(entry) }
             fn remove(&self, key: &CacheKey) -> Result<Option<Entry>> { (**self).remove(key) }
             fn touch(&self, batch: &AccessBatch) -> Result<()> { (**self).touch(batch) }

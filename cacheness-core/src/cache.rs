@@ -15,6 +15,7 @@ use crate::backend::{AccessBatch, Counters, LayerStats, MetadataBackend, ScanFil
 use crate::blob::{
     BlobHeader, BlobStore, Durability, LocalBlobStore, create_private_dir, payload_offset,
 };
+use crate::checked::CheckedEntries;
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec::{Codec, JsonCodec, RAW_CODEC};
 use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
@@ -81,6 +82,9 @@ pub struct Cache<C: Codec = JsonCodec> {
     signer: Option<Signer>,
     settings: Settings,
     pending: Mutex<PendingAccess>,
+    /// Shared entries already checked, so a memory backend's hot entries are
+    /// not hashed again on every read.
+    checked: CheckedEntries,
     session: SessionCounters,
     approx_total_size: AtomicU64,
     puts_since_resync: AtomicU64,
@@ -355,6 +359,7 @@ impl<C: Codec> CacheBuilder<C> {
                 last_flush_ms: now,
                 ..PendingAccess::default()
             }),
+            checked: CheckedEntries::new(),
             session: SessionCounters::default(),
             approx_total_size: AtomicU64::new(approx_total_size),
             puts_since_resync: AtomicU64::new(0),
@@ -600,7 +605,9 @@ impl<C: Codec> Cache<C> {
         &self,
         key: &impl ToKey,
     ) -> Result<Option<(T, Entry)>> {
-        self.load_decoded(key.to_key(), &GetOptions::default(), true)
+        Ok(self
+            .load_decoded(key.to_key(), &GetOptions::default(), true)?
+            .map(|(value, entry)| (value, Arc::unwrap_or_clone(entry))))
     }
 
     /// The stored value's bytes as they were encoded (decompressed, not decoded),
@@ -642,7 +649,7 @@ impl<C: Codec> Cache<C> {
         let now = self.clock.now_ms();
         Ok(self
             .backend
-            .get(&key.to_key())?
+            .get_shared(&key.to_key())?
             .is_some_and(|entry| !entry.is_expired(now)))
     }
 
@@ -989,14 +996,14 @@ impl<C: Codec> Cache<C> {
         key: CacheKey,
         options: &GetOptions,
         keep_entry: bool,
-    ) -> Result<Option<(T, Entry)>> {
+    ) -> Result<Option<(T, Arc<Entry>)>> {
         let Some((mut bytes, entry)) = self.load(key, options, keep_entry)? else {
             return Ok(None);
         };
         if entry.codec != self.codec.name() {
             return Err(Error::CodecMismatch {
                 key,
-                stored: entry.codec,
+                stored: entry.codec.clone(),
                 requested: self.codec.name().to_owned(),
             });
         }
@@ -1015,18 +1022,19 @@ impl<C: Codec> Cache<C> {
     /// The decompressed stored bytes and the entry, recording the hit or miss.
     ///
     /// Without `keep_inline`, inline bytes are moved out of the returned entry
-    /// instead of copied: a plain get has no use for them.
+    /// instead of copied when the backend kept no share of it: a plain get has no
+    /// use for them.
     fn load(
         &self,
         key: CacheKey,
         options: &GetOptions,
         keep_inline: bool,
-    ) -> Result<Option<(Vec<u8>, Entry)>> {
+    ) -> Result<Option<(Vec<u8>, Arc<Entry>)>> {
         let now = self.clock.now_ms();
         // A blob can vanish because another writer replaced the entry between our
         // metadata read and our file read: look again once before calling it damage.
         for attempt in 0..2 {
-            let Some(mut entry) = self.backend.get(&key)? else {
+            let Some(mut entry) = self.backend.get_shared(&key)? else {
                 self.record_miss(now);
                 return Ok(None);
             };
@@ -1044,17 +1052,22 @@ impl<C: Codec> Cache<C> {
                 self.record_miss(now);
                 return Ok(None);
             }
-            let signature_ok = self
-                .signer
-                .as_ref()
-                .is_none_or(|signer| signer.verify(&entry));
+            let checked = self.checked.contains(&entry);
+            let signature_ok = checked
+                || self
+                    .signer
+                    .as_ref()
+                    .is_none_or(|signer| signer.verify(&entry));
             let read = if signature_ok {
-                self.read_stored(&mut entry, keep_inline)?
+                self.read_stored(&mut entry, keep_inline, checked)?
             } else {
                 Err(Damage::Invalid("signature does not match the entry".into()))
             };
             match read {
                 Ok(bytes) => {
+                    if !checked {
+                        self.checked.remember(&entry);
+                    }
                     self.record_hit(key, now, entry.accessed_at);
                     return Ok(Some((bytes, entry)));
                 }
@@ -1083,12 +1096,20 @@ impl<C: Codec> Cache<C> {
         Ok(None)
     }
 
-    /// Reads and checks an entry's stored bytes and decompresses them.
-    fn read_stored(&self, entry: &mut Entry, keep_inline: bool) -> Result<Result<Vec<u8>, Damage>> {
+    /// Reads and checks an entry's stored bytes and decompresses them. An entry
+    /// already `checked` (this very shared entry passed before) is not checked
+    /// again, except for bytes read from a blob file.
+    fn read_stored(
+        &self,
+        entry: &mut Arc<Entry>,
+        keep_inline: bool,
+        checked: bool,
+    ) -> Result<Result<Vec<u8>, Damage>> {
         // The parameters an entry was made from hash to its key: an entry whose key
         // was damaged on disk must not serve the bytes stored for another key (an
         // inline value has no blob name to betray it).
-        if self.settings.verify_integrity
+        if !checked
+            && self.settings.verify_integrity
             && entry
                 .params
                 .as_ref()
@@ -1098,9 +1119,8 @@ impl<C: Codec> Cache<C> {
                 "the entry's parameters do not hash to its key".into(),
             )));
         }
-        let mut stored = match &mut entry.location {
-            Location::Inline(bytes) if keep_inline => bytes.clone(),
-            Location::Inline(bytes) => std::mem::take(bytes),
+        let mut stored = match &entry.location {
+            Location::Inline(_) => inline_bytes(entry, keep_inline),
             Location::Blob(name) => {
                 let Some(blobs) = &self.blobs else {
                     return Ok(Err(Damage::Invalid(
@@ -1141,7 +1161,8 @@ impl<C: Codec> Cache<C> {
                 entry.stored_size
             ))));
         }
-        let verify = self.settings.verify_integrity || self.signer.is_some();
+        let verify = (self.settings.verify_integrity || self.signer.is_some())
+            && !(checked && matches!(entry.location, Location::Inline(_)));
         if verify && ContentHash::of(&stored) != entry.content_hash {
             return Ok(Err(Damage::Invalid("content hash mismatch".into())));
         }
@@ -1274,6 +1295,23 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
             reason: reason.into(),
         }),
         None => Ok(()),
+    }
+}
+
+/// The inline bytes of `entry`: moved out when the caller does not keep them and
+/// nobody else shares the entry, copied otherwise.
+fn inline_bytes(entry: &mut Arc<Entry>, keep: bool) -> Vec<u8> {
+    if !keep
+        && let Some(Entry {
+            location: Location::Inline(bytes),
+            ..
+        }) = Arc::get_mut(entry)
+    {
+        return std::mem::take(bytes);
+    }
+    match &entry.location {
+        Location::Inline(bytes) => bytes.clone(),
+        Location::Blob(_) => Vec::new(),
     }
 }
 

@@ -259,6 +259,11 @@ pub fn put_then_get_returns_every_field<B: MetadataBackend + 'static>(open: impl
             Some(entry),
             "get after put",
         );
+        assert_same(
+            backend.get_shared(&entry.key).unwrap().as_deref(),
+            Some(entry),
+            "get_shared after put",
+        );
     }
     let extreme = Entry {
         created_at: u64::MAX - 1,
@@ -365,9 +370,18 @@ pub fn touch_moves_access_time_forward_and_counts<B: MetadataBackend + 'static>(
         ],
         counters: Counters::default(),
     };
+    // A reader holding the entry shared while it is touched keeps what it read.
+    let shared_before = backend.get_shared(&key_of(1)).unwrap().unwrap();
     backend.touch(&batch(5_000, 3)).unwrap();
     let touched = backend.get(&key_of(1)).unwrap().unwrap();
     assert_eq!((touched.accessed_at, touched.access_count), (5_000, 3));
+    assert_same(
+        Some(&shared_before),
+        Some(&entry),
+        "a shared read is a snapshot",
+    );
+    let shared = backend.get_shared(&key_of(1)).unwrap().unwrap();
+    assert_eq!((shared.accessed_at, shared.access_count), (5_000, 3));
     backend.touch(&batch(4_000, 2)).unwrap();
     let touched = backend.get(&key_of(1)).unwrap().unwrap();
     assert_eq!(

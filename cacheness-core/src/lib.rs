@@ -28,6 +28,7 @@
 pub mod backend;
 pub mod blob;
 pub mod cache;
+mod checked;
 pub mod clock;
 pub mod codec;
 #[cfg(feature = "conformance")]

@@ -170,3 +170,30 @@ fn an_entry_whose_key_was_damaged_does_not_serve_another_keys_value() {
         Some("secret")
     );
 }
+
+/// The engine does not hash a memory backend's shared entry again on every read;
+/// a damaged version put in its place after it was read is still caught.
+#[test]
+fn an_entry_damaged_after_it_was_read_is_still_caught() {
+    use cacheness_core::{Location, MetadataBackend};
+    let backend = std::sync::Arc::new(MemoryBackend::new());
+    let cache = Cache::builder().open_shared(backend.clone()).unwrap();
+    cache.put(&key!(k = 1), &"intact").unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            cache.get::<String>(&key!(k = 1)).unwrap().as_deref(),
+            Some("intact")
+        );
+    }
+    let mut damaged = backend.get(&key!(k = 1).key()).unwrap().unwrap();
+    let Location::Inline(bytes) = &mut damaged.location else {
+        panic!("a small value is stored inline");
+    };
+    bytes[1] ^= 0x20;
+    backend.put(damaged).unwrap();
+    assert_eq!(cache.get::<String>(&key!(k = 1)).unwrap(), None);
+    assert!(
+        backend.get(&key!(k = 1).key()).unwrap().is_none(),
+        "dropped as corrupted"
+    );
+}

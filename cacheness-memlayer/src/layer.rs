@@ -30,7 +30,7 @@ const ASSUMED_ENTRY_BYTES: u64 = 512;
 /// weight in bytes (computed once: quick_cache requires weights not to change).
 #[derive(Clone)]
 struct Held {
-    entry: Entry,
+    entry: Arc<Entry>,
     read_at: u64,
     bytes: u64,
 }
@@ -236,12 +236,12 @@ impl<B: MetadataBackend> MemLayer<B> {
 
     /// Reads `key` from the backend and keeps a copy. The stripe lock keeps
     /// writes of the key out until the copy is in place.
-    fn fill(&self, key: &CacheKey, now: u64) -> Result<Option<Entry>> {
+    fn fill(&self, key: &CacheKey, now: u64) -> Result<Option<Arc<Entry>>> {
         let _stripe = self.lock_stripe(key);
         let generation = self.generation.load(Ordering::SeqCst);
-        let found = self.backend.get(key);
+        let found = self.backend.get_shared(key);
         match &found {
-            Ok(Some(entry)) => self.hold(entry.clone(), now),
+            Ok(Some(entry)) => self.hold(Arc::clone(entry), now),
             Ok(None) | Err(_) => self.forget(key),
         }
         self.forget_if_invalidated(key, generation);
@@ -249,7 +249,7 @@ impl<B: MetadataBackend> MemLayer<B> {
     }
 
     /// Keeps `entry` in memory, replacing any copy. Caller holds the key's stripe.
-    fn hold(&self, entry: Entry, now: u64) {
+    fn hold(&self, entry: Arc<Entry>, now: u64) {
         let key = entry.key;
         self.forget(&key);
         let bytes = entry_bytes(&entry);
@@ -289,7 +289,7 @@ impl<B: MetadataBackend> MemLayer<B> {
     fn write_through<T>(
         &self,
         key: &CacheKey,
-        keep: Option<Entry>,
+        keep: Option<Arc<Entry>>,
         write: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
         let now = self.clock.now_ms();
@@ -315,13 +315,17 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Entry>> {
+        Ok(self.get_shared(key)?.map(Arc::unwrap_or_clone))
+    }
+
+    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> {
         if !self.config.enabled {
-            return self.backend.get(key);
+            return self.backend.get_shared(key);
         }
         let now = self.clock.now_ms();
         if !self.check_version(now)? {
             self.counters.misses.fetch_add(1, Ordering::Relaxed);
-            return self.backend.get(key);
+            return self.backend.get_shared(key);
         }
         if let Some(held) = self.held.get(key)
             && now.saturating_sub(held.read_at) < self.ttl_ms
@@ -338,7 +342,7 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
             return self.backend.put(entry);
         }
         let key = entry.key;
-        let copy = entry.clone();
+        let copy = Arc::new(entry.clone());
         self.write_through(&key, Some(copy), || self.backend.put(entry))
     }
 
@@ -365,11 +369,13 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
                 self.forget(&touch.key);
                 continue;
             }
-            // In place: no clone, and the weight (`bytes`) stays as it was. A
-            // vacant key yields a placeholder guard, dropped at once.
+            // In place (cloned only if a reader still shares the copy), and the
+            // weight (`bytes`) stays as it was. A vacant key yields a placeholder
+            // guard, dropped at once.
             drop(self.held.entry(&touch.key, None, |_, held| {
-                held.entry.accessed_at = held.entry.accessed_at.max(touch.accessed_at);
-                held.entry.access_count = held.entry.access_count.saturating_add(touch.count);
+                let entry = Arc::make_mut(&mut held.entry);
+                entry.accessed_at = entry.accessed_at.max(touch.accessed_at);
+                entry.access_count = entry.access_count.saturating_add(touch.count);
                 EntryAction::Retain(())
             }));
         }

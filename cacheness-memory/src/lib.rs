@@ -16,6 +16,7 @@
 //! ```
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cacheness_core::{
@@ -28,7 +29,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 /// Entries in a concurrent hash map; every operation is atomic for its key.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    entries: DashMap<CacheKey, Entry>,
+    entries: DashMap<CacheKey, Arc<Entry>>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -55,7 +56,7 @@ impl MemoryBackend {
             .entries
             .iter()
             .filter(|item| filter.matches(item.value()))
-            .map(|item| item.value().clone())
+            .map(|item| Entry::clone(item.value()))
             .collect();
         matching.sort_unstable_by_key(|entry| entry.key);
         matching
@@ -72,20 +73,35 @@ impl MetadataBackend for MemoryBackend {
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Entry>> {
-        Ok(self.entries.get(key).map(|entry| entry.value().clone()))
+        Ok(self
+            .entries
+            .get(key)
+            .map(|entry| Entry::clone(entry.value())))
+    }
+
+    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> {
+        Ok(self.entries.get(key).map(|entry| Arc::clone(entry.value())))
     }
 
     fn put(&self, entry: Entry) -> Result<Option<Entry>> {
-        Ok(self.entries.insert(entry.key, entry))
+        Ok(self
+            .entries
+            .insert(entry.key, Arc::new(entry))
+            .map(Arc::unwrap_or_clone))
     }
 
     fn remove(&self, key: &CacheKey) -> Result<Option<Entry>> {
-        Ok(self.entries.remove(key).map(|(_, entry)| entry))
+        Ok(self
+            .entries
+            .remove(key)
+            .map(|(_, entry)| Arc::unwrap_or_clone(entry)))
     }
 
     fn touch(&self, batch: &AccessBatch) -> Result<()> {
         for touch in &batch.touches {
-            if let Some(mut entry) = self.entries.get_mut(&touch.key) {
+            if let Some(mut shared) = self.entries.get_mut(&touch.key) {
+                // Cloned only if a reader still shares this version.
+                let entry = Arc::make_mut(shared.value_mut());
                 entry.accessed_at = entry.accessed_at.max(touch.accessed_at);
                 entry.access_count = entry.access_count.saturating_add(touch.count);
             }
@@ -138,7 +154,7 @@ impl MetadataBackend for MemoryBackend {
             .iter()
             .filter(|entry| entry.is_expired(now_ms))
             .take(limit)
-            .map(|entry| entry.value().clone())
+            .map(|entry| Entry::clone(entry.value()))
             .collect())
     }
 
@@ -146,7 +162,7 @@ impl MetadataBackend for MemoryBackend {
         // The shard lock held by `entry` makes the compare and the removal one step.
         match self.entries.entry(expected.key) {
             MapEntry::Occupied(current) if current.get().same_version(expected) => {
-                Ok(Some(current.remove()))
+                Ok(Some(Arc::unwrap_or_clone(current.remove())))
             }
             _ => Ok(None),
         }
@@ -161,7 +177,11 @@ impl MetadataBackend for MemoryBackend {
         let keys: Vec<CacheKey> = self.entries.iter().map(|entry| entry.key).collect();
         Ok(keys
             .iter()
-            .filter_map(|key| self.entries.remove(key).map(|(_, entry)| entry))
+            .filter_map(|key| {
+                self.entries
+                    .remove(key)
+                    .map(|(_, entry)| Arc::unwrap_or_clone(entry))
+            })
             .collect())
     }
 }
