@@ -18,7 +18,8 @@
 //! skew whichever section came next.
 //!
 //! `cargo run --release -p cacheness-json --example json_load -- [--quick]
-//! [--load-only] [--dir <base dir>] [--sizes 1000,10000]`
+//! [--load-only] [--no-fill] [--dir <base dir>] [--sizes 1000,10000]`
+//! (`--no-fill` skips section 3)
 
 use std::cell::RefCell;
 use std::fs;
@@ -497,8 +498,10 @@ fn main() {
             json.get / floor.get,
         );
     }
-    println!();
-    put_scaling(&dirs, large);
+    if !flag("--no-fill") {
+        println!();
+        put_scaling(&dirs, large);
+    }
     let kept = dirs.kept.into_inner().len();
     println!("(deleting the {kept} cache dirs of this run)");
 }
