@@ -666,26 +666,28 @@ impl MetadataBackend for JsonBackend {
     ) -> cacheness_core::Result<()> {
         let mut remaining = filter.limit.unwrap_or(usize::MAX);
         let mut after = filter.after;
+        // One buffer for every chunk of the scan.
+        let mut chunk: Vec<Entry> = Vec::new();
         while remaining > 0 {
-            let chunk: Vec<Entry> = self.read(|state| {
+            let wanted = remaining.min(SCAN_CHUNK);
+            self.read(|state| {
                 let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-                state
-                    .entries
-                    .range((lower, Bound::Unbounded))
-                    .map(|(_, entry)| entry)
-                    .filter(|entry| {
-                        filter
-                            .prefix
-                            .as_deref()
-                            .is_none_or(|prefix| entry.prefix == prefix)
-                    })
-                    .take(remaining.min(SCAN_CHUNK))
-                    .cloned()
-                    .collect()
+                let in_range = state.entries.range((lower, Bound::Unbounded));
+                chunk.reserve(wanted.min(state.entries.len()));
+                match filter.prefix.as_deref() {
+                    None => chunk.extend(in_range.take(wanted).map(|(_, entry)| entry.clone())),
+                    Some(prefix) => chunk.extend(
+                        in_range
+                            .map(|(_, entry)| entry)
+                            .filter(|entry| entry.prefix == prefix)
+                            .take(wanted)
+                            .cloned(),
+                    ),
+                }
             })?;
-            let full = chunk.len() == SCAN_CHUNK;
+            let full = chunk.len() == wanted;
             after = chunk.last().map(|entry| entry.key);
-            for entry in chunk {
+            for entry in chunk.drain(..) {
                 remaining -= 1;
                 if visit(entry).is_break() {
                     return Ok(());

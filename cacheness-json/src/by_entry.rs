@@ -256,6 +256,46 @@ mod tests {
         }
     }
 
+    /// A snapshot in the writer's layout holding `entries` as given, repeated
+    /// keys included (the writer never repeats one; a hand edit might).
+    fn document_with_repeats(entries: &[Entry]) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            format_version: u64,
+            generation: u64,
+            counters: crate::format::StoredCounters,
+            entries: &'a [Entry],
+        }
+        let mut out = serde_json::to_vec_pretty(&Out {
+            format_version: 1,
+            generation: 3,
+            counters: Default::default(),
+            entries,
+        })
+        .unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn a_repeated_key_keeps_its_last_entry_as_in_the_whole_document(
+            entries in proptest::collection::vec(arb_entry(), 1..6),
+            repeats in proptest::collection::vec(any::<prop::sample::Index>(), 1..4),
+        ) {
+            let mut entries = entries;
+            for repeat in repeats {
+                let mut again = repeat.get(&entries).clone();
+                again.access_count = again.access_count.wrapping_add(1);
+                entries.push(again);
+            }
+            let document = document_with_repeats(&entries);
+            let snapshot = parse_by_entry(&document);
+            prop_assert!(snapshot.is_some());
+            prop_assert_eq!(snapshot.map(|snapshot| summary(&snapshot)), whole_document(&document));
+        }
+    }
+
     #[test]
     fn layout_finds_each_entry() {
         let document = b"{\n  \"generation\": 1,\n  \"entries\": [\n    {\n      \"a\": 1\n    },\n    {}\n    }\n  ]\n}\n";
