@@ -175,27 +175,51 @@ fn snapshot_load(dirs: &Dirs, entries: u64) {
         "  simd-json is {:.2}x as fast as serde_json",
         results[1].as_secs_f64() / results[0].as_secs_f64(),
     );
-    // Opens alternate with bare reads of the snapshot file, its share of an open.
+    // Opens alternate with a bare read of the snapshot file and with a read of
+    // the whole file followed by its parse (what an open did before it read
+    // the file a chunk at a time).
+    let snapshot_path = dir.join("metadata.json");
     let mut reads = Vec::new();
+    let mut whole = Vec::new();
+    let mut open_cpu = Vec::new();
     let samples: Vec<Duration> = (0..REPETITIONS)
         .map(|_| {
             let start = Instant::now();
-            let read = fs::read(dir.join("metadata.json")).unwrap();
+            let read = fs::read(&snapshot_path).unwrap();
             reads.push(start.elapsed());
             assert_eq!(read.len(), bytes.len());
             drop(read);
             let start = Instant::now();
+            let mut read = fs::read(&snapshot_path).unwrap();
+            let parsed = parse_snapshot_for_bench(&mut read, Parser::SimdJson).unwrap();
+            whole.push(start.elapsed());
+            assert_eq!(parsed.len() as u64, entries);
+            drop((read, parsed));
+            let cpu_start = process_cpu_time();
+            let start = Instant::now();
             let backend = JsonBackend::open(&dir).unwrap();
             let elapsed = start.elapsed();
+            if let (Some(before), Some(after)) = (cpu_start, process_cpu_time()) {
+                open_cpu.push(after.saturating_sub(before));
+            }
             assert_eq!(backend.len().unwrap(), entries);
             elapsed
         })
         .collect();
+    let whole = median(whole);
     println!(
-        "  read the snapshot file alone: {:.1} ms (median of {REPETITIONS})",
-        ms(median(reads))
+        "  read the snapshot file alone: {:.1} ms; read it whole then parse it: {:.1} ms (medians of {REPETITIONS})",
+        ms(median(reads)),
+        ms(whole),
     );
     let open = median(samples);
+    if !open_cpu.is_empty() {
+        println!(
+            "  open: CPU time {:.0} ms; open / (whole read + parse) {:.2}",
+            ms(median(open_cpu)),
+            open.as_secs_f64() / whole.as_secs_f64()
+        );
+    }
     println!(
         "  open the {entries}-entry cache: {:.1} ms (median of {REPETITIONS}; target < 300 ms: {})",
         ms(open),
