@@ -8,7 +8,7 @@
 
 use std::fmt::Debug;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -70,11 +70,21 @@ pub enum Durability {
 
 /// Blobs in a sharded directory: `<dir>/blobs/ab/<key>-<nonce>`, written under
 /// `<dir>/tmp/` and renamed into place.
+///
+/// Reads never follow a symbolic link inside the store (a planted shard link
+/// could lead outside the cache dir). On Linux a read is one `openat2` relative
+/// to the blobs dir, held open, with `RESOLVE_NO_SYMLINKS`: the kernel refuses a
+/// link anywhere in `ab/<name>` at the moment of the open, so a shard swapped
+/// for a link after an earlier read is refused too. Elsewhere (or where
+/// `openat2` is not available) the shard is checked with `symlink_metadata`
+/// before each read (and, on Linux, the file is opened with `O_NOFOLLOW`).
 #[derive(Debug)]
 pub struct LocalBlobStore {
     blobs_dir: PathBuf,
     tmp_dir: PathBuf,
     durability: Durability,
+    #[cfg(target_os = "linux")]
+    beneath: beneath::BlobsDir,
 }
 
 impl LocalBlobStore {
@@ -85,6 +95,8 @@ impl LocalBlobStore {
             blobs_dir: dir.join("blobs"),
             tmp_dir: dir.join("tmp"),
             durability,
+            #[cfg(target_os = "linux")]
+            beneath: beneath::BlobsDir::default(),
         };
         for inner in [&store.blobs_dir, &store.tmp_dir] {
             create_private_dir(inner)?;
@@ -94,14 +106,24 @@ impl LocalBlobStore {
         Ok(store)
     }
 
-    /// The shard directory of the blob `name`, if it is a real directory: a
-    /// symlink planted there could lead reads, writes and deletes outside the
-    /// cache dir, so it is treated as no shard at all.
+    /// The path of the blob `name`, if its shard directory and the blobs
+    /// directory are real directories: a symlink planted there could lead
+    /// reads and deletes outside the cache dir, so it is treated as no shard
+    /// at all.
     fn real_shard(&self, name: &str) -> Result<Option<PathBuf>> {
         let path = self.blob_path(name)?;
         let Some(shard) = path.parent() else {
             return Ok(None);
         };
+        match refuse_symlink(&self.blobs_dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == io::ErrorKind::InvalidInput => {
+                tracing::warn!(blobs = %self.blobs_dir.display(), "blobs dir is not a directory (a symlink?); ignored");
+                return Ok(None);
+            }
+            Err(source) => return Err(Error::io("inspect blobs dir", &self.blobs_dir, source)),
+        }
         match fs::symlink_metadata(shard) {
             Ok(metadata) if metadata.is_dir() => Ok(Some(path)),
             Ok(_) => {
@@ -179,10 +201,30 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        #[cfg(target_os = "linux")]
+        {
+            validate_blob_name(name)?;
+            match self.beneath.open(&self.blobs_dir, name) {
+                Ok(beneath::Opened::File(file)) => {
+                    return read_whole(file).map(Some).map_err(|source| {
+                        Error::io("read blob", self.blobs_dir.join(name), source)
+                    });
+                }
+                Ok(beneath::Opened::Missing) => return Ok(None),
+                Ok(beneath::Opened::Refused) => {
+                    tracing::warn!(blob = name, blobs = %self.blobs_dir.display(), "blob path holds a symlink or a non-directory; ignored");
+                    return Ok(None);
+                }
+                Ok(beneath::Opened::Unsupported) => {}
+                Err(source) => {
+                    return Err(Error::io("open blob", self.blobs_dir.join(name), source));
+                }
+            }
+        }
         let Some(path) = self.real_shard(name)? else {
             return Ok(None);
         };
-        match fs::read(&path) {
+        match open_no_follow(&path).and_then(read_whole) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::io("read blob", path, source)),
@@ -256,6 +298,162 @@ impl BlobStore for LocalBlobStore {
 
     fn local_path(&self, name: &str) -> Option<PathBuf> {
         self.blob_path(name).ok()
+    }
+}
+
+/// Opens `path` for reading; on Unix a symlink as its last component is refused.
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    options.open(path)
+}
+
+/// The whole of a blob file in one allocation sized from its length. Blob files
+/// are never changed once renamed into place, so the length is final: no
+/// growing buffer, no extra read to find the end. A file that came out shorter
+/// is caught by the engine's size check.
+fn read_whole(file: File) -> io::Result<Vec<u8>> {
+    let len = file.metadata()?.len();
+    let capacity = usize::try_from(len).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "blob too large for this platform",
+        )
+    })?;
+    let mut bytes = Vec::with_capacity(capacity);
+    file.take(len).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Blob reads relative to the blobs dir held open, with `openat2`'s
+/// `RESOLVE_NO_SYMLINKS` (Linux 5.6+).
+#[cfg(target_os = "linux")]
+mod beneath {
+    use std::fs::{self, File};
+    use std::io;
+    use std::os::unix::fs::MetadataExt;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use rustix::fd::OwnedFd;
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
+
+    /// The blobs dir, opened on first use and reopened when a blob is not
+    /// found in it and the path now names another directory (the dir was
+    /// removed and made again). A blob still present in the held dir after
+    /// the dir was *renamed* away is served from it: the same file the
+    /// metadata names, never one reached through a link.
+    #[derive(Debug, Default)]
+    pub(super) struct BlobsDir {
+        fd: Mutex<Option<Arc<OwnedFd>>>,
+        /// Set once `openat2` was refused by the kernel (too old, or filtered).
+        unsupported: AtomicBool,
+    }
+
+    /// What opening a blob found.
+    pub(super) enum Opened {
+        File(File),
+        /// No such blob (or no blobs dir).
+        Missing,
+        /// A symlink or a non-directory in the way: never followed.
+        Refused,
+        /// `openat2` cannot be used here; check paths the portable way.
+        Unsupported,
+    }
+
+    impl BlobsDir {
+        pub(super) fn open(&self, blobs_dir: &Path, name: &str) -> io::Result<Opened> {
+            if self.unsupported.load(Ordering::Relaxed) {
+                return Ok(Opened::Unsupported);
+            }
+            for _attempt in 0..2 {
+                let dir = match self.dir(blobs_dir)? {
+                    Ok(dir) => dir,
+                    Err(opened) => return Ok(opened),
+                };
+                let opened = rustix::fs::openat2(
+                    &*dir,
+                    name,
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                    ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
+                );
+                match opened {
+                    Ok(fd) => return Ok(Opened::File(File::from(fd))),
+                    Err(Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => return Ok(Opened::Refused),
+                    Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => {
+                        self.unsupported.store(true, Ordering::Relaxed);
+                        return Ok(Opened::Unsupported);
+                    }
+                    Err(Errno::NOENT) => {
+                        // Missing, unless the held dir is no longer the one at
+                        // the path: then forget it and look again.
+                        if self.is_current(&dir, blobs_dir) {
+                            return Ok(Opened::Missing);
+                        }
+                        self.forget(&dir);
+                    }
+                    Err(errno) => return Err(errno.into()),
+                }
+            }
+            Ok(Opened::Missing)
+        }
+
+        /// The held blobs dir, opened if needed; `Err` with the verdict when it
+        /// cannot be opened.
+        fn dir(&self, blobs_dir: &Path) -> io::Result<Result<Arc<OwnedFd>, Opened>> {
+            let mut held = self.fd.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(dir) = held.as_ref() {
+                return Ok(Ok(Arc::clone(dir)));
+            }
+            let opened = rustix::fs::open(
+                blobs_dir,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            match opened {
+                Ok(fd) => {
+                    let dir = Arc::new(fd);
+                    *held = Some(Arc::clone(&dir));
+                    Ok(Ok(dir))
+                }
+                Err(Errno::NOENT) => Ok(Err(Opened::Missing)),
+                Err(Errno::LOOP | Errno::NOTDIR) => Ok(Err(Opened::Refused)),
+                Err(errno) => Err(errno.into()),
+            }
+        }
+
+        /// Whether `dir` is still the directory at `blobs_dir` (links not followed).
+        fn is_current(&self, dir: &OwnedFd, blobs_dir: &Path) -> bool {
+            let (Ok(held), Ok(at_path)) = (rustix::fs::fstat(dir), fs::symlink_metadata(blobs_dir))
+            else {
+                return false;
+            };
+            at_path.is_dir() && held.st_dev == at_path.dev() && held.st_ino == at_path.ino()
+        }
+
+        /// Makes every read take the portable path, as on a kernel without `openat2`.
+        #[cfg(test)]
+        pub(super) fn force_portable(&self) {
+            self.unsupported.store(true, Ordering::Relaxed);
+        }
+
+        fn forget(&self, dir: &Arc<OwnedFd>) {
+            let mut held = self.fd.lock().unwrap_or_else(PoisonError::into_inner);
+            if held
+                .as_ref()
+                .is_some_and(|current| Arc::ptr_eq(current, dir))
+            {
+                *held = None;
+            }
+        }
     }
 }
 
@@ -547,6 +745,103 @@ mod tests {
         store.remove(&name).unwrap();
         store.remove(&name).unwrap();
         assert_eq!(store.read(&name).unwrap(), None);
+    }
+
+    /// A store with one blob, and a dir outside the cache holding a file of
+    /// the same name (what a planted link would lead to).
+    #[cfg(unix)]
+    fn store_and_outside() -> (tempfile::TempDir, LocalBlobStore, String, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(&root.path().join("cache"), Durability::Flush).unwrap();
+        let name = store.write(&key(), &[b"inside"]).unwrap();
+        let outside = root.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join(&name[3..]), b"outside").unwrap();
+        (root, store, name, outside)
+    }
+
+    /// Each read-path variant: `openat2` where the platform has it, and the
+    /// portable check.
+    #[cfg(unix)]
+    fn both_read_paths(
+        test: impl Fn(&dyn Fn() -> (tempfile::TempDir, LocalBlobStore, String, PathBuf)),
+    ) {
+        test(&store_and_outside);
+        #[cfg(target_os = "linux")]
+        test(&|| {
+            let (root, store, name, outside) = store_and_outside();
+            store.beneath.force_portable();
+            (root, store, name, outside)
+        });
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_shard_swapped_for_a_symlink_after_a_read_is_refused() {
+        both_read_paths(|setup| {
+            let (_root, store, name, outside) = setup();
+            assert_eq!(store.read(&name).unwrap().unwrap(), b"inside");
+            let shard = store.blobs_dir.join(&name[..2]);
+            fs::rename(&shard, store.blobs_dir.join("moved")).unwrap();
+            std::os::unix::fs::symlink(&outside, &shard).unwrap();
+            assert_eq!(store.read(&name).unwrap(), None);
+            store.remove(&name).unwrap();
+            assert!(outside.join(&name[3..]).exists());
+        });
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_symlinked_blob_file_is_not_followed() {
+        both_read_paths(|setup| {
+            let (_root, store, name, outside) = setup();
+            let path = store.blobs_dir.join(&name);
+            fs::remove_file(&path).unwrap();
+            std::os::unix::fs::symlink(outside.join(&name[3..]), &path).unwrap();
+            assert!(!matches!(store.read(&name), Ok(Some(_))));
+        });
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_blobs_dir_replaced_after_a_read_is_followed_only_if_real() {
+        both_read_paths(|setup| {
+            let (_root, store, name, outside) = setup();
+            assert_eq!(store.read(&name).unwrap().unwrap(), b"inside");
+            // Deleted and made again (say, by hand): the new dir's blobs are read.
+            fs::remove_dir_all(&store.blobs_dir).unwrap();
+            assert_eq!(store.read(&name).unwrap(), None);
+            let again = store.write(&key(), &[b"again"]).unwrap();
+            assert_eq!(store.read(&again).unwrap().unwrap(), b"again");
+            fs::remove_dir_all(&store.blobs_dir).unwrap();
+            fs::create_dir_all(store.blobs_dir.join(&name[..2])).unwrap();
+            fs::write(store.blobs_dir.join(&name), b"remade").unwrap();
+            assert_eq!(store.read(&name).unwrap().unwrap(), b"remade");
+            // Swapped for a link: refused.
+            fs::remove_dir_all(&store.blobs_dir).unwrap();
+            fs::create_dir(outside.join(&name[..2])).unwrap();
+            fs::write(outside.join(&name), b"outside").unwrap();
+            std::os::unix::fs::symlink(&outside, &store.blobs_dir).unwrap();
+            assert_eq!(store.read(&name).unwrap(), None);
+        });
+    }
+
+    #[test]
+    fn a_missing_blob_or_shard_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
+        let name = store.write(&key(), &[b"x"]).unwrap();
+        let other = "cd/cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd-0123456789abcdef";
+        assert_eq!(store.read(other).unwrap(), None);
+        assert_eq!(
+            store
+                .read(&format!("{}0", &name[..name.len() - 1]))
+                .unwrap(),
+            None
+        );
+        assert!(store.read("../etc/passwd").is_err());
+        let empty = store.write(&key(), &[]).unwrap();
+        assert_eq!(store.read(&empty).unwrap().unwrap(), b"");
     }
 
     #[test]

@@ -18,7 +18,8 @@
 //! skew whichever section came next.
 //!
 //! `cargo run --release -p cacheness-json --example json_load -- [--quick]
-//! [--load-only] [--dir <base dir>] [--sizes 1000,10000]`
+//! [--load-only] [--no-fill] [--dir <base dir>] [--sizes 1000,10000]`
+//! (`--no-fill` skips section 3)
 
 use std::cell::RefCell;
 use std::fs;
@@ -27,13 +28,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cacheness_core::{
-    Cache, ContentHash, Entry, ListOptions, Location, MetadataBackend, UserMetadata, key,
+    BlobStore, Cache, ContentHash, Durability, Entry, ListOptions, LocalBlobStore, Location,
+    MetadataBackend, UserMetadata, key,
 };
 use cacheness_json::{JsonBackend, JsonOptions, Parser, parse_snapshot_for_bench};
 use cacheness_memory::MemoryBackend;
 use serde::{Deserialize, Serialize};
 
 const REPETITIONS: usize = 5;
+/// A LIST of 1 000 entries takes about a millisecond: each cache lists this
+/// many times, and its median is the cache's figure.
+const LIST_REPETITIONS: usize = 25;
 /// PUT throughput is sampled per window of this many puts.
 const PUT_WINDOW: u64 = 1_000;
 
@@ -50,6 +55,18 @@ fn record(index: u64) -> Record {
         name: format!("record-{index}"),
         values: (0..20).map(|offset| (index as i64) * 31 + offset).collect(),
     }
+}
+
+/// User + system CPU time of this process so far, all threads (Linux, from
+/// `/proc/self/stat`, in clock ticks of 10 ms), to tell the work a parse does
+/// from the wall time it takes on a machine others load too.
+fn process_cpu_time() -> Option<Duration> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of the line (utime, stime); the name was field 2.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -123,38 +140,86 @@ fn snapshot_load(dirs: &Dirs, entries: u64) {
         bytes.len() as f64 / 1e6
     );
     // Alternate the parsers within each repetition, so machine noise hits both.
-    let parsers = [Parser::SimdJson, Parser::SerdeJson];
+    let parsers = [
+        ("SimdJson", Parser::SimdJson),
+        ("SerdeJson", Parser::SerdeJson),
+    ];
     let mut samples = vec![Vec::new(); parsers.len()];
+    let mut cpu = vec![Vec::new(); parsers.len()];
     for _ in 0..REPETITIONS {
-        for (slot, &parser) in parsers.iter().enumerate() {
+        for (slot, &(_, parser)) in parsers.iter().enumerate() {
             let mut scratch = bytes.clone();
+            let cpu_start = process_cpu_time();
             let start = Instant::now();
             let parsed = parse_snapshot_for_bench(&mut scratch, parser).unwrap();
             samples[slot].push(start.elapsed());
+            if let (Some(before), Some(after)) = (cpu_start, process_cpu_time()) {
+                cpu[slot].push(after.saturating_sub(before));
+            }
             assert_eq!(parsed.len() as u64, entries);
         }
     }
     let results: Vec<Duration> = samples.into_iter().map(median).collect();
-    for (parser, parse) in parsers.iter().zip(&results) {
+    for (((name, _), parse), cpu) in parsers.iter().zip(&results).zip(cpu) {
+        let cpu = if cpu.is_empty() {
+            String::new()
+        } else {
+            format!(", CPU time {:.0} ms", ms(median(cpu)))
+        };
         println!(
-            "  parse with {parser:?}: {:.1} ms (median of {REPETITIONS})",
+            "  parse with {name}: {:.1} ms (median of {REPETITIONS}{cpu})",
             ms(*parse)
         );
     }
     println!(
         "  simd-json is {:.2}x as fast as serde_json",
-        results[1].as_secs_f64() / results[0].as_secs_f64()
+        results[1].as_secs_f64() / results[0].as_secs_f64(),
     );
+    // Opens alternate with a bare read of the snapshot file and with a read of
+    // the whole file followed by its parse (what an open did before it read
+    // the file a chunk at a time).
+    let snapshot_path = dir.join("metadata.json");
+    let mut reads = Vec::new();
+    let mut whole = Vec::new();
+    let mut open_cpu = Vec::new();
     let samples: Vec<Duration> = (0..REPETITIONS)
         .map(|_| {
             let start = Instant::now();
+            let read = fs::read(&snapshot_path).unwrap();
+            reads.push(start.elapsed());
+            assert_eq!(read.len(), bytes.len());
+            drop(read);
+            let start = Instant::now();
+            let mut read = fs::read(&snapshot_path).unwrap();
+            let parsed = parse_snapshot_for_bench(&mut read, Parser::SimdJson).unwrap();
+            whole.push(start.elapsed());
+            assert_eq!(parsed.len() as u64, entries);
+            drop((read, parsed));
+            let cpu_start = process_cpu_time();
+            let start = Instant::now();
             let backend = JsonBackend::open(&dir).unwrap();
             let elapsed = start.elapsed();
+            if let (Some(before), Some(after)) = (cpu_start, process_cpu_time()) {
+                open_cpu.push(after.saturating_sub(before));
+            }
             assert_eq!(backend.len().unwrap(), entries);
             elapsed
         })
         .collect();
+    let whole = median(whole);
+    println!(
+        "  read the snapshot file alone: {:.1} ms; read it whole then parse it: {:.1} ms (medians of {REPETITIONS})",
+        ms(median(reads)),
+        ms(whole),
+    );
     let open = median(samples);
+    if !open_cpu.is_empty() {
+        println!(
+            "  open: CPU time {:.0} ms; open / (whole read + parse) {:.2}",
+            ms(median(open_cpu)),
+            open.as_secs_f64() / whole.as_secs_f64()
+        );
+    }
     println!(
         "  open the {entries}-entry cache: {:.1} ms (median of {REPETITIONS}; target < 300 ms: {})",
         ms(open),
@@ -182,7 +247,7 @@ fn workload(cache: &Cache, entries: u64) -> Figures {
         assert_eq!(back.as_ref(), Some(&record(index)));
     }
     let get = entries as f64 / start.elapsed().as_secs_f64();
-    let lists: Vec<Duration> = (0..REPETITIONS)
+    let lists: Vec<Duration> = (0..LIST_REPETITIONS)
         .map(|_| {
             let start = Instant::now();
             let listed = cache.list(&ListOptions::default()).unwrap();
@@ -396,6 +461,64 @@ fn put_scaling(dirs: &Dirs, entries: u64) {
     );
 }
 
+/// Reading 1 000 blob files three ways over the same files, alternating per
+/// repetition: the blob store, the check it made before this version (a
+/// `symlink_metadata` of the shard, then `fs::read`), and a bare `fs::read`.
+fn blob_reads(dirs: &Dirs, entries: u64) {
+    const ROUNDS: usize = 15;
+    let dir = dirs.fresh();
+    let store = LocalBlobStore::open(&dir, Durability::Flush).unwrap();
+    let names: Vec<String> = (0..entries)
+        .map(|index| {
+            let bytes = serde_json::to_vec(&record(index)).unwrap();
+            store
+                .write(&key!(experiment = "bench", idx = index).key(), &[&bytes])
+                .unwrap()
+        })
+        .collect();
+    let paths: Vec<PathBuf> = names
+        .iter()
+        .map(|name| dir.join("blobs").join(name))
+        .collect();
+    let ways: [(&str, &dyn Fn(usize) -> usize); 3] = [
+        ("LocalBlobStore::read", &|at| {
+            store.read(&names[at]).unwrap().unwrap().len()
+        }),
+        ("shard lstat + fs::read (before)", &|at| {
+            let shard = paths[at].parent().unwrap();
+            assert!(fs::symlink_metadata(shard).unwrap().is_dir());
+            fs::read(&paths[at]).unwrap().len()
+        }),
+        ("bare fs::read (floor)", &|at| {
+            fs::read(&paths[at]).unwrap().len()
+        }),
+    ];
+    let mut samples = vec![Vec::new(); ways.len()];
+    for _ in 0..ROUNDS {
+        for (slot, (_, read)) in ways.iter().enumerate() {
+            let start = Instant::now();
+            let total: usize = (0..names.len()).map(read).sum();
+            samples[slot].push(start.elapsed());
+            assert!(total > 0);
+        }
+    }
+    let results: Vec<Duration> = samples.into_iter().map(median).collect();
+    println!(
+        "Blob reads of {entries} files (reads/s, median of {ROUNDS} rounds, ways alternating)"
+    );
+    for ((name, _), elapsed) in ways.iter().zip(&results) {
+        println!(
+            "  {name:<32} {:>9.0}/s  ({:.2}x the floor)",
+            entries as f64 / elapsed.as_secs_f64(),
+            results[2].as_secs_f64() / elapsed.as_secs_f64()
+        );
+    }
+    println!(
+        "  blob store / the check before: {:.2}x",
+        results[1].as_secs_f64() / results[0].as_secs_f64()
+    );
+}
+
 fn main() {
     let arguments: Vec<String> = std::env::args().collect();
     let flag = |name: &str| arguments.iter().any(|argument| argument == name);
@@ -423,7 +546,11 @@ fn main() {
         return;
     }
     println!();
-    println!("Cache PUT/GET ops/s and LIST ms (median of {REPETITIONS} fresh caches)");
+    blob_reads(&dirs, 1_000);
+    println!();
+    println!(
+        "Cache PUT/GET ops/s and LIST ms (median of {REPETITIONS} fresh caches; LIST: each cache's median of {LIST_REPETITIONS})"
+    );
     println!("| backend                      | entries |     PUT/s |     GET/s |  LIST ms |");
     println!("|------------------------------|---------|-----------|-----------|----------|");
     let sizes: Vec<u64> = match value_of("--sizes") {
@@ -497,8 +624,10 @@ fn main() {
             json.get / floor.get,
         );
     }
-    println!();
-    put_scaling(&dirs, large);
+    if !flag("--no-fill") {
+        println!();
+        put_scaling(&dirs, large);
+    }
     let kept = dirs.kept.into_inner().len();
     println!("(deleting the {kept} cache dirs of this run)");
 }

@@ -13,14 +13,15 @@ use cacheness_core::{
     MetadataBackend, ScanFilter,
 };
 
+use crate::by_entry::{READ_CHUNK, parse_by_entry_from};
 use crate::error::JsonError;
 use crate::files::{
     Identity, LockGuard, LockKind, create_dir, identity, open_append, remove_stale_temp_files,
     replace_file,
 };
 use crate::format::{
-    FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry, complete_lines,
-    encode_record, encode_snapshot, parse_record, parse_snapshot,
+    FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry, check_version,
+    complete_lines, encode_record, encode_snapshot, parse_record, parse_snapshot,
 };
 use crate::options::JsonOptions;
 use crate::rebuild::rebuild_from_blobs;
@@ -93,6 +94,9 @@ enum SnapshotRead {
     Missing,
     Corrupt(String),
 }
+
+/// A parsed snapshot and its length in bytes, or why it was refused.
+type ParsedSnapshot = Result<(Snapshot, u64), Refusal>;
 
 /// What reading a journal found.
 struct JournalRead {
@@ -429,17 +433,27 @@ impl JsonBackend {
         state
     }
 
+    /// Reads the snapshot a chunk at a time, parsing it entry by entry as it
+    /// comes; anything the streaming parse does not accept is read whole and
+    /// parsed as before, for the same result or error.
     fn read_snapshot(&self) -> Result<SnapshotRead, JsonError> {
-        let mut bytes = match fs::read(&self.snapshot_path) {
-            Ok(bytes) => bytes,
+        let streamed = match File::open(&self.snapshot_path) {
+            Ok(file) => parse_by_entry_from(&file, READ_CHUNK)
+                .map_err(|source| JsonError::io("read", &self.snapshot_path, source))?,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Ok(SnapshotRead::Missing);
             }
             Err(source) => return Err(JsonError::io("read", &self.snapshot_path, source)),
         };
-        let len = bytes.len() as u64;
-        match parse_snapshot(&mut bytes, Parser::SimdJson) {
-            Ok(snapshot) => Ok(SnapshotRead::Found(snapshot, len)),
+        let parsed = match streamed {
+            Some((snapshot, len)) => check_version(snapshot).map(|snapshot| (snapshot, len)),
+            None => match self.read_whole_snapshot()? {
+                Some(read) => read,
+                None => return Ok(SnapshotRead::Missing),
+            },
+        };
+        match parsed {
+            Ok((snapshot, len)) => Ok(SnapshotRead::Found(snapshot, len)),
             Err(Refusal::Newer(found)) => Err(JsonError::NewerFormat {
                 path: self.snapshot_path.clone(),
                 found,
@@ -447,6 +461,19 @@ impl JsonBackend {
             }),
             Err(Refusal::Malformed(reason)) => Ok(SnapshotRead::Corrupt(reason)),
         }
+    }
+
+    /// The whole snapshot file, parsed; `None` if it is gone.
+    fn read_whole_snapshot(&self) -> Result<Option<ParsedSnapshot>, JsonError> {
+        let mut bytes = match fs::read(&self.snapshot_path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(JsonError::io("read", &self.snapshot_path, source)),
+        };
+        let len = bytes.len() as u64;
+        Ok(Some(
+            parse_snapshot(&mut bytes, Parser::SimdJson).map(|snapshot| (snapshot, len)),
+        ))
     }
 
     fn read_journal(&self) -> Result<Option<JournalRead>, JsonError> {
@@ -666,26 +693,28 @@ impl MetadataBackend for JsonBackend {
     ) -> cacheness_core::Result<()> {
         let mut remaining = filter.limit.unwrap_or(usize::MAX);
         let mut after = filter.after;
+        // One buffer for every chunk of the scan.
+        let mut chunk: Vec<Entry> = Vec::new();
         while remaining > 0 {
-            let chunk: Vec<Entry> = self.read(|state| {
+            let wanted = remaining.min(SCAN_CHUNK);
+            self.read(|state| {
                 let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-                state
-                    .entries
-                    .range((lower, Bound::Unbounded))
-                    .map(|(_, entry)| entry)
-                    .filter(|entry| {
-                        filter
-                            .prefix
-                            .as_deref()
-                            .is_none_or(|prefix| entry.prefix == prefix)
-                    })
-                    .take(remaining.min(SCAN_CHUNK))
-                    .cloned()
-                    .collect()
+                let in_range = state.entries.range((lower, Bound::Unbounded));
+                chunk.reserve(wanted.min(state.entries.len()));
+                match filter.prefix.as_deref() {
+                    None => chunk.extend(in_range.take(wanted).map(|(_, entry)| entry.clone())),
+                    Some(prefix) => chunk.extend(
+                        in_range
+                            .map(|(_, entry)| entry)
+                            .filter(|entry| entry.prefix == prefix)
+                            .take(wanted)
+                            .cloned(),
+                    ),
+                }
             })?;
-            let full = chunk.len() == SCAN_CHUNK;
+            let full = chunk.len() == wanted;
             after = chunk.last().map(|entry| entry.key);
-            for entry in chunk {
+            for entry in chunk.drain(..) {
                 remaining -= 1;
                 if visit(entry).is_break() {
                     return Ok(());

@@ -24,6 +24,7 @@
 //! Anything else (a hand-edited layout, damage) returns `None`; the caller then
 //! parses the whole document, which gives the verdict it always gave.
 
+use std::io::{self, Read};
 use std::ops::Range;
 
 use cacheness_core::Entry;
@@ -31,7 +32,7 @@ use memchr::memmem;
 use serde::Deserialize;
 use simd_json::{Buffers, DEFAULT_MAX_DEPTH, Deserializer, INPUT_PADDING, Tape, fill_tape_padded};
 
-use crate::format::{Snapshot, SnapshotEntries};
+use crate::format::{FORMAT_VERSION, Snapshot, SnapshotEntries, VERSION_PROBE_LEN, probe_version};
 
 /// The line that opens the entries array, up to its `[`.
 const ENTRIES_KEY: &[u8] = b"\n  \"entries\": [";
@@ -70,12 +71,141 @@ pub(crate) fn parse_by_entry(document: &[u8]) -> Option<Snapshot> {
     let mut outline = Vec::with_capacity(document.len() - layout.array_close + 256);
     outline.extend_from_slice(&document[..=layout.array_open]);
     outline.extend_from_slice(&document[layout.array_close..]);
-    let mut snapshot: Snapshot = simd_json::serde::from_slice(&mut outline).ok()?;
-    if !snapshot.entries.by_key.is_empty() || !snapshot.entries.rejected.is_empty() {
-        return None;
-    }
+    let mut snapshot = parse_outline(&mut outline)?;
     snapshot.entries = parse_entries(document, &layout.entries)?;
     Some(snapshot)
+}
+
+/// Bytes read from the snapshot file at a time by [`parse_by_entry_from`].
+pub(crate) const READ_CHUNK: usize = 1 << 20;
+/// The text before the entries array is a few lines; a longer one is not the
+/// writer's layout.
+const HEAD_LIMIT: usize = 1 << 20;
+
+/// A file read a chunk at a time into one buffer, from which the consumed
+/// front is dropped.
+struct Chunks<R> {
+    reader: R,
+    chunk: usize,
+    buf: Vec<u8>,
+    eof: bool,
+    total: u64,
+}
+
+impl<R: Read> Chunks<R> {
+    /// Drops `buf[..consumed]` and reads one more chunk; `false` at the end.
+    fn refill(&mut self, consumed: usize) -> io::Result<bool> {
+        self.buf.drain(..consumed);
+        if self.eof {
+            return Ok(false);
+        }
+        let before = self.buf.len();
+        let read = (&mut self.reader)
+            .take(self.chunk as u64)
+            .read_to_end(&mut self.buf)?;
+        self.total += read as u64;
+        self.eof = read == 0;
+        Ok(before < self.buf.len())
+    }
+
+    /// Reads until `buf` holds at least `len` bytes from `*from` on, or the
+    /// file ends; the bytes before `*from` may be dropped (`*from` follows).
+    fn want(&mut self, from: &mut usize, len: usize) -> io::Result<()> {
+        while self.buf.len() < *from + len {
+            let more = self.refill(*from)?;
+            *from = 0;
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`parse_by_entry`] on a file read a chunk of `chunk` bytes at a time: the
+/// same checks on the same bytes, giving the same verdict, without holding
+/// the whole file (whose fresh pages cost as much as a tenth of an open).
+/// Returns the snapshot and the file's length, or `None` when the caller must
+/// read the whole file and parse it as before (another layout, damage, or a
+/// newer format version near the start).
+pub(crate) fn parse_by_entry_from(
+    reader: impl Read,
+    chunk: usize,
+) -> io::Result<Option<(Snapshot, u64)>> {
+    let mut file = Chunks {
+        reader,
+        chunk: chunk.max(1),
+        buf: Vec::with_capacity(chunk.max(1) * 2),
+        eof: false,
+        total: 0,
+    };
+    file.want(&mut 0, VERSION_PROBE_LEN)?;
+    if probe_version(&file.buf).is_some_and(|version| version > FORMAT_VERSION) {
+        return Ok(None);
+    }
+    let array_open = loop {
+        if let Some(at) = memmem::find(&file.buf, ENTRIES_KEY) {
+            break at + ENTRIES_KEY.len() - 1;
+        }
+        if file.buf.len() > HEAD_LIMIT || !file.refill(0)? {
+            return Ok(None);
+        }
+    };
+    while file.buf.len() < array_open + 1 + ENTRY_OPEN.len() && file.refill(0)? {}
+    if !file.buf[array_open + 1..].starts_with(ENTRY_OPEN)
+        || !opens_top_level_value(&file.buf[..array_open])
+    {
+        return Ok(None);
+    }
+    let mut outline = file.buf[..=array_open].to_vec();
+    let entry_close = memmem::Finder::new(ENTRY_CLOSE);
+    let mut parser = EntryParser::new();
+    let mut entries = SnapshotEntries::default();
+    let mut start = array_open + ENTRY_OPEN.len();
+    loop {
+        let end = loop {
+            if let Some(at) = entry_close.find(&file.buf[start..]) {
+                break start + at + ENTRY_CLOSE.len();
+            }
+            if !file.refill(start)? {
+                return Ok(None);
+            }
+            start = 0;
+        };
+        match parser.parse(&file.buf[start..end]) {
+            Some(entry) => entries.add(entry),
+            None => return Ok(None),
+        }
+        // Enough bytes after `end` to tell what follows.
+        let mut end = end;
+        file.want(&mut end, NEXT_ENTRY.len().max(ENTRIES_END.len()))?;
+        let rest = &file.buf[end..];
+        if rest.starts_with(NEXT_ENTRY) {
+            start = end + NEXT_ENTRY.len() - 1;
+        } else if rest.starts_with(ENTRIES_END) {
+            let mut array_close = end + ENTRIES_END.len() - 1;
+            while file.refill(array_close)? {
+                array_close = 0;
+            }
+            // The last refill dropped the front too.
+            outline.extend_from_slice(&file.buf);
+            break;
+        } else {
+            return Ok(None);
+        }
+    }
+    let Some(mut snapshot) = parse_outline(&mut outline) else {
+        return Ok(None);
+    };
+    snapshot.entries = entries;
+    Ok(Some((snapshot, file.total)))
+}
+
+/// Parses the snapshot around an empty entries array; `None` unless it is
+/// one whose entries array is indeed empty.
+fn parse_outline(outline: &mut [u8]) -> Option<Snapshot> {
+    let snapshot: Snapshot = simd_json::serde::from_slice(outline).ok()?;
+    (snapshot.entries.by_key.is_empty() && snapshot.entries.rejected.is_empty()).then_some(snapshot)
 }
 
 /// Locates the entries array and each entry by the writer's layout.
@@ -135,26 +265,46 @@ fn opens_top_level_value(head: &[u8]) -> bool {
     !in_string && depth == 1
 }
 
-/// Parses each span of `document` as one entry, reusing one set of buffers and
-/// one tape. Each piece is copied out first because simd-json unescapes strings
-/// in place: the document stays intact for a whole-document parse after a
-/// failure here.
+/// Parses each span of `document` as one entry.
 fn parse_entries(document: &[u8], spans: &[Range<usize>]) -> Option<SnapshotEntries> {
-    let mut buffers = Buffers::with_max_depth(TYPICAL_ENTRY_LEN, ENTRY_MAX_DEPTH);
-    let mut piece = Vec::with_capacity(TYPICAL_ENTRY_LEN + INPUT_PADDING);
-    let mut tape = Tape::null();
+    let mut parser = EntryParser::new();
     let mut entries = SnapshotEntries::default();
     for span in spans {
-        piece.clear();
-        piece.extend_from_slice(&document[span.clone()]);
-        piece.resize(span.len() + INPUT_PADDING, b' ');
-        let mut filled = tape.reset();
-        fill_tape_padded(&mut piece, span.len(), &mut buffers, &mut filled).ok()?;
-        let mut deserializer = Deserializer::from_tape(filled);
-        entries.add(Entry::deserialize(&mut deserializer).ok()?);
-        tape = deserializer.into_tape().reset();
+        entries.add(parser.parse(&document[span.clone()])?);
     }
     Some(entries)
+}
+
+/// Parses pieces as entries, reusing one set of buffers and one tape. Each
+/// piece is copied out first because simd-json unescapes strings in place:
+/// the document stays intact for a whole-document parse after a failure.
+struct EntryParser {
+    buffers: Buffers,
+    piece: Vec<u8>,
+    tape: Option<Tape<'static>>,
+}
+
+impl EntryParser {
+    fn new() -> Self {
+        EntryParser {
+            buffers: Buffers::with_max_depth(TYPICAL_ENTRY_LEN, ENTRY_MAX_DEPTH),
+            piece: Vec::with_capacity(TYPICAL_ENTRY_LEN + INPUT_PADDING),
+            tape: Some(Tape::null()),
+        }
+    }
+
+    /// The entry `text` holds, if it is exactly one complete entry.
+    fn parse(&mut self, text: &[u8]) -> Option<Entry> {
+        self.piece.clear();
+        self.piece.extend_from_slice(text);
+        self.piece.resize(text.len() + INPUT_PADDING, b' ');
+        let mut filled = self.tape.take().unwrap_or_else(Tape::null).reset();
+        fill_tape_padded(&mut self.piece, text.len(), &mut self.buffers, &mut filled).ok()?;
+        let mut deserializer = Deserializer::from_tape(filled);
+        let entry = Entry::deserialize(&mut deserializer).ok();
+        self.tape = Some(deserializer.into_tape().reset());
+        entry
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +325,22 @@ mod tests {
             .map(|entry| (entry.key, entry))
             .collect();
         encode_snapshot(&entries, Counters::default(), 3).unwrap()
+    }
+
+    /// Applies each `(where, kind, byte)`: kind 0 removes a byte, 1 inserts
+    /// `byte`, 2 overwrites with it, 3 cuts the document there.
+    fn apply_edits(document: &mut Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) {
+        for (at, kind, byte) in edits {
+            let position = at.index(document.len());
+            match kind {
+                0 => {
+                    document.remove(position);
+                }
+                1 => document.insert(position, byte),
+                2 => document[position] = byte,
+                _ => document.truncate(position),
+            }
+        }
     }
 
     /// Everything a snapshot holds, comparable even with NaN parameters.
@@ -242,18 +408,101 @@ mod tests {
             ),
         ) {
             let mut document = document_of(entries);
-            for (at, kind, byte) in edits {
-                let position = at.index(document.len());
-                match kind {
-                    0 => { document.remove(position); }
-                    1 => document.insert(position, byte),
-                    _ => document[position] = byte,
-                }
-            }
+            apply_edits(&mut document, edits);
             if let Some(snapshot) = parse_by_entry(&document) {
                 prop_assert_eq!(Some(summary(&snapshot)), whole_document(&document));
             }
         }
+    }
+
+    /// A snapshot in the writer's layout holding `entries` as given, repeated
+    /// keys included (the writer never repeats one; a hand edit might).
+    fn document_with_repeats(entries: &[Entry]) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            format_version: u64,
+            generation: u64,
+            counters: crate::format::StoredCounters,
+            entries: &'a [Entry],
+        }
+        let mut out = serde_json::to_vec_pretty(&Out {
+            format_version: 1,
+            generation: 3,
+            counters: Default::default(),
+            entries,
+        })
+        .unwrap();
+        out.push(b'\n');
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn a_repeated_key_keeps_its_last_entry_as_in_the_whole_document(
+            entries in proptest::collection::vec(arb_entry(), 1..6),
+            repeats in proptest::collection::vec(any::<prop::sample::Index>(), 1..4),
+        ) {
+            let mut entries = entries;
+            for repeat in repeats {
+                let mut again = repeat.get(&entries).clone();
+                again.access_count = again.access_count.wrapping_add(1);
+                entries.push(again);
+            }
+            let document = document_with_repeats(&entries);
+            let snapshot = parse_by_entry(&document);
+            prop_assert!(snapshot.is_some());
+            prop_assert_eq!(snapshot.map(|snapshot| summary(&snapshot)), whole_document(&document));
+        }
+    }
+
+    /// What reading `document` a chunk at a time gives, in the form of
+    /// [`summary`]; its length must be the document's.
+    fn streamed(document: &[u8], chunk: usize) -> Option<serde_json::Value> {
+        let (snapshot, len) = parse_by_entry_from(document, chunk).unwrap()?;
+        assert_eq!(len, document.len() as u64);
+        Some(summary(&snapshot))
+    }
+
+    /// What [`parse_by_entry_from`] must give: the in-memory verdict, except
+    /// that a newer version near the start is left to the whole-file read.
+    fn expected_stream(document: &[u8]) -> Option<serde_json::Value> {
+        let newer =
+            crate::format::probe_version(document).is_some_and(|version| version > FORMAT_VERSION);
+        parse_by_entry(document)
+            .filter(|_| !newer)
+            .map(|snapshot| summary(&snapshot))
+    }
+
+    proptest! {
+        #[test]
+        fn reading_in_chunks_gives_the_in_memory_verdict(
+            entries in proptest::collection::vec(arb_entry(), 1..5),
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), 0..4u8, prop::sample::select(b"{}[]\",:\\ \n0a".to_vec())),
+                0..3,
+            ),
+            chunk in prop_oneof![1..16usize, 16..700usize, Just(READ_CHUNK)],
+        ) {
+            let mut document = document_of(entries);
+            apply_edits(&mut document, edits);
+            prop_assert_eq!(streamed(&document, chunk), expected_stream(&document));
+        }
+    }
+
+    #[test]
+    fn a_large_snapshot_is_read_in_chunks_like_in_memory() {
+        let entries = (0..500).map(|index| sample_entry(key_of(index), index));
+        let document = document_of(entries);
+        assert!(document.len() > 4 * 4096);
+        for chunk in [7, 4096, READ_CHUNK] {
+            let read = streamed(&document, chunk);
+            assert!(read.is_some());
+            assert_eq!(read, whole_document(&document));
+        }
+        let mut newer = document.clone();
+        newer[22] = b'7';
+        assert!(newer.starts_with(b"{\n  \"format_version\": 7"));
+        assert_eq!(streamed(&newer, 4096), None);
     }
 
     #[test]

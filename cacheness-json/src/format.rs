@@ -238,12 +238,12 @@ pub enum Parser {
 }
 
 /// How far into a snapshot the version field is looked for before parsing.
-const VERSION_PROBE_LEN: usize = 4096;
+pub(crate) const VERSION_PROBE_LEN: usize = 4096;
 
 /// The `format_version` near the start of a snapshot, found without parsing the
 /// whole file, so a newer format is told apart from damage even when its shape is
 /// unknown. Every version writes that field first.
-fn probe_version(bytes: &[u8]) -> Option<u64> {
+pub(crate) fn probe_version(bytes: &[u8]) -> Option<u64> {
     let head = &bytes[..bytes.len().min(VERSION_PROBE_LEN)];
     let field = b"\"format_version\"";
     let at = head
@@ -273,7 +273,11 @@ pub(crate) fn parse_snapshot(bytes: &mut [u8], parser: Parser) -> Result<Snapsho
             serde_json::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
         }
     };
-    let snapshot = parsed.map_err(Refusal::Malformed)?;
+    check_version(parsed.map_err(Refusal::Malformed)?)
+}
+
+/// Refuses a parsed snapshot of a newer or impossible format version.
+pub(crate) fn check_version(snapshot: Snapshot) -> Result<Snapshot, Refusal> {
     if snapshot.format_version > FORMAT_VERSION {
         return Err(Refusal::Newer(snapshot.format_version));
     }
