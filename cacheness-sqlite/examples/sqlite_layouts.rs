@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! cargo run --release -p cacheness-sqlite --example sqlite_layouts [-- --quick] [-- --only I]
+//! # two variants interleaved run by run (their figures see the same load):
+//! cargo run --release -p cacheness-sqlite --example sqlite_layouts -- --pair 1 3
 //! # one run of variant I (default 0) under a profiler, pragmas from CKPT, CACHE,
 //! # PASSIVE (a passive checkpoint every that many puts) and MMAP:
 //! CKPT=50000 perf record -g target/release/examples/sqlite_layouts --profile 100000 --only 1
@@ -261,6 +263,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rates.push(put_all(&mut conn, &v, n)?);
         }
         println!("{v:?} N={n}: {:.0}/s", median(rates));
+        return Ok(());
+    }
+    if let Some(pair) = args.iter().position(|a| a == "--pair") {
+        // Two variants interleaved run by run: their figures share the machine's load.
+        let pick = |offset: usize| -> usize {
+            args.get(pair + offset)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
+        };
+        let chosen = [variants[pick(1)], variants[pick(2)]];
+        let mut figures = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+        for rep in 0..11 {
+            for (index, v) in chosen.iter().enumerate() {
+                let dir = tempfile::tempdir()?;
+                let mut conn = setup(&dir.path().join("a.db"), v)?;
+                figures[index][0].push(put_all(&mut conn, v, 1_000)?);
+                if rep < 3 {
+                    let dir = tempfile::tempdir()?;
+                    let mut conn = setup(&dir.path().join("b.db"), v)?;
+                    figures[index][1].push(put_all(&mut conn, v, large)?);
+                }
+            }
+        }
+        for (v, [small, big]) in chosen.iter().zip(figures) {
+            let (s, b) = (median(small), median(big));
+            println!(
+                "{v:?}: N=1000 {s:>8.0}/s  N={large} {b:>8.0}/s  ratio {:.0} %",
+                100.0 * b / s
+            );
+        }
         return Ok(());
     }
     println!(

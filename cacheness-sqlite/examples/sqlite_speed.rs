@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick]
+//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES]
 //! ```
 //!
 //! Workload (BENCHMARK.md, W1): values are a ~200-byte serde struct (an id, a
@@ -49,6 +49,22 @@ fn record(index: u64) -> Record {
     }
 }
 
+/// The default options, or with `-- --autocheckpoint PAGES` another
+/// `wal_autocheckpoint`, for the backend and both raw floors alike.
+fn options() -> SqliteOptions {
+    let args: Vec<String> = std::env::args().collect();
+    let pages = args
+        .iter()
+        .position(|arg| arg == "--autocheckpoint")
+        .and_then(|at| args.get(at + 1))
+        .and_then(|pages| pages.parse().ok());
+    let defaults = SqliteOptions::default();
+    SqliteOptions {
+        wal_autocheckpoint: pages.unwrap_or(defaults.wal_autocheckpoint),
+        ..defaults
+    }
+}
+
 fn bench_key(index: u64) -> cacheness_core::CacheKey {
     key!(experiment = "bench", idx = index).key()
 }
@@ -69,7 +85,9 @@ fn per_second(count: u64, elapsed: Duration) -> f64 {
 
 /// PUT then GET of `n` entries through the cache, in a fresh directory.
 fn cacheness_run(dir: &Path, n: u64) -> Result<(Run, Cache), Box<dyn std::error::Error>> {
-    let cache = Cache::builder().dir(dir).open(SqliteBackend::open(dir)?)?;
+    let cache = Cache::builder()
+        .dir(dir)
+        .open(SqliteBackend::open_with(dir, &options())?)?;
     let records: Vec<Record> = (0..n).map(record).collect();
     let started = Instant::now();
     for (index, value) in records.iter().enumerate() {
@@ -94,7 +112,7 @@ fn cacheness_run(dir: &Path, n: u64) -> Result<(Run, Cache), Box<dyn std::error:
 
 /// The same puts and gets with rusqlite alone, same pragmas.
 fn raw_run(dir: &Path, n: u64, without_rowid: bool) -> Result<Run, Box<dyn std::error::Error>> {
-    let options = SqliteOptions::default();
+    let options = options();
     let conn = Connection::open(dir.join("raw.db"))?;
     conn.busy_timeout(options.busy_timeout)?;
     conn.execute_batch(&format!(
@@ -261,6 +279,17 @@ fn list_pair(
             assert_eq!(listed.len(), 1_000);
         }
     }
+    if percentiles {
+        let first: Vec<String> = sqlite_ms
+            .iter()
+            .take(12)
+            .map(|ms| format!("{ms:.2}"))
+            .collect();
+        println!(
+            "first sqlite lists after the writes (ms): {}",
+            first.join(" ")
+        );
+    }
     let low = |values: &[f64]| values.iter().copied().fold(f64::INFINITY, f64::min);
     let peers = [
         ("sqlite", &sqlite_ms),
@@ -297,7 +326,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let large = if quick { 10_000 } else { 100_000 };
-    println!("sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians");
+    println!(
+        "sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians; wal_autocheckpoint = {}",
+        options().wal_autocheckpoint
+    );
     let small = measure(1_000, 11)?;
     let big = measure(large, 3)?;
     for (n, figures) in [(1_000u64, &small), (large, &big)] {
