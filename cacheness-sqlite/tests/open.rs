@@ -525,22 +525,38 @@ fn a_scan_visitor_may_use_the_in_memory_backend() {
 
 /// The POSIX record locks this process holds on `path`, as `/proc/locks` lists
 /// them.
+///
+/// `/proc/locks` is not a snapshot: read in several chunks while other test
+/// threads take and release locks, it can repeat a line or skip one (seen: the
+/// same lock listed twice under two ordinals). So locks are counted once each,
+/// and the file is read until two readings in a row agree.
 #[cfg(target_os = "linux")]
 fn locks_held_on(path: &Path) -> usize {
+    use std::collections::BTreeSet;
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).unwrap();
     let inode = format!(":{}", metadata.ino());
     let pid = std::process::id().to_string();
-    std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"POSIX")
-                && fields.get(4) == Some(&pid.as_str())
-                && fields.get(5).is_some_and(|device| device.ends_with(&inode))
-        })
-        .count()
+    let reading = || -> BTreeSet<Vec<String>> {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .map(|line| line.split_whitespace().skip(1).map(str::to_owned).collect())
+            .filter(|fields: &Vec<String>| {
+                fields.first().map(String::as_str) == Some("POSIX")
+                    && fields.get(3) == Some(&pid)
+                    && fields.get(4).is_some_and(|device| device.ends_with(&inode))
+            })
+            .collect()
+    };
+    let mut last = reading();
+    loop {
+        let next = reading();
+        if next == last {
+            return next.len();
+        }
+        last = next;
+    }
 }
 
 /// Closing any descriptor of a file drops every POSIX lock the process holds on
