@@ -377,12 +377,14 @@ impl MetadataBackend for SqliteBackend {
     fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
         Ok(self.write("put", |tx| {
             let replaced = select_entry(tx, &entry.key)?;
-            let mut insert = tx.prepare_cached(concat!(
-                "INSERT OR REPLACE INTO entries (",
-                columns!(),
-                ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-            ))?;
-            bind_entry(&mut insert, &entry)?;
+            // A replaced entry is updated where it is (its row keeps its `id`);
+            // a new one is appended to the table.
+            let mut write = tx.prepare_cached(if replaced.is_some() {
+                UPDATE_SQL
+            } else {
+                INSERT_SQL
+            })?;
+            bind_entry(&mut write, &entry)?;
             let mut totals = Totals::read(tx)?;
             match &replaced {
                 Some(old) => totals.total_size = totals.total_size.saturating_sub(old.stored_size),
@@ -452,7 +454,7 @@ impl MetadataBackend for SqliteBackend {
         filter: &ScanFilter,
         visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
     ) -> cacheness_core::Result<()> {
-        // Keyset paging on the primary key: each page starts after the last key
+        // Keyset paging on the key index: each page starts after the last key
         // seen (an empty blob sorts before every key).
         let sql = scan_sql(filter.prefix.as_deref());
         let mut after: Vec<u8> = filter
@@ -653,6 +655,20 @@ fn read_writes(conn: &Connection) -> Result<u64, Failure> {
             reason,
         })
 }
+
+/// Inserts an entry, parameters in [`columns!`] order.
+const INSERT_SQL: &str = concat!(
+    "INSERT INTO entries (",
+    columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+);
+
+/// Overwrites the entry under `?1`, the same parameters as [`INSERT_SQL`].
+const UPDATE_SQL: &str = "UPDATE entries SET prefix = ?2, description = ?3, type_tag = ?4, \
+     codec = ?5, params = ?6, created_at = ?7, accessed_at = ?8, expires_at = ?9, \
+     access_count = ?10, stored_size = ?11, raw_size = ?12, compression = ?13, \
+     content_hash = ?14, inline_value = ?15, blob_name = ?16, signature = ?17, \
+     user_metadata = ?18 WHERE key = ?1";
 
 /// A page of a scan: entries after `?1`, at most `?2`, with prefix `?3` if the
 /// filter has a non-empty one.
@@ -1034,7 +1050,7 @@ mod tests {
             &conn,
             concat!("SELECT ", columns!(), " FROM entries WHERE key = ?1"),
         );
-        assert!(get.contains("USING PRIMARY KEY (key=?)"), "{get}");
+        assert!(get.contains("USING INDEX entries_by_key (key=?)"), "{get}");
         let expired = query_plan(&conn, expired_sql());
         assert!(expired.contains("entries_by_expires_at"), "{expired}");
         let eviction = query_plan(&conn, eviction_sql());
@@ -1044,10 +1060,12 @@ mod tests {
         assert!(prefixed.contains("entries_by_prefix"), "{prefixed}");
         assert!(!prefixed.contains("TEMP B-TREE"), "no sort: {prefixed}");
         let all = query_plan(&conn, scan_sql(None));
-        assert!(all.contains("PRIMARY KEY (key>?)"), "{all}");
+        assert!(all.contains("USING INDEX entries_by_key (key>?)"), "{all}");
+        assert!(!all.contains("TEMP B-TREE"), "no sort: {all}");
         for touch in [
             "UPDATE stats SET entries = ?1, total_size = ?2 WHERE id = 1",
             "DELETE FROM entries WHERE key = ?1",
+            UPDATE_SQL,
         ] {
             let plan = query_plan(&conn, touch);
             assert!(!plan.contains("SCAN"), "{touch}: {plan}");

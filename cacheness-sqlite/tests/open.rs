@@ -133,6 +133,85 @@ fn a_version_2_database_gets_the_write_count() {
     assert_eq!(backend.len().unwrap(), 5);
 }
 
+/// The version-3 layout: version 2 and the count of write transactions.
+fn write_v3_database(path: &Path, entries: u64) {
+    write_v2_database(path, entries);
+    Connection::open(path)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE stats ADD COLUMN writes INTEGER NOT NULL DEFAULT 0;
+             UPDATE stats SET writes = 4;
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+}
+
+#[test]
+fn a_version_3_database_moves_its_entries_to_the_rowid_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    write_v3_database(&path, 5);
+
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let stats = backend.stats().unwrap();
+    assert_eq!(
+        (stats.entries, stats.total_size, stats.counters.hits),
+        (5, 10 + 11 + 12 + 13 + 14, 7),
+        "the totals are kept"
+    );
+    for index in 0..5 {
+        let entry = backend.get(&key_of(index)).unwrap().unwrap();
+        assert_eq!(entry.stored_size, 10 + index, "entry {index}");
+    }
+    // Listed in key order, as before.
+    let mut keys = Vec::new();
+    backend
+        .scan(&ScanFilter::all(), &mut |entry| {
+            keys.push(entry.key);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    let mut expected: Vec<_> = (0..5).map(key_of).collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+    // A put replaces a migrated row and returns it; a conditional remove sees it.
+    let replaced = backend.put(sample_entry(key_of(2), 5)).unwrap().unwrap();
+    assert_eq!(replaced.stored_size, 12);
+    let current = backend.get(&key_of(2)).unwrap().unwrap();
+    assert!(backend.remove_if_unchanged(&replaced).unwrap().is_none());
+    assert!(backend.remove_if_unchanged(&current).unwrap().is_some());
+    assert_eq!(backend.len().unwrap(), 4);
+    drop(backend);
+
+    let conn = Connection::open(&path).unwrap();
+    let layout: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'entries' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        layout,
+        [
+            "entries",
+            "entries_by_accessed_at",
+            "entries_by_expires_at",
+            "entries_by_key",
+            "entries_by_prefix"
+        ]
+    );
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM entries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(rows, 4);
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -446,22 +525,38 @@ fn a_scan_visitor_may_use_the_in_memory_backend() {
 
 /// The POSIX record locks this process holds on `path`, as `/proc/locks` lists
 /// them.
+///
+/// `/proc/locks` is not a snapshot: read in several chunks while other test
+/// threads take and release locks, it can repeat a line or skip one (seen: the
+/// same lock listed twice under two ordinals). So locks are counted once each,
+/// and the file is read until two readings in a row agree.
 #[cfg(target_os = "linux")]
 fn locks_held_on(path: &Path) -> usize {
+    use std::collections::BTreeSet;
     use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(path).unwrap();
     let inode = format!(":{}", metadata.ino());
     let pid = std::process::id().to_string();
-    std::fs::read_to_string("/proc/locks")
-        .unwrap()
-        .lines()
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.get(1) == Some(&"POSIX")
-                && fields.get(4) == Some(&pid.as_str())
-                && fields.get(5).is_some_and(|device| device.ends_with(&inode))
-        })
-        .count()
+    let reading = || -> BTreeSet<Vec<String>> {
+        std::fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .map(|line| line.split_whitespace().skip(1).map(str::to_owned).collect())
+            .filter(|fields: &Vec<String>| {
+                fields.first().map(String::as_str) == Some("POSIX")
+                    && fields.get(3) == Some(&pid)
+                    && fields.get(4).is_some_and(|device| device.ends_with(&inode))
+            })
+            .collect()
+    };
+    let mut last = reading();
+    loop {
+        let next = reading();
+        if next == last {
+            return next.len();
+        }
+        last = next;
+    }
 }
 
 /// Closing any descriptor of a file drops every POSIX lock the process holds on
