@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use crate::entry::Entry;
+use crate::entry::{Entry, SharedEntry};
 use crate::error::Result;
 use crate::key::CacheKey;
 
@@ -48,10 +48,13 @@ pub trait MetadataBackend: Send + Sync + Debug {
     /// The engine reads through this method. Backends that keep entries in memory
     /// (the `memory` backend, the memory layer) override it to hand out a reference
     /// to their own copy, so a read allocates nothing for the entry's strings,
-    /// parameters and inline bytes; the default wraps [`get`](Self::get). Either
-    /// way the entry is the one [`get`](Self::get) would return.
-    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> {
-        Ok(self.get(key)?.map(Arc::new))
+    /// parameters and inline bytes, and the engine's check of the entry is kept
+    /// with it; the default wraps [`get`](Self::get). Either way the entry is the
+    /// one [`get`](Self::get) would return.
+    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<SharedEntry>>> {
+        Ok(self
+            .get(key)?
+            .map(|entry| Arc::new(SharedEntry::new(entry))))
     }
 
     /// Stores `entry` under `entry.key`, returning the entry it replaced, atomically.
@@ -377,7 +380,7 @@ macro_rules! forward_backend {
             fn name(&self) -> &str { (**self).name() }
             fn capabilities(&self) -> Capabilities { (**self).capabilities() }
             fn get(&self, key: &CacheKey) -> Result<Option<Entry>> { (**self).get(key) }
-            fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> { (**self).get_shared(key) }
+            fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<SharedEntry>>> { (**self).get_shared(key) }
             fn put(&self, entry: Entry) -> Result<Option<Entry>> { (**self).put(entry) }
             fn remove(&self, key: &CacheKey) -> Result<Option<Entry>> { (**self).remove(key) }
             fn touch(&self, batch: &AccessBatch) -> Result<()> { (**self).touch(batch) }

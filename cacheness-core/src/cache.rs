@@ -15,10 +15,9 @@ use crate::backend::{AccessBatch, Counters, LayerStats, MetadataBackend, ScanFil
 use crate::blob::{
     BlobHeader, BlobStore, Durability, LocalBlobStore, create_private_dir, payload_offset,
 };
-use crate::checked::CheckedEntries;
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec::{Codec, JsonCodec, RAW_CODEC};
-use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
+use crate::entry::{Compression, ContentHash, Entry, Location, SharedEntry, UserMetadata};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, Params, ToKey};
 use crate::signing::Signer;
@@ -82,9 +81,6 @@ pub struct Cache<C: Codec = JsonCodec> {
     signer: Option<Signer>,
     settings: Settings,
     pending: Mutex<PendingAccess>,
-    /// Shared entries already checked, so a memory backend's hot entries are
-    /// not hashed again on every read.
-    checked: CheckedEntries,
     session: SessionCounters,
     approx_total_size: AtomicU64,
     puts_since_resync: AtomicU64,
@@ -359,7 +355,6 @@ impl<C: Codec> CacheBuilder<C> {
                 last_flush_ms: now,
                 ..PendingAccess::default()
             }),
-            checked: CheckedEntries::new(),
             session: SessionCounters::default(),
             approx_total_size: AtomicU64::new(approx_total_size),
             puts_since_resync: AtomicU64::new(0),
@@ -607,7 +602,7 @@ impl<C: Codec> Cache<C> {
     ) -> Result<Option<(T, Entry)>> {
         Ok(self
             .load_decoded(key.to_key(), &GetOptions::default(), true)?
-            .map(|(value, entry)| (value, Arc::unwrap_or_clone(entry))))
+            .map(|(value, entry)| (value, SharedEntry::into_entry(entry))))
     }
 
     /// The stored value's bytes as they were encoded (decompressed, not decoded),
@@ -615,7 +610,7 @@ impl<C: Codec> Cache<C> {
     pub fn get_bytes(&self, key: &impl ToKey) -> Result<Option<Vec<u8>>> {
         Ok(self
             .load(key.to_key(), &GetOptions::default(), false)?
-            .map(|(bytes, _)| bytes))
+            .map(|(loaded, entry)| loaded.into_vec(&entry)))
     }
 
     /// The value under `key`; if there is none, computes it with `make`, stores it
@@ -996,8 +991,8 @@ impl<C: Codec> Cache<C> {
         key: CacheKey,
         options: &GetOptions,
         keep_entry: bool,
-    ) -> Result<Option<(T, Arc<Entry>)>> {
-        let Some((mut bytes, entry)) = self.load(key, options, keep_entry)? else {
+    ) -> Result<Option<(T, Arc<SharedEntry>)>> {
+        let Some((loaded, entry)) = self.load(key, options, keep_entry)? else {
             return Ok(None);
         };
         if entry.codec != self.codec.name() {
@@ -1007,15 +1002,16 @@ impl<C: Codec> Cache<C> {
                 requested: self.codec.name().to_owned(),
             });
         }
-        let value = self
-            .codec
-            .decode(&mut bytes)
-            .map_err(|source| Error::Decode {
-                key,
-                type_name: type_name::<T>(),
-                codec: entry.codec.clone(),
-                source,
-            })?;
+        let decoded = match loaded {
+            Loaded::Owned(mut bytes) => self.codec.decode(&mut bytes),
+            Loaded::Inline => self.codec.decode_slice(loaded.bytes(&entry)),
+        };
+        let value = decoded.map_err(|source| Error::Decode {
+            key,
+            type_name: type_name::<T>(),
+            codec: entry.codec.clone(),
+            source,
+        })?;
         Ok(Some((value, entry)))
     }
 
@@ -1029,7 +1025,7 @@ impl<C: Codec> Cache<C> {
         key: CacheKey,
         options: &GetOptions,
         keep_inline: bool,
-    ) -> Result<Option<(Vec<u8>, Arc<Entry>)>> {
+    ) -> Result<Option<(Loaded, Arc<SharedEntry>)>> {
         let now = self.clock.now_ms();
         // A blob can vanish because another writer replaced the entry between our
         // metadata read and our file read: look again once before calling it damage.
@@ -1052,12 +1048,11 @@ impl<C: Codec> Cache<C> {
                 self.record_miss(now);
                 return Ok(None);
             }
-            let checked = self.checked.contains(&entry);
-            let signature_ok = checked
-                || self
-                    .signer
-                    .as_ref()
-                    .is_none_or(|signer| signer.verify(&entry));
+            let checked = entry.is_checked();
+            let signature_ok = self
+                .signer
+                .as_ref()
+                .is_none_or(|signer| signer.verify(&entry));
             let read = if signature_ok {
                 self.read_stored(&mut entry, keep_inline, checked)?
             } else {
@@ -1065,8 +1060,9 @@ impl<C: Codec> Cache<C> {
             };
             match read {
                 Ok(bytes) => {
-                    if !checked {
-                        self.checked.remember(&entry);
+                    if !checked && self.settings.verify_integrity {
+                        // Its parameters and any inline bytes were hashed above.
+                        entry.mark_checked();
                     }
                     self.record_hit(key, now, entry.accessed_at);
                     return Ok(Some((bytes, entry)));
@@ -1097,14 +1093,14 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Reads and checks an entry's stored bytes and decompresses them. An entry
-    /// already `checked` (this very shared entry passed before) is not checked
+    /// already `checked` (a shared entry that passed before) is not hashed
     /// again, except for bytes read from a blob file.
     fn read_stored(
         &self,
-        entry: &mut Arc<Entry>,
+        entry: &mut Arc<SharedEntry>,
         keep_inline: bool,
         checked: bool,
-    ) -> Result<Result<Vec<u8>, Damage>> {
+    ) -> Result<Result<Loaded, Damage>> {
         // The parameters an entry was made from hash to its key: an entry whose key
         // was damaged on disk must not serve the bytes stored for another key (an
         // inline value has no blob name to betray it).
@@ -1119,8 +1115,11 @@ impl<C: Codec> Cache<C> {
                 "the entry's parameters do not hash to its key".into(),
             )));
         }
-        let mut stored = match &entry.location {
-            Location::Inline(_) => inline_bytes(entry, keep_inline),
+        let loaded = match &entry.location {
+            Location::Inline(_) => match take_inline_bytes(entry, keep_inline) {
+                Some(bytes) => Loaded::Owned(bytes),
+                None => Loaded::Inline,
+            },
             Location::Blob(name) => {
                 let Some(blobs) = &self.blobs else {
                     return Ok(Err(Damage::Invalid(
@@ -1148,12 +1147,13 @@ impl<C: Codec> Cache<C> {
                 match payload_offset(&file) {
                     Ok(offset) => {
                         file.drain(..offset);
-                        file
+                        Loaded::Owned(file)
                     }
                     Err(reason) => return Ok(Err(Damage::Invalid(reason))),
                 }
             }
         };
+        let stored = loaded.bytes(entry);
         if stored.len() as u64 != entry.stored_size {
             return Ok(Err(Damage::Invalid(format!(
                 "{} stored bytes, expected {}",
@@ -1163,20 +1163,20 @@ impl<C: Codec> Cache<C> {
         }
         let verify = (self.settings.verify_integrity || self.signer.is_some())
             && !(checked && matches!(entry.location, Location::Inline(_)));
-        if verify && ContentHash::of(&stored) != entry.content_hash {
+        if verify && ContentHash::of(stored) != entry.content_hash {
             return Ok(Err(Damage::Invalid("content hash mismatch".into())));
         }
         if entry.compression == Compression::Lz4 {
-            stored = match decompress(&stored, entry.raw_size) {
-                Ok(raw) => raw,
-                Err(reason) => return Ok(Err(Damage::Invalid(reason))),
-            };
-        } else if entry.raw_size != entry.stored_size {
+            return Ok(decompress(stored, entry.raw_size)
+                .map(Loaded::Owned)
+                .map_err(Damage::Invalid));
+        }
+        if entry.raw_size != entry.stored_size {
             return Ok(Err(Damage::Invalid(
                 "raw size differs from stored size without compression".into(),
             )));
         }
-        Ok(Ok(stored))
+        Ok(Ok(loaded))
     }
 
     fn delete_blob(&self, entry: &Entry) {
@@ -1298,20 +1298,42 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// The inline bytes of `entry`: moved out when the caller does not keep them and
-/// nobody else shares the entry, copied otherwise.
-fn inline_bytes(entry: &mut Arc<Entry>, keep: bool) -> Vec<u8> {
-    if !keep
-        && let Some(Entry {
+/// A read's stored bytes, checked and decompressed: the read's own, or the
+/// shared entry's inline bytes as they are (read in place, not copied).
+enum Loaded {
+    Owned(Vec<u8>),
+    Inline,
+}
+
+impl Loaded {
+    fn bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
+        match (self, &entry.location) {
+            (Loaded::Owned(bytes), _) => bytes,
+            (Loaded::Inline, Location::Inline(bytes)) => bytes,
+            (Loaded::Inline, Location::Blob(_)) => &[],
+        }
+    }
+
+    fn into_vec(self, entry: &Entry) -> Vec<u8> {
+        match self {
+            Loaded::Owned(bytes) => bytes,
+            Loaded::Inline => self.bytes(entry).to_vec(),
+        }
+    }
+}
+
+/// The inline bytes of `entry`, moved out when the caller does not keep them and
+/// nobody else shares the entry; `None` otherwise (they are read in place).
+fn take_inline_bytes(entry: &mut Arc<SharedEntry>, keep: bool) -> Option<Vec<u8>> {
+    if keep {
+        return None;
+    }
+    match SharedEntry::get_mut(entry)? {
+        Entry {
             location: Location::Inline(bytes),
             ..
-        }) = Arc::get_mut(entry)
-    {
-        return std::mem::take(bytes);
-    }
-    match &entry.location {
-        Location::Inline(bytes) => bytes.clone(),
-        Location::Blob(_) => Vec::new(),
+        } => Some(std::mem::take(bytes)),
+        _ => None,
     }
 }
 

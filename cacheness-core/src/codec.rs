@@ -41,6 +41,14 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     /// Decodes a value from `bytes`, which the codec may modify in place (simd-json
     /// parses in place).
     fn decode<T: DeserializeOwned>(&self, bytes: &mut [u8]) -> Result<T, BoxError>;
+
+    /// Decodes a value from `bytes` it may not modify: the inline bytes of an
+    /// entry a memory backend shares, read in place. The default copies them and
+    /// calls [`decode`](Codec::decode); a codec that reads without writing
+    /// overrides it to save the copy.
+    fn decode_slice<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BoxError> {
+        self.decode(&mut bytes.to_vec())
+    }
 }
 
 /// The codec entries stored with [`Cache::put_bytes`](crate::Cache::put_bytes) carry:
@@ -71,6 +79,14 @@ impl Codec for JsonCodec {
             Ok(serde_json::from_slice(bytes)?)
         }
     }
+
+    fn decode_slice<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BoxError> {
+        if bytes.len() >= SIMD_JSON_MIN_LEN {
+            self.decode(&mut bytes.to_vec())
+        } else {
+            Ok(serde_json::from_slice(bytes)?)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -81,11 +97,16 @@ mod tests {
     fn json_round_trips_small_and_large_values() {
         let small = vec![1u32, 2, 3];
         let mut bytes = JsonCodec.encode(&small).unwrap();
+        assert_eq!(JsonCodec.decode_slice::<Vec<u32>>(&bytes).unwrap(), small);
         assert_eq!(JsonCodec.decode::<Vec<u32>>(&mut bytes).unwrap(), small);
 
         let large: Vec<String> = (0..5_000).map(|i| format!("value {i}")).collect();
         let mut bytes = JsonCodec.encode(&large).unwrap();
         assert!(bytes.len() >= SIMD_JSON_MIN_LEN);
+        assert_eq!(
+            JsonCodec.decode_slice::<Vec<String>>(&bytes).unwrap(),
+            large
+        );
         assert_eq!(JsonCodec.decode::<Vec<String>>(&mut bytes).unwrap(), large);
     }
 

@@ -35,7 +35,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use crate::backend::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
 use crate::cache::{Cache, GetOptions, ListOptions, PutOptions};
 use crate::clock::{Clock, ManualClock};
-use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
+use crate::entry::{Compression, ContentHash, Entry, Location, SharedEntry, UserMetadata};
 use crate::key::{CacheKey, Params};
 
 pub use crate::key::arb::{arb_params, arb_value};
@@ -260,7 +260,11 @@ pub fn put_then_get_returns_every_field<B: MetadataBackend + 'static>(open: impl
             "get after put",
         );
         assert_same(
-            backend.get_shared(&entry.key).unwrap().as_deref(),
+            backend
+                .get_shared(&entry.key)
+                .unwrap()
+                .as_deref()
+                .map(SharedEntry::entry),
             Some(entry),
             "get_shared after put",
         );
@@ -376,7 +380,7 @@ pub fn touch_moves_access_time_forward_and_counts<B: MetadataBackend + 'static>(
     let touched = backend.get(&key_of(1)).unwrap().unwrap();
     assert_eq!((touched.accessed_at, touched.access_count), (5_000, 3));
     assert_same(
-        Some(&shared_before),
+        Some(shared_before.entry()),
         Some(&entry),
         "a shared read is a snapshot",
     );

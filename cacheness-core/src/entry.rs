@@ -2,6 +2,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -84,6 +86,104 @@ impl Entry {
             && self.created_at == other.created_at
             && self.content_hash == other.content_hash
             && self.blob_name() == other.blob_name()
+    }
+}
+
+/// An entry a backend keeps in memory and shares with its readers
+/// ([`MetadataBackend::get_shared`](crate::MetadataBackend::get_shared)): a read
+/// takes a reference instead of copying strings, parameters and inline bytes.
+///
+/// It also remembers that the engine has checked it: that its parameters hash to
+/// its key and its inline bytes to its content hash. Those are facts about the
+/// entry's data, so a shared entry is hashed once, not on every read. Any change
+/// goes through [`SharedEntry::make_mut`] or [`SharedEntry::get_mut`], which
+/// forget the check. (A signature is a matter of each cache's key, and is
+/// checked on every read.)
+///
+/// ```
+/// use std::sync::Arc;
+/// use cacheness_core::SharedEntry;
+/// # fn change(mut shared: Arc<SharedEntry>) {
+/// // A backend moving an entry's access time, without disturbing readers that
+/// // still hold the old version:
+/// SharedEntry::make_mut(&mut shared).access_count += 1;
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SharedEntry {
+    entry: Entry,
+    checked: AtomicBool,
+}
+
+impl SharedEntry {
+    /// Wraps `entry`, not yet checked.
+    pub fn new(entry: Entry) -> Self {
+        SharedEntry {
+            entry,
+            checked: AtomicBool::new(false),
+        }
+    }
+
+    /// The entry.
+    pub fn entry(&self) -> &Entry {
+        &self.entry
+    }
+
+    /// The entry, copied if others share it.
+    pub fn into_entry(this: Arc<SharedEntry>) -> Entry {
+        match Arc::try_unwrap(this) {
+            Ok(shared) => shared.entry,
+            Err(this) => this.entry.clone(),
+        }
+    }
+
+    /// The entry to change, copied first if others share it (they keep the
+    /// version they read). The engine's check is forgotten.
+    pub fn make_mut(this: &mut Arc<SharedEntry>) -> &mut Entry {
+        let shared = Arc::make_mut(this);
+        *shared.checked.get_mut() = false;
+        &mut shared.entry
+    }
+
+    /// The entry to change, if nobody else shares it. The engine's check is
+    /// forgotten.
+    pub fn get_mut(this: &mut Arc<SharedEntry>) -> Option<&mut Entry> {
+        let shared = Arc::get_mut(this)?;
+        *shared.checked.get_mut() = false;
+        Some(&mut shared.entry)
+    }
+
+    /// Whether the engine has checked the parameters and inline bytes.
+    pub(crate) fn is_checked(&self) -> bool {
+        self.checked.load(Ordering::Relaxed)
+    }
+
+    /// Records that the engine has checked the parameters and inline bytes.
+    pub(crate) fn mark_checked(&self) {
+        self.checked.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Clone for SharedEntry {
+    fn clone(&self) -> Self {
+        SharedEntry {
+            entry: self.entry.clone(),
+            checked: AtomicBool::new(self.is_checked()),
+        }
+    }
+}
+
+impl std::ops::Deref for SharedEntry {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+impl From<Entry> for SharedEntry {
+    fn from(entry: Entry) -> Self {
+        SharedEntry::new(entry)
     }
 }
 
@@ -254,6 +354,25 @@ mod tests {
             signature: None,
             user_metadata: UserMetadata::new(),
         }
+    }
+
+    #[test]
+    fn a_shared_entry_forgets_its_check_when_changed() {
+        let mut shared = Arc::new(SharedEntry::new(sample()));
+        assert!(!shared.is_checked());
+        shared.mark_checked();
+        let reader = Arc::clone(&shared);
+        assert!(reader.is_checked(), "readers share the check");
+        SharedEntry::make_mut(&mut shared).access_count += 1;
+        assert!(!shared.is_checked(), "a changed copy is checked again");
+        assert!(reader.is_checked(), "the reader's version is untouched");
+        assert_eq!(reader.access_count, 2);
+
+        let mut alone = Arc::new(SharedEntry::new(sample()));
+        alone.mark_checked();
+        SharedEntry::get_mut(&mut alone).unwrap().type_tag = "u64".into();
+        assert!(!alone.is_checked());
+        assert_eq!(SharedEntry::into_entry(alone).type_tag, "u64");
     }
 
     #[test]

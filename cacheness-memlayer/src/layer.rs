@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cacheness_core::clock::duration_ms;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Clock, Entry, LayerStats, Location,
-    MetadataBackend, Result, ScanFilter, SystemClock,
+    MetadataBackend, Result, ScanFilter, SharedEntry, SystemClock,
 };
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::sync::EntryAction;
@@ -30,7 +30,7 @@ const ASSUMED_ENTRY_BYTES: u64 = 512;
 /// weight in bytes (computed once: quick_cache requires weights not to change).
 #[derive(Clone)]
 struct Held {
-    entry: Arc<Entry>,
+    entry: Arc<SharedEntry>,
     read_at: u64,
     bytes: u64,
 }
@@ -236,7 +236,7 @@ impl<B: MetadataBackend> MemLayer<B> {
 
     /// Reads `key` from the backend and keeps a copy. The stripe lock keeps
     /// writes of the key out until the copy is in place.
-    fn fill(&self, key: &CacheKey, now: u64) -> Result<Option<Arc<Entry>>> {
+    fn fill(&self, key: &CacheKey, now: u64) -> Result<Option<Arc<SharedEntry>>> {
         let _stripe = self.lock_stripe(key);
         let generation = self.generation.load(Ordering::SeqCst);
         let found = self.backend.get_shared(key);
@@ -249,7 +249,7 @@ impl<B: MetadataBackend> MemLayer<B> {
     }
 
     /// Keeps `entry` in memory, replacing any copy. Caller holds the key's stripe.
-    fn hold(&self, entry: Arc<Entry>, now: u64) {
+    fn hold(&self, entry: Arc<SharedEntry>, now: u64) {
         let key = entry.key;
         self.forget(&key);
         let bytes = entry_bytes(&entry);
@@ -289,7 +289,7 @@ impl<B: MetadataBackend> MemLayer<B> {
     fn write_through<T>(
         &self,
         key: &CacheKey,
-        keep: Option<Arc<Entry>>,
+        keep: Option<Arc<SharedEntry>>,
         write: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
         let now = self.clock.now_ms();
@@ -315,10 +315,10 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Entry>> {
-        Ok(self.get_shared(key)?.map(Arc::unwrap_or_clone))
+        Ok(self.get_shared(key)?.map(SharedEntry::into_entry))
     }
 
-    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> {
+    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<SharedEntry>>> {
         if !self.config.enabled {
             return self.backend.get_shared(key);
         }
@@ -342,7 +342,7 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
             return self.backend.put(entry);
         }
         let key = entry.key;
-        let copy = Arc::new(entry.clone());
+        let copy = Arc::new(SharedEntry::new(entry.clone()));
         self.write_through(&key, Some(copy), || self.backend.put(entry))
     }
 
@@ -373,7 +373,7 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
             // weight (`bytes`) stays as it was. A vacant key yields a placeholder
             // guard, dropped at once.
             drop(self.held.entry(&touch.key, None, |_, held| {
-                let entry = Arc::make_mut(&mut held.entry);
+                let entry = SharedEntry::make_mut(&mut held.entry);
                 entry.accessed_at = entry.accessed_at.max(touch.accessed_at);
                 entry.access_count = entry.access_count.saturating_add(touch.count);
                 EntryAction::Retain(())

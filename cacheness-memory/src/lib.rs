@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend, Result,
-    ScanFilter,
+    ScanFilter, SharedEntry,
 };
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
@@ -29,7 +29,7 @@ use dashmap::mapref::entry::Entry as MapEntry;
 /// Entries in a concurrent hash map; every operation is atomic for its key.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    entries: DashMap<CacheKey, Arc<Entry>>,
+    entries: DashMap<CacheKey, Arc<SharedEntry>>,
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
@@ -56,7 +56,7 @@ impl MemoryBackend {
             .entries
             .iter()
             .filter(|item| filter.matches(item.value()))
-            .map(|item| Entry::clone(item.value()))
+            .map(|item| item.value().entry().clone())
             .collect();
         matching.sort_unstable_by_key(|entry| entry.key);
         matching
@@ -76,32 +76,32 @@ impl MetadataBackend for MemoryBackend {
         Ok(self
             .entries
             .get(key)
-            .map(|entry| Entry::clone(entry.value())))
+            .map(|entry| entry.value().entry().clone()))
     }
 
-    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<Entry>>> {
+    fn get_shared(&self, key: &CacheKey) -> Result<Option<Arc<SharedEntry>>> {
         Ok(self.entries.get(key).map(|entry| Arc::clone(entry.value())))
     }
 
     fn put(&self, entry: Entry) -> Result<Option<Entry>> {
         Ok(self
             .entries
-            .insert(entry.key, Arc::new(entry))
-            .map(Arc::unwrap_or_clone))
+            .insert(entry.key, Arc::new(SharedEntry::new(entry)))
+            .map(SharedEntry::into_entry))
     }
 
     fn remove(&self, key: &CacheKey) -> Result<Option<Entry>> {
         Ok(self
             .entries
             .remove(key)
-            .map(|(_, entry)| Arc::unwrap_or_clone(entry)))
+            .map(|(_, entry)| SharedEntry::into_entry(entry)))
     }
 
     fn touch(&self, batch: &AccessBatch) -> Result<()> {
         for touch in &batch.touches {
             if let Some(mut shared) = self.entries.get_mut(&touch.key) {
                 // Cloned only if a reader still shares this version.
-                let entry = Arc::make_mut(shared.value_mut());
+                let entry = SharedEntry::make_mut(shared.value_mut());
                 entry.accessed_at = entry.accessed_at.max(touch.accessed_at);
                 entry.access_count = entry.access_count.saturating_add(touch.count);
             }
@@ -154,7 +154,7 @@ impl MetadataBackend for MemoryBackend {
             .iter()
             .filter(|entry| entry.is_expired(now_ms))
             .take(limit)
-            .map(|entry| Entry::clone(entry.value()))
+            .map(|entry| entry.value().entry().clone())
             .collect())
     }
 
@@ -162,7 +162,7 @@ impl MetadataBackend for MemoryBackend {
         // The shard lock held by `entry` makes the compare and the removal one step.
         match self.entries.entry(expected.key) {
             MapEntry::Occupied(current) if current.get().same_version(expected) => {
-                Ok(Some(Arc::unwrap_or_clone(current.remove())))
+                Ok(Some(SharedEntry::into_entry(current.remove())))
             }
             _ => Ok(None),
         }
@@ -180,7 +180,7 @@ impl MetadataBackend for MemoryBackend {
             .filter_map(|key| {
                 self.entries
                     .remove(key)
-                    .map(|(_, entry)| Arc::unwrap_or_clone(entry))
+                    .map(|(_, entry)| SharedEntry::into_entry(entry))
             })
             .collect())
     }
