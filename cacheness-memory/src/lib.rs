@@ -50,15 +50,16 @@ impl MemoryBackend {
     }
 
     /// Matching entries in ascending key order. A hash map has no order, so scans
-    /// collect and sort: fine for the sizes an in-process cache holds.
-    fn sorted(&self, filter: &ScanFilter) -> Vec<Entry> {
-        let mut matching: Vec<Entry> = self
+    /// collect and sort: fine for the sizes an in-process cache holds. Only the
+    /// keys and shared handles are sorted; an entry is copied out when visited.
+    fn sorted(&self, filter: &ScanFilter) -> Vec<(CacheKey, Arc<SharedEntry>)> {
+        let mut matching: Vec<(CacheKey, Arc<SharedEntry>)> = self
             .entries
             .iter()
             .filter(|item| filter.matches(item.value()))
-            .map(|item| item.value().entry().clone())
+            .map(|item| (*item.key(), Arc::clone(item.value())))
             .collect();
-        matching.sort_unstable_by_key(|entry| entry.key);
+        matching.sort_unstable_by_key(|(key, _)| *key);
         matching
     }
 }
@@ -120,8 +121,8 @@ impl MetadataBackend for MemoryBackend {
         visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<()> {
         let limit = filter.limit.unwrap_or(usize::MAX);
-        for entry in self.sorted(filter).into_iter().take(limit) {
-            if visit(entry).is_break() {
+        for (_, entry) in self.sorted(filter).into_iter().take(limit) {
+            if visit(entry.entry().clone()).is_break() {
                 break;
             }
         }

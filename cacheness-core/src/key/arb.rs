@@ -82,5 +82,5 @@ pub fn arb_value() -> impl Strategy<Value = Value> {
 
 /// Any parameters (up to 8).
 pub fn arb_params() -> impl Strategy<Value = Params> {
-    btree_map(arb_name(), arb_value(), 0..8).prop_map(Params)
+    btree_map(arb_name(), arb_value(), 0..8).prop_map(Params::from_sorted)
 }

@@ -1,6 +1,6 @@
 //! The canonical encoding (grammar in the module docs of `key`).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use super::KeyError;
@@ -40,29 +40,59 @@ pub(crate) fn canonical_float_bits(float: f64) -> u64 {
     }
 }
 
-pub(crate) fn encode(params: &BTreeMap<String, Value>) -> Vec<u8> {
-    // Sizing first costs a walk over the values but saves every reallocation
-    // of the output, which matters more: this runs on every cache lookup.
-    let size = MAGIC.len()
+/// A parameter as `Params` holds it: its name and value.
+pub(crate) type Field = (Cow<'static, str>, Value);
+
+/// The length of the encoding of `params`.
+pub(crate) fn encoded_len(params: &[Field]) -> usize {
+    MAGIC.len()
         + 1
         + LEN_SIZE
         + params
             .iter()
-            .map(|(name, value)| LEN_SIZE + name.len() + encoded_len(value))
-            .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    put_len(&mut out, params.len());
-    for (name, value) in params {
-        put_str(&mut out, name);
-        put_value(&mut out, value);
-    }
-    debug_assert_eq!(out.len(), size);
-    out
+            .map(|(name, value)| LEN_SIZE + name.len() + value_len(value))
+            .sum::<usize>()
 }
 
-fn encoded_len(value: &Value) -> usize {
+/// Writes the encoding of `params` (exactly [`encoded_len`] bytes) to `out`.
+pub(crate) fn encode_into(params: &[Field], out: &mut impl Output) {
+    out.put(MAGIC);
+    out.put(&[VERSION]);
+    put_len(out, params.len());
+    for (name, value) in params {
+        put_str(out, name);
+        put_value(out, value);
+    }
+}
+
+/// Where an encoding is written: a growable buffer, or a fixed one sized
+/// beforehand (keys of a few parameters are hashed from the stack).
+pub(crate) trait Output {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Output for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A fixed buffer filled from the front; `put` past its end is a bug of the
+/// caller's sizing and panics.
+pub(crate) struct Filling<'a> {
+    pub(crate) buffer: &'a mut [u8],
+    pub(crate) filled: usize,
+}
+
+impl Output for Filling<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.filled + bytes.len();
+        self.buffer[self.filled..end].copy_from_slice(bytes);
+        self.filled = end;
+    }
+}
+
+fn value_len(value: &Value) -> usize {
     1 + match value {
         Value::None => 0,
         Value::Bool(_) => 1,
@@ -70,62 +100,58 @@ fn encoded_len(value: &Value) -> usize {
         Value::Float(_) => 8,
         Value::Str(text) => LEN_SIZE + text.len(),
         Value::Bytes(bytes) => LEN_SIZE + bytes.len(),
-        Value::List(items) => LEN_SIZE + items.iter().map(encoded_len).sum::<usize>(),
+        Value::List(items) => LEN_SIZE + items.iter().map(value_len).sum::<usize>(),
         Value::Map(entries) => {
             LEN_SIZE
                 + entries
                     .iter()
-                    .map(|(key, item)| LEN_SIZE + key.len() + encoded_len(item))
+                    .map(|(key, item)| LEN_SIZE + key.len() + value_len(item))
                     .sum::<usize>()
         }
         Value::File(_) => 32,
     }
 }
 
-fn put_len(out: &mut Vec<u8>, len: usize) {
+fn put_len(out: &mut impl Output, len: usize) {
     // usize is at most 64 bits on every target Rust supports.
-    out.extend_from_slice(&(len as u64).to_le_bytes());
+    out.put(&(len as u64).to_le_bytes());
 }
 
-fn put_str(out: &mut Vec<u8>, text: &str) {
+fn put_str(out: &mut impl Output, text: &str) {
     put_len(out, text.len());
-    out.extend_from_slice(text.as_bytes());
+    out.put(text.as_bytes());
 }
 
-fn put_value(out: &mut Vec<u8>, value: &Value) {
+fn put_value(out: &mut impl Output, value: &Value) {
     match value {
-        Value::None => out.push(TAG_NONE),
-        Value::Bool(flag) => {
-            out.push(TAG_BOOL);
-            out.push(u8::from(*flag));
-        }
+        Value::None => out.put(&[TAG_NONE]),
+        Value::Bool(flag) => out.put(&[TAG_BOOL, u8::from(*flag)]),
         Value::Int(integer) => {
-            out.push(TAG_INT);
-            out.push(u8::from(integer.is_negative()));
-            out.extend_from_slice(&integer.magnitude().to_le_bytes());
+            out.put(&[TAG_INT, u8::from(integer.is_negative())]);
+            out.put(&integer.magnitude().to_le_bytes());
         }
         Value::Float(float) => {
-            out.push(TAG_FLOAT);
-            out.extend_from_slice(&canonical_float_bits(*float).to_le_bytes());
+            out.put(&[TAG_FLOAT]);
+            out.put(&canonical_float_bits(*float).to_le_bytes());
         }
         Value::Str(text) => {
-            out.push(TAG_STR);
+            out.put(&[TAG_STR]);
             put_str(out, text);
         }
         Value::Bytes(bytes) => {
-            out.push(TAG_BYTES);
+            out.put(&[TAG_BYTES]);
             put_len(out, bytes.len());
-            out.extend_from_slice(bytes);
+            out.put(bytes);
         }
         Value::List(items) => {
-            out.push(TAG_LIST);
+            out.put(&[TAG_LIST]);
             put_len(out, items.len());
             for item in items {
                 put_value(out, item);
             }
         }
         Value::Map(entries) => {
-            out.push(TAG_MAP);
+            out.put(&[TAG_MAP]);
             put_len(out, entries.len());
             for (key, item) in entries {
                 put_str(out, key);
@@ -133,13 +159,13 @@ fn put_value(out: &mut Vec<u8>, value: &Value) {
             }
         }
         Value::File(digest) => {
-            out.push(TAG_FILE);
-            out.extend_from_slice(&digest.blake3);
+            out.put(&[TAG_FILE]);
+            out.put(&digest.blake3);
         }
     }
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<BTreeMap<String, Value>, KeyError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<(String, Value)>, KeyError> {
     let mut reader = Reader { bytes, pos: 0 };
     let magic = reader.array::<3>("header")?;
     if &magic != MAGIC {
@@ -244,17 +270,13 @@ impl<'a> Reader<'a> {
 
     /// Named entries in strictly increasing byte order: the parameters at the
     /// top level, a map's entries below it.
-    fn entries(
-        &mut self,
-        kind: EntryKind,
-        depth: usize,
-    ) -> Result<BTreeMap<String, Value>, KeyError> {
+    fn entries(&mut self, kind: EntryKind, depth: usize) -> Result<Vec<(String, Value)>, KeyError> {
         let (count_label, name_label) = match kind {
             EntryKind::Parameter => ("parameter count", "parameter name"),
             EntryKind::MapEntry => ("map count", "map key"),
         };
         let count = self.len(count_label)?;
-        let mut entries = BTreeMap::new();
+        let mut entries = Vec::with_capacity(count);
         let mut previous: Option<&str> = None;
         for _ in 0..count {
             let name_start = self.pos;
@@ -267,7 +289,7 @@ impl<'a> Reader<'a> {
             }
             previous = Some(name);
             let value = self.value(depth)?;
-            entries.insert(name.to_owned(), value);
+            entries.push((name.to_owned(), value));
         }
         Ok(entries)
     }
@@ -333,7 +355,8 @@ impl<'a> Reader<'a> {
             }
             TAG_MAP => {
                 let depth = self.deeper(depth, tag_start)?;
-                self.entries(EntryKind::MapEntry, depth).map(Value::Map)
+                self.entries(EntryKind::MapEntry, depth)
+                    .map(|entries| Value::Map(entries.into_iter().collect()))
             }
             TAG_FILE => Ok(Value::File(FileDigest {
                 path: PathBuf::new(),

@@ -175,7 +175,8 @@ macro_rules! key {
         struct __CachenessKeyNames {
             $($name: ()),+
         }
-        let mut params = $crate::key::Params::new();
+        let mut params =
+            $crate::key::Params::__with_capacity([$(::core::stringify!($name)),+].len());
         $(
             params.__insert_unique(
                 ::core::stringify!($name),

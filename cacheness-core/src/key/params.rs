@@ -1,12 +1,14 @@
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::cache_key::CacheKey;
+use super::codec::{self, Field};
 use super::value::{Value, write_human};
-use super::{KeyError, codec, ser};
+use super::{KeyError, ser};
 
 /// Named parameters, sorted by name; order of insertion never matters.
 ///
@@ -15,8 +17,13 @@ use super::{KeyError, codec, ser};
 /// [`Params::from_serialize`]; all three give the same key for the same
 /// names and values. In serde formats `Params` is an object mapping each name
 /// to its [`Value`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Params(pub(super) BTreeMap<String, Value>);
+#[derive(Clone, Default, PartialEq)]
+pub struct Params(Vec<Field>);
+
+// `Params` is a vector sorted by name, not a `BTreeMap`: keys have a handful
+// of parameters, and one small allocation (none for the names `key!` gives,
+// which are `'static`) makes building, hashing, copying and dropping them
+// several times cheaper than a tree node of eleven slots.
 
 impl Params {
     /// Empty parameters (the same as `key!()`).
@@ -35,12 +42,11 @@ impl Params {
         name: impl Into<String>,
         value: impl Into<Value>,
     ) -> Result<(), KeyError> {
-        match self.0.entry(name.into()) {
-            Entry::Occupied(occupied) => Err(KeyError::DuplicateName {
-                name: occupied.key().clone(),
-            }),
-            Entry::Vacant(vacant) => {
-                vacant.insert(value.into());
+        let name = name.into();
+        match self.position(&name) {
+            Ok(_) => Err(KeyError::DuplicateName { name }),
+            Err(at) => {
+                self.0.insert(at, (Cow::Owned(name), value.into()));
                 Ok(())
             }
         }
@@ -62,12 +68,12 @@ impl Params {
 
     /// The value of the parameter called `name`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+        self.position(name).ok().map(|at| &self.0[at].1)
     }
 
     /// The parameters in name order (bytewise).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.0.iter().map(|(name, value)| (name.as_str(), value))
+        self.0.iter().map(|(name, value)| (&**name, value))
     }
 
     /// The number of parameters.
@@ -83,7 +89,9 @@ impl Params {
     /// The canonical encoding described in the [module docs](super); its
     /// blake3 digest is the key.
     pub fn encode(&self) -> Vec<u8> {
-        codec::encode(&self.0)
+        let mut out = Vec::with_capacity(codec::encoded_len(&self.0));
+        codec::encode_into(&self.0, &mut out);
+        out
     }
 
     /// The inverse of [`Params::encode`]. Only canonical encodings are
@@ -99,13 +107,27 @@ impl Params {
     /// zero integer, a non-canonical NaN or `-0.0`, or nesting deeper than
     /// 256 lists and maps.
     pub fn decode(bytes: &[u8]) -> Result<Params, KeyError> {
-        codec::decode(bytes).map(Params)
+        codec::decode(bytes).map(Params::from_sorted)
     }
 
     /// The cache key: the first 16 bytes of the blake3 digest of
     /// [`Params::encode`].
     pub fn key(&self) -> CacheKey {
-        let digest = blake3::hash(&self.encode());
+        // Every lookup hashes its key: encode on the stack when it fits.
+        const ON_STACK: usize = 192;
+        let len = codec::encoded_len(&self.0);
+        let digest = if len <= ON_STACK {
+            let mut buffer = [0u8; ON_STACK];
+            let mut out = codec::Filling {
+                buffer: &mut buffer,
+                filled: 0,
+            };
+            codec::encode_into(&self.0, &mut out);
+            debug_assert_eq!(out.filled, len);
+            blake3::hash(&buffer[..len])
+        } else {
+            blake3::hash(&self.encode())
+        };
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest.as_bytes()[..16]);
         CacheKey::from_bytes(key)
@@ -130,7 +152,9 @@ impl Params {
     /// (or a nested map key) appears twice, as `#[serde(flatten)]` can cause;
     /// [`KeyError::Serialize`] if the value's `Serialize` impl fails.
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Params, KeyError> {
-        value.serialize(ser::TopLevelSerializer).map(Params)
+        value
+            .serialize(ser::TopLevelSerializer)
+            .map(Params::from_sorted)
     }
 
     /// Used by [`key!`](crate::key!), which proves at compile time that
@@ -139,7 +163,94 @@ impl Params {
     #[doc(hidden)]
     pub fn __insert_unique(&mut self, name: &'static str, value: Value) {
         let name = name.strip_prefix("r#").unwrap_or(name);
-        self.0.insert(name.to_owned(), value);
+        let at = self.position(name).unwrap_or_else(|at| at);
+        self.0.insert(at, (Cow::Borrowed(name), value));
+    }
+
+    /// Used by [`key!`](crate::key!): room for `len` parameters.
+    #[doc(hidden)]
+    pub fn __with_capacity(len: usize) -> Self {
+        Params(Vec::with_capacity(len))
+    }
+
+    /// Where `name` is (`Ok`) or would go (`Err`).
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(held, _)| (**held).cmp(name))
+    }
+
+    /// From names already in strictly increasing order.
+    pub(super) fn from_sorted(entries: impl IntoIterator<Item = (String, Value)>) -> Self {
+        let params = Params(
+            entries
+                .into_iter()
+                .map(|(name, value)| (Cow::Owned(name), value))
+                .collect(),
+        );
+        debug_assert!(params.0.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        params
+    }
+}
+
+/// `Params({"name": value, ...})`, as a map would print.
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Params").field(&DebugMap(self)).finish()
+    }
+}
+
+struct DebugMap<'a>(&'a Params);
+
+impl fmt::Debug for DebugMap<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+/// An object mapping each name to its value, in name order.
+impl Serialize for Params {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(&**name, value)?;
+        }
+        map.end()
+    }
+}
+
+/// From an object in any order. As with a map, when a name appears twice the
+/// last value wins.
+impl<'de> Deserialize<'de> for Params {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ParamsVisitor;
+
+        impl<'de> Visitor<'de> for ParamsVisitor {
+            type Value = Params;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a map of parameter names to values")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Params, A::Error> {
+                // Hostile input can claim any size; trust it only so far.
+                let mut fields: Vec<Field> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    fields.push((Cow::Owned(name), value));
+                }
+                // Stable, so of equal names the last one read stays last.
+                fields.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut params: Vec<Field> = Vec::with_capacity(fields.len());
+                for field in fields {
+                    match params.last_mut() {
+                        Some(last) if last.0 == field.0 => *last = field,
+                        _ => params.push(field),
+                    }
+                }
+                Ok(Params(params))
+            }
+        }
+
+        deserializer.deserialize_map(ParamsVisitor)
     }
 }
 

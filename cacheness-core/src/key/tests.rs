@@ -24,6 +24,43 @@ fn json_round_trip(params: &Params) -> Params {
 }
 
 #[test]
+fn params_from_json_in_any_order_sort_by_name_and_the_last_duplicate_wins() {
+    let shuffled: Params = serde_json::from_str(r#"{"b": {"str": "two"}, "a": {"int": "1"}}"#)
+        .expect("params in any order parse");
+    assert_eq!(shuffled, key!(a = 1, b = "two"));
+    assert_eq!(shuffled.key(), key!(b = "two", a = 1).key());
+    let repeated: Params =
+        serde_json::from_str(r#"{"a": {"int": "1"}, "b": {"bool": true}, "a": {"int": "2"}}"#)
+            .expect("a repeated name parses, like a map");
+    assert_eq!(repeated, key!(a = 2, b = true));
+    assert!(serde_json::from_str::<Params>("[1, 2]").is_err());
+    assert_eq!(
+        serde_json::to_string(&key!(b = true, a = ())).unwrap(),
+        r#"{"a":"none","b":{"bool":true}}"#
+    );
+}
+
+#[test]
+fn params_debug_like_a_map() {
+    assert_eq!(
+        format!("{:?}", key!(b = true, a = ())),
+        "Params({\"a\": None, \"b\": Bool(true)})"
+    );
+}
+
+#[test]
+fn large_params_hash_like_small_ones() {
+    // Past the on-stack buffer the key is hashed from a heap encoding.
+    let long = "x".repeat(1_000);
+    let params = key!(a = long.as_str(), b = 2);
+    let digest = blake3::hash(&params.encode());
+    assert_eq!(params.key().as_bytes()[..], digest.as_bytes()[..16]);
+    let short = key!(a = "x", b = 2);
+    let digest = blake3::hash(&short.encode());
+    assert_eq!(short.key().as_bytes()[..], digest.as_bytes()[..16]);
+}
+
+#[test]
 fn insertion_order_does_not_matter() {
     let forwards = key!(a = 1, b = "two", c = 3.0);
     let backwards = key!(c = 3.0, b = "two", a = 1);
