@@ -955,7 +955,7 @@ fn w4(results: &Results) -> String {
     let gets = sizes(results, "w4", "gets");
     let _ = writeln!(
         out,
-        "\n{} entries, {} GETs per repetition: 80 % of reads on 20 % of the keys, or uniform. The memory layer holds up to as many entries as the cache has (its default, 1 000, is smaller than the hot fifth of 10 000) and checks the backend's data version before every read (its default). Every read is a hit for the cache; the hit ratio is the memory layer's own (a read served without asking the backend).",
+        "\n{} entries, {} GETs per repetition: 80 % of reads on 20 % of the keys, or uniform. The memory layer holds up to as many entries as the cache has (its default, 1 000, is smaller than the hot fifth of 10 000) and checks the backend's data version before every read (its default). Repetitions alternate between the rows, so a ratio compares repetitions run side by side. Every read is a hit for the cache; the hit ratio is the memory layer's own (a read served without asking the backend).",
         entries.first().map_or("—".into(), |n| count(*n)),
         gets.first().map_or("—".into(), |n| count(*n)),
     );

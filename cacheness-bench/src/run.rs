@@ -502,11 +502,16 @@ impl<'a> Runner<'a> {
             })
             .collect();
         let uniform: Vec<u64> = (0..gets).map(|_| rng.u64(0..entries)).collect();
+        // Every backend is filled first, then the repetitions alternate between
+        // them: the ratios W4 is read for (a layer over its backend alone) then
+        // compare repetitions run side by side, not minutes apart on a machine
+        // whose speed drifts.
+        let mut stores = Vec::new();
         for backend in self.plan.backends.clone() {
             let reason = not_compiled(&backend);
-            let dir = self.fresh_dir(&format!("w4-{backend}"))?;
-            let mut store = match &reason {
+            let store = match &reason {
                 None => {
+                    let dir = self.fresh_dir(&format!("w4-{backend}"))?;
                     self.step(format!("w4 {backend}: filling {entries} entries"));
                     // A layer that can hold the whole working set: the default
                     // (1 000 entries) is smaller than the hot fifth of 10 000, so
@@ -519,26 +524,33 @@ impl<'a> Runner<'a> {
                 }
                 Some(_) => None,
             };
-            for (distribution, sequence) in [("80/20", &skewed), ("uniform", &uniform)] {
-                let params = [
-                    ("entries", Param::Int(entries)),
-                    ("gets", Param::Int(gets)),
-                    ("distribution", Param::from(distribution)),
-                ];
-                let Some(store) = store.as_mut() else {
-                    let reason = reason.clone().unwrap_or_default();
-                    self.push("w4", &backend, RowKind::Cacheness, &params, Err(reason));
-                    continue;
-                };
-                let mut samples = Vec::new();
-                for rep in 1..=self.reps() {
+            stores.push((backend, store, reason));
+        }
+        for (distribution, sequence) in [("80/20", &skewed), ("uniform", &uniform)] {
+            let params = [
+                ("entries", Param::Int(entries)),
+                ("gets", Param::Int(gets)),
+                ("distribution", Param::from(distribution)),
+            ];
+            let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stores.len()];
+            for rep in 1..=self.reps() {
+                for ((backend, store, _), samples) in stores.iter_mut().zip(&mut samples) {
+                    let Some(store) = store.as_mut() else {
+                        continue;
+                    };
                     self.step(format!(
                         "w4 {backend} {distribution} rep {rep}/{}",
                         self.reps()
                     ));
-                    samples.push(w4_rep(store, &backend, sequence)?);
+                    samples.push(w4_rep(store, backend, sequence)?);
                 }
-                self.push("w4", &backend, RowKind::Cacheness, &params, Ok(samples));
+            }
+            for ((backend, _, reason), samples) in stores.iter().zip(samples) {
+                let outcome = match reason {
+                    None => Ok(samples),
+                    Some(reason) => Err(reason.clone()),
+                };
+                self.push("w4", backend, RowKind::Cacheness, &params, outcome);
             }
         }
         Ok(())
