@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cacheness::backends::{Capacity, MemLayerConfig};
+use cacheness::backends::{Capacity, MemLayerConfig, SqliteOptions};
 use cacheness::{Cache, CacheConfig, ListOptions, key};
 use serde::{Deserialize, Serialize};
 
@@ -230,15 +230,6 @@ impl Store for Cacache {
     }
 }
 
-/// The pragmas of the `sqlite` backend's defaults (`SqliteOptions`), so the
-/// floor measures SQLite itself, not a differently tuned SQLite.
-pub const SQLITE_PRAGMAS: &str = "PRAGMA page_size = 4096;
-PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
-PRAGMA cache_size = -20000;
-PRAGMA temp_store = MEMORY;
-PRAGMA wal_autocheckpoint = 1000;";
-
 /// The raw SQLite floor: one table, `INSERT OR REPLACE` and `SELECT` by primary
 /// key, each statement its own transaction, as a cache put is.
 struct RawSqlite {
@@ -251,12 +242,11 @@ impl RawSqlite {
         let fail = |source: rusqlite::Error| BenchError::cache(workload, "raw-sqlite", source);
         std::fs::create_dir_all(dir).map_err(|source| BenchError::io(dir, source))?;
         let conn = rusqlite::Connection::open(dir.join("raw.db")).map_err(fail)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(fail)?;
-        conn.execute_batch(SQLITE_PRAGMAS).map_err(fail)?;
-        let _: i64 = conn
-            .query_row("PRAGMA mmap_size = 536870912", [], |row| row.get(0))
-            .map_err(fail)?;
+        // The `sqlite` backend's own defaults, from the one place it takes them,
+        // so the floor measures SQLite itself, not a differently tuned SQLite.
+        let options = SqliteOptions::default();
+        conn.execute_batch(&options.file_pragmas()).map_err(fail)?;
+        conn.execute_batch(&options.pragmas()).map_err(fail)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
         )

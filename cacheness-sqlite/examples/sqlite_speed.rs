@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use cacheness_core::{Cache, ListOptions, key};
 use cacheness_sqlite::{SqliteBackend, SqliteOptions};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,27 +114,12 @@ fn cacheness_run(dir: &Path, n: u64) -> Result<(Run, Cache), Box<dyn std::error:
 fn raw_run(dir: &Path, n: u64, without_rowid: bool) -> Result<Run, Box<dyn std::error::Error>> {
     let options = options();
     let conn = Connection::open(dir.join("raw.db"))?;
-    conn.busy_timeout(options.busy_timeout)?;
+    conn.execute_batch(&options.file_pragmas())?;
+    conn.execute_batch(&options.pragmas())?;
     conn.execute_batch(&format!(
-        "PRAGMA page_size = {};
-         PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA cache_size = -{};
-         PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = {};
-         CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB NOT NULL){};",
-        options.page_size,
-        options.cache_size_kib,
-        options.wal_autocheckpoint,
+        "CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB NOT NULL){};",
         if without_rowid { " WITHOUT ROWID" } else { "" }
     ))?;
-    let _: Option<i64> = conn
-        .query_row(
-            &format!("PRAGMA mmap_size = {}", options.mmap_size),
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
     let records: Vec<Record> = (0..n).map(record).collect();
     let started = Instant::now();
     {

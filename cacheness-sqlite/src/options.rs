@@ -95,6 +95,50 @@ impl Default for SqliteOptions {
 }
 
 impl SqliteOptions {
+    /// The pragmas the backend sets on each connection it opens, as SQL text:
+    /// for a connection of your own that should behave like the backend's (a
+    /// raw SQLite baseline, a tool reading the file).
+    ///
+    /// The backend also sets `page_size` and `journal_mode = WAL` once, when it
+    /// creates the file; [`file_pragmas`](Self::file_pragmas) gives those.
+    ///
+    /// ```
+    /// use cacheness_sqlite::SqliteOptions;
+    ///
+    /// let options = SqliteOptions::default();
+    /// let conn = rusqlite::Connection::open_in_memory()?;
+    /// conn.execute_batch(&options.pragmas())?;
+    /// let pages: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))?;
+    /// assert_eq!(pages, i64::from(options.wal_autocheckpoint));
+    /// # Ok::<(), rusqlite::Error>(())
+    /// ```
+    pub fn pragmas(&self) -> String {
+        format!(
+            "PRAGMA busy_timeout = {};\n\
+             PRAGMA synchronous = {};\n\
+             PRAGMA cache_size = -{};\n\
+             PRAGMA temp_store = {};\n\
+             PRAGMA wal_autocheckpoint = {};\n\
+             PRAGMA mmap_size = {};\n",
+            self.busy_timeout.as_millis().min(i32::MAX as u128),
+            self.synchronous.pragma_value(),
+            self.cache_size_kib,
+            self.temp_store.pragma_value(),
+            self.wal_autocheckpoint,
+            self.mmap_size,
+        )
+    }
+
+    /// The pragmas that belong to the database file, which the backend sets when
+    /// it creates one: the page size (effective only before the first table) and
+    /// WAL mode (recorded in the file).
+    pub fn file_pragmas(&self) -> String {
+        format!(
+            "PRAGMA page_size = {};\nPRAGMA journal_mode = WAL;\n",
+            self.page_size
+        )
+    }
+
     /// Checks the values SQLite would silently ignore or misread.
     pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
         if !(512..=65_536).contains(&self.page_size) || !self.page_size.is_power_of_two() {
@@ -201,5 +245,37 @@ mod tests {
             ..SqliteOptions::default()
         };
         assert_eq!(no_pool.validate().unwrap_err().0, "max_idle_connections");
+    }
+
+    #[test]
+    fn every_pragma_reaches_the_connection() {
+        let options = SqliteOptions {
+            page_size: 8192,
+            cache_size_kib: 1234,
+            mmap_size: 1 << 20,
+            busy_timeout: Duration::from_millis(4321),
+            synchronous: Synchronous::Full,
+            temp_store: TempStore::File,
+            wal_autocheckpoint: 777,
+            ..SqliteOptions::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join("raw.db")).unwrap();
+        conn.execute_batch(&options.file_pragmas()).unwrap();
+        conn.execute_batch(&options.pragmas()).unwrap();
+        conn.execute_batch("CREATE TABLE t (x)").unwrap();
+        let read = |pragma: &str| -> rusqlite::types::Value {
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        use rusqlite::types::Value::{Integer, Text};
+        assert_eq!(read("page_size"), Integer(8192));
+        assert_eq!(read("journal_mode"), Text("wal".into()));
+        assert_eq!(read("busy_timeout"), Integer(4321));
+        assert_eq!(read("synchronous"), Integer(2));
+        assert_eq!(read("cache_size"), Integer(-1234));
+        assert_eq!(read("temp_store"), Integer(1));
+        assert_eq!(read("wal_autocheckpoint"), Integer(777));
+        assert_eq!(read("mmap_size"), Integer(1 << 20));
     }
 }

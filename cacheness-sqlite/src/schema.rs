@@ -29,7 +29,7 @@
 
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::{SqliteError, is_corrupt};
 use crate::options::SqliteOptions;
@@ -125,27 +125,10 @@ CREATE INDEX entries_by_prefix ON entries (prefix, key) WHERE prefix <> '';
 /// The per-connection pragmas: everything but the page size and journal mode,
 /// which belong to the database file.
 pub(crate) fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
-    conn.busy_timeout(options.busy_timeout)?;
     conn.set_prepared_statement_cache_capacity(32);
-    conn.execute_batch(&format!(
-        "PRAGMA synchronous = {};
-         PRAGMA cache_size = -{};
-         PRAGMA temp_store = {};
-         PRAGMA wal_autocheckpoint = {};",
-        options.synchronous.pragma_value(),
-        options.cache_size_kib,
-        options.temp_store.pragma_value(),
-        options.wal_autocheckpoint,
-    ))?;
-    // mmap_size answers with a row, which execute_batch would reject.
-    let _: Option<i64> = conn
-        .query_row(
-            &format!("PRAGMA mmap_size = {}", options.mmap_size),
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    Ok(())
+    // `busy_timeout` and `mmap_size` answer with a row, which `execute_batch`
+    // steps once and leaves.
+    conn.execute_batch(&options.pragmas())
 }
 
 /// Sets the file-level pragmas: the page size (effective on a new file only) and
