@@ -87,7 +87,12 @@ impl Pool {
         if idle.len() < self.max_idle {
             idle.push(conn);
             drop(idle);
-            self.returned.notify_one();
+            // Only the in-memory pool waits for a connection; a file pool opens
+            // another. A notification is a futex syscall even with no waiter,
+            // which a file pool would pay on every operation for nothing.
+            if self.opener.is_none() {
+                self.returned.notify_one();
+            }
         }
         // Otherwise the surplus connection closes as it drops, outside the lock.
     }
