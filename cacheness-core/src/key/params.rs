@@ -89,8 +89,11 @@ impl Params {
     /// The canonical encoding described in the [module docs](super); its
     /// blake3 digest is the key.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(codec::encoded_len(&self.0));
+        // Sized first: a walk over the values, but no reallocation of the output.
+        let len = codec::encoded_len(&self.0);
+        let mut out = Vec::with_capacity(len);
         codec::encode_into(&self.0, &mut out);
+        debug_assert_eq!(out.len(), len);
         out
     }
 
@@ -163,8 +166,12 @@ impl Params {
     #[doc(hidden)]
     pub fn __insert_unique(&mut self, name: &'static str, value: Value) {
         let name = name.strip_prefix("r#").unwrap_or(name);
-        let at = self.position(name).unwrap_or_else(|at| at);
-        self.0.insert(at, (Cow::Borrowed(name), value));
+        match self.position(name) {
+            // Unreachable through `key!`; kept a replacement, as a map's insert
+            // is, so the names stay unique whatever a caller does.
+            Ok(at) => self.0[at].1 = value,
+            Err(at) => self.0.insert(at, (Cow::Borrowed(name), value)),
+        }
     }
 
     /// Used by [`key!`](crate::key!): room for `len` parameters.

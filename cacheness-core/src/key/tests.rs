@@ -936,3 +936,12 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_repeated_hidden_insert_replaces_like_a_map() {
+    let mut params = key!(a = 1);
+    params.__insert_unique("a", Value::Bool(true));
+    params.__insert_unique("r#b", Value::None);
+    assert_eq!(params, key!(a = true, b = ()));
+    assert_eq!(params.len(), 2);
+}
