@@ -134,8 +134,8 @@ pub(crate) fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite:
 /// Sets the file-level pragmas: the page size (effective on a new file only) and
 /// WAL mode (recorded in the file, so later connections inherit it).
 pub(crate) fn configure_file(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
-    conn.execute_batch(&format!("PRAGMA page_size = {}", options.page_size))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    conn.execute_batch(&options.file_pragmas())?;
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(
             mode,
