@@ -508,8 +508,9 @@ impl<'a> Runner<'a> {
         // whose speed drifts.
         let mut stores = Vec::new();
         for backend in self.plan.backends.clone() {
-            let reason = not_compiled(&backend);
-            let store = match &reason {
+            // A backend not compiled in keeps its reason, reported as "not run".
+            let store = match not_compiled(&backend) {
+                Some(reason) => Err(reason),
                 None => {
                     let dir = self.fresh_dir(&format!("w4-{backend}"))?;
                     self.step(format!("w4 {backend}: filling {entries} entries"));
@@ -520,11 +521,10 @@ impl<'a> Runner<'a> {
                     for idx in 0..entries {
                         store.put_record(idx, &Record::new(idx))?;
                     }
-                    Some(store)
+                    Ok(store)
                 }
-                Some(_) => None,
             };
-            stores.push((backend, store, reason));
+            stores.push((backend, store));
         }
         for (distribution, sequence) in [("80/20", &skewed), ("uniform", &uniform)] {
             let params = [
@@ -534,8 +534,8 @@ impl<'a> Runner<'a> {
             ];
             let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stores.len()];
             for rep in 1..=self.reps() {
-                for ((backend, store, _), samples) in stores.iter_mut().zip(&mut samples) {
-                    let Some(store) = store.as_mut() else {
+                for ((backend, store), samples) in stores.iter_mut().zip(&mut samples) {
+                    let Ok(store) = store else {
                         continue;
                     };
                     self.step(format!(
@@ -545,11 +545,8 @@ impl<'a> Runner<'a> {
                     samples.push(w4_rep(store, backend, sequence)?);
                 }
             }
-            for ((backend, _, reason), samples) in stores.iter().zip(samples) {
-                let outcome = match reason {
-                    None => Ok(samples),
-                    Some(reason) => Err(reason.clone()),
-                };
+            for ((backend, store), samples) in stores.iter().zip(samples) {
+                let outcome = store.as_ref().map(|_| samples).map_err(Clone::clone);
                 self.push("w4", backend, RowKind::Cacheness, &params, outcome);
             }
         }
