@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES]
+//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--mmap BYTES]
 //! ```
 //!
 //! Workload (BENCHMARK.md, W1): values are a ~200-byte serde struct (an id, a
@@ -50,17 +50,21 @@ fn record(index: u64) -> Record {
 }
 
 /// The default options, or with `-- --autocheckpoint PAGES` another
-/// `wal_autocheckpoint`, for the backend and both raw floors alike.
+/// `wal_autocheckpoint` and with `-- --mmap BYTES` another `mmap_size`, for the
+/// backend and both raw floors alike.
 fn options() -> SqliteOptions {
     let args: Vec<String> = std::env::args().collect();
-    let pages = args
-        .iter()
-        .position(|arg| arg == "--autocheckpoint")
-        .and_then(|at| args.get(at + 1))
-        .and_then(|pages| pages.parse().ok());
+    let number = |flag: &str| {
+        args.iter()
+            .position(|arg| arg == flag)
+            .and_then(|at| args.get(at + 1))
+            .and_then(|value| value.parse().ok())
+    };
     let defaults = SqliteOptions::default();
     SqliteOptions {
-        wal_autocheckpoint: pages.unwrap_or(defaults.wal_autocheckpoint),
+        wal_autocheckpoint: number("--autocheckpoint")
+            .map_or(defaults.wal_autocheckpoint, |pages| pages as u32),
+        mmap_size: number("--mmap").unwrap_or(defaults.mmap_size),
         ..defaults
     }
 }
@@ -312,8 +316,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let large = if quick { 10_000 } else { 100_000 };
     println!(
-        "sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians; wal_autocheckpoint = {}",
-        options().wal_autocheckpoint
+        "sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians; wal_autocheckpoint = {}, mmap_size = {}",
+        options().wal_autocheckpoint,
+        options().mmap_size
     );
     let small = measure(1_000, 11)?;
     let big = measure(large, 3)?;
