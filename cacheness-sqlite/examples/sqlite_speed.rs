@@ -30,24 +30,9 @@ use std::time::{Duration, Instant};
 use cacheness_core::{Cache, ListOptions, key};
 use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 use rusqlite::Connection;
-use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Record {
-    id: u64,
-    name: String,
-    values: Vec<u64>,
-}
-
-fn record(index: u64) -> Record {
-    Record {
-        id: index,
-        name: format!("item-{index}"),
-        values: (0..20)
-            .map(|j| 1_000_000 + (index * 7_919 + j * 104_729) % 9_000_000)
-            .collect(),
-    }
-}
+mod seed;
+use seed::{Record, record};
 
 /// The default options, or with `-- --autocheckpoint PAGES` another
 /// `wal_autocheckpoint` and with `-- --mmap BYTES` another `mmap_size`, for the
