@@ -582,3 +582,37 @@ fn a_second_handle_leaves_the_first_handles_locks_alone() {
         "the first handle's locks are intact"
     );
 }
+
+#[test]
+fn totals_stay_exact_past_the_i64_range_and_saturate_at_u64() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    let sized = |index: u64, stored_size: u64| {
+        let mut entry = sample_entry(key_of(index), 1);
+        entry.stored_size = stored_size;
+        entry
+    };
+    let near = i64::MAX as u64 - 5;
+    let totals = |backend: &SqliteBackend| {
+        let stats = backend.stats().unwrap();
+        (stats.entries, stats.total_size)
+    };
+
+    backend.put(sized(0, near)).unwrap();
+    assert_eq!(totals(&backend), (1, near));
+    // Past i64::MAX: the total is stored wide from here on.
+    backend.put(sized(1, 10)).unwrap();
+    assert_eq!(totals(&backend), (2, near + 10));
+    backend.put(sized(2, 1)).unwrap();
+    assert_eq!(totals(&backend), (3, near + 11));
+    // Replacing brings it back into range.
+    backend.put(sized(1, 3)).unwrap();
+    assert_eq!(totals(&backend), (3, near + 4));
+    assert_eq!(backend.total_size().unwrap(), near + 4);
+    // A size that does not fit i64 at all saturates the total.
+    backend.put(sized(3, u64::MAX)).unwrap();
+    assert_eq!(totals(&backend), (4, u64::MAX));
+    drop(backend);
+    let reopened = SqliteBackend::open(dir.path()).unwrap();
+    assert_eq!(totals(&reopened), (4, u64::MAX));
+}
