@@ -8,7 +8,8 @@
 //! # two variants interleaved run by run (their figures see the same load):
 //! cargo run --release -p cacheness-sqlite --example sqlite_layouts -- --pair 1 3
 //! # one run of variant I (default 0) under a profiler, pragmas from CKPT, CACHE,
-//! # PASSIVE (a passive checkpoint every that many puts) and MMAP:
+//! # PASSIVE (a passive checkpoint every that many puts) and MMAP (default: the
+//! # backend's `mmap_size`):
 //! CKPT=50000 perf record -g target/release/examples/sqlite_layouts --profile 100000 --only 1
 //! ```
 //!
@@ -98,7 +99,10 @@ fn setup(path: &std::path::Path, v: &Variant) -> rusqlite::Result<Connection> {
         .query_row(
             &format!(
                 "PRAGMA mmap_size = {}",
-                std::env::var("MMAP").unwrap_or_else(|_| "536870912".into())
+                std::env::var("MMAP")
+                    .unwrap_or_else(|_| cacheness_sqlite::SqliteOptions::default()
+                        .mmap_size
+                        .to_string())
             ),
             [],
             |row| row.get(0),
