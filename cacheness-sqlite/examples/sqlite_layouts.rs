@@ -19,6 +19,7 @@
 
 use std::time::Instant;
 
+use cacheness_sqlite::SqliteOptions;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 const COLS: &str = "key, prefix, description, type_tag, codec, params, \
@@ -86,28 +87,21 @@ fn value(i: u64) -> Vec<u8> {
 
 fn setup(path: &std::path::Path, v: &Variant) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
-    conn.execute_batch(&format!(
-        "PRAGMA page_size = {};
-         PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
-         PRAGMA cache_size = -{};
-         PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = {};",
-        v.page_size, v.cache_kib, v.autocheckpoint
-    ))?;
-    let _: Option<i64> = conn
-        .query_row(
-            &format!(
-                "PRAGMA mmap_size = {}",
-                std::env::var("MMAP")
-                    .unwrap_or_else(|_| cacheness_sqlite::SqliteOptions::default()
-                        .mmap_size
-                        .to_string())
-            ),
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
+    // The backend's pragmas, from the one place it takes them, with the
+    // variant's page size, cache and checkpoint interval.
+    let defaults = SqliteOptions::default();
+    let options = SqliteOptions {
+        page_size: v.page_size,
+        cache_size_kib: v.cache_kib,
+        wal_autocheckpoint: v.autocheckpoint,
+        mmap_size: std::env::var("MMAP")
+            .ok()
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(defaults.mmap_size),
+        ..defaults
+    };
+    conn.execute_batch(&options.file_pragmas())?;
+    conn.execute_batch(&options.pragmas())?;
     let schema = match v.layout {
         Layout::WithoutRowid => format!(
             "CREATE TABLE entries (key BLOB NOT NULL PRIMARY KEY, {ENTRY_COLS}) WITHOUT ROWID;{INDEXES}"
