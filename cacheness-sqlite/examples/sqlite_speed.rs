@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--mmap BYTES]
+//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--mmap BYTES] [--page-size BYTES] [--no-checkpoint-thread]
 //! ```
 //!
 //! Workload (BENCHMARK.md, W1): values are a ~200-byte serde struct (an id, a
@@ -35,8 +35,10 @@ mod seed;
 use seed::{Record, record};
 
 /// The default options, or with `-- --autocheckpoint PAGES` another
-/// `wal_autocheckpoint` and with `-- --mmap BYTES` another `mmap_size`, for the
-/// backend and both raw floors alike.
+/// `wal_autocheckpoint`, with `-- --mmap BYTES` another `mmap_size` and with
+/// `-- --page-size BYTES` another `page_size`, for the backend and both raw
+/// floors alike; `-- --no-checkpoint-thread` makes the backend checkpoint in
+/// the put that fills the log, as the floors do.
 fn options() -> SqliteOptions {
     let args: Vec<String> = std::env::args().collect();
     let number = |flag: &str| {
@@ -50,6 +52,8 @@ fn options() -> SqliteOptions {
         wal_autocheckpoint: number("--autocheckpoint")
             .map_or(defaults.wal_autocheckpoint, |pages| pages as u32),
         mmap_size: number("--mmap").unwrap_or(defaults.mmap_size),
+        page_size: number("--page-size").map_or(defaults.page_size, |bytes| bytes as u32),
+        checkpoint_thread: !args.iter().any(|arg| arg == "--no-checkpoint-thread"),
         ..defaults
     }
 }
@@ -301,9 +305,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let large = if quick { 10_000 } else { 100_000 };
     println!(
-        "sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians; wal_autocheckpoint = {}, mmap_size = {}",
+        "sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians; wal_autocheckpoint = {}, mmap_size = {}, page_size = {}, checkpoint_thread = {}",
         options().wal_autocheckpoint,
-        options().mmap_size
+        options().mmap_size,
+        options().page_size,
+        options().checkpoint_thread
     );
     let small = measure(1_000, 11)?;
     let big = measure(large, 3)?;

@@ -33,6 +33,7 @@
 //! an older one is migrated in one transaction.
 
 mod backend;
+mod checkpoint;
 mod error;
 mod options;
 mod pool;

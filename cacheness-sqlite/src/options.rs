@@ -63,13 +63,26 @@ pub struct SqliteOptions {
     pub temp_store: TempStore,
     /// `PRAGMA wal_autocheckpoint`, in pages (default 10 000, about 40 MB of log
     /// with 4 KiB pages; SQLite's own default is 1 000; 0 turns automatic
-    /// checkpoints off): once the write-ahead log holds this many pages, the
-    /// committing writer copies them back into the database file and syncs it.
-    /// Larger batches copy a page rewritten many times only once and sync less
-    /// often, but let the log file (which keeps its largest size on disk) and
-    /// crash recovery grow. With checkpoints off, the log grows until a
-    /// connection closes.
+    /// checkpoints off): once the write-ahead log holds this many pages, they
+    /// are copied back into the database file, which is synced. Larger batches
+    /// copy a page rewritten many times only once and sync less often, but let
+    /// the log file (which keeps its largest size on disk) and crash recovery
+    /// grow. With checkpoints off, the log grows until a connection closes.
+    ///
+    /// The file backend does not make a put wait for that copy, as SQLite's own
+    /// automatic checkpoint would (with `synchronous = NORMAL` it is when the
+    /// log reaches the disk: ~100 ms for 40 MB here): a thread of the backend,
+    /// `cacheness-ckpt`, started at the first checkpoint, copies while puts go
+    /// on, and the next put copies only the short tail that they added
+    /// meanwhile. The log may therefore grow past this size, and a put waits for
+    /// the thread only once it holds 4 times as many pages. A connection of your
+    /// own given [`pragmas`](Self::pragmas) checkpoints as SQLite does, and so
+    /// does the backend with [`checkpoint_thread`](Self::checkpoint_thread) off.
     pub wal_autocheckpoint: u32,
+    /// Whether the file backend runs its checkpoints on a thread of its own
+    /// (default `true`; see [`wal_autocheckpoint`](Self::wal_autocheckpoint)).
+    /// Off, the put that fills the log copies it back, as SQLite does by itself.
+    pub checkpoint_thread: bool,
     /// How many idle connections the pool keeps (default 8; at least 1). Each
     /// thread doing an operation takes a connection of its own, so readers never
     /// wait for each other; beyond this many, extra connections are opened for
@@ -86,8 +99,8 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     /// 4 KiB pages, 20 MB page cache per connection, no memory map, 10 s
     /// busy timeout, `synchronous = NORMAL`, temporary data in memory, a
-    /// checkpoint every 10 000 pages, up to 8 idle connections, and no
-    /// recreation of damaged files.
+    /// checkpoint every 10 000 pages on the backend's own thread, up to 8 idle
+    /// connections, and no recreation of damaged files.
     fn default() -> Self {
         SqliteOptions {
             page_size: 4096,
@@ -97,6 +110,7 @@ impl Default for SqliteOptions {
             synchronous: Synchronous::Normal,
             temp_store: TempStore::Memory,
             wal_autocheckpoint: 10_000,
+            checkpoint_thread: true,
             max_idle_connections: 8,
             recreate_if_corrupt: false,
         }

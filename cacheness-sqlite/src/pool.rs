@@ -6,6 +6,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+use crate::checkpoint::Checkpointer;
 use crate::options::SqliteOptions;
 use crate::schema::configure;
 
@@ -20,16 +21,26 @@ pub(crate) struct Pool {
     /// database, which exists only in its one connection.
     opener: Option<(PathBuf, SqliteOptions)>,
     max_idle: usize,
+    /// Takes the checkpoints off the committing connections (file, with
+    /// automatic checkpoints on).
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Pool {
-    /// A pool over a database file, starting with `first`.
-    pub(crate) fn file(first: Connection, path: PathBuf, options: &SqliteOptions) -> Self {
+    /// A pool over a database file, starting with `first`, which
+    /// `checkpointer` is already attached to.
+    pub(crate) fn file(
+        first: Connection,
+        path: PathBuf,
+        options: &SqliteOptions,
+        checkpointer: Option<Checkpointer>,
+    ) -> Self {
         Pool {
             idle: Mutex::new(vec![first]),
             returned: Condvar::new(),
             max_idle: options.max_idle_connections,
             opener: Some((path, options.clone())),
+            checkpointer,
         }
     }
 
@@ -40,6 +51,7 @@ impl Pool {
             returned: Condvar::new(),
             max_idle: 1,
             opener: None,
+            checkpointer: None,
         }
     }
 
@@ -57,8 +69,11 @@ impl Pool {
             match &self.opener {
                 Some((path, options)) => {
                     drop(idle);
-                    let conn = Connection::open(path)?;
+                    let mut conn = Connection::open(path)?;
                     configure(&conn, options)?;
+                    if let Some(checkpointer) = &self.checkpointer {
+                        checkpointer.attach(&mut conn)?;
+                    }
                     return Ok(Pooled {
                         conn: Some(conn),
                         pool: self,

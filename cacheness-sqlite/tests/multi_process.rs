@@ -11,8 +11,11 @@ use std::process::{Command, Stdio};
 
 use cacheness_core::conformance::{key_of, sample_entry};
 use cacheness_core::{Cache, ListOptions, MetadataBackend, key};
-use cacheness_sqlite::SqliteBackend;
+use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 use serde::{Deserialize, Serialize};
+
+mod common;
+use common::checkpoint_threads;
 
 const CHILD_ENV: &str = "CACHENESS_SQLITE_CHILD";
 const CHILDREN: u64 = 4;
@@ -20,6 +23,10 @@ const DISTINCT_KEYS: u64 = 500;
 const SHARED_KEYS: u64 = 150;
 /// Small, so that the larger values go to blob files.
 const INLINE_THRESHOLD: usize = 128;
+/// A mode ending in this runs with a checkpoint every [`SMALL_LOG_PAGES`] pages
+/// (the default is 10 000, which these tests never reach).
+const SMALL_LOG: &str = "+small-log";
+const SMALL_LOG_PAGES: u32 = 32;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Value {
@@ -50,7 +57,11 @@ fn value(child: u64, index: u64) -> Value {
 }
 
 fn open_cache(dir: &Path) -> Cache {
-    let backend = SqliteBackend::open(dir).expect("the sqlite backend opens");
+    open_cache_with(dir, &SqliteOptions::default())
+}
+
+fn open_cache_with(dir: &Path, options: &SqliteOptions) -> Cache {
+    let backend = SqliteBackend::open_with(dir, options).expect("the sqlite backend opens");
     Cache::builder()
         .dir(dir)
         .inline_threshold(INLINE_THRESHOLD)
@@ -78,7 +89,18 @@ fn child_process() {
     std::io::stdin()
         .read_exact(&mut go)
         .expect("the parent sends the start signal");
-    let cache = open_cache(&dir);
+    let small_log = mode.ends_with(SMALL_LOG);
+    let (mode, options) = match mode.strip_suffix(SMALL_LOG) {
+        Some(mode) => (
+            mode,
+            SqliteOptions {
+                wal_autocheckpoint: SMALL_LOG_PAGES,
+                ..SqliteOptions::default()
+            },
+        ),
+        None => (mode, SqliteOptions::default()),
+    };
+    let cache = open_cache_with(&dir, &options);
     match mode {
         "distinct" => {
             for index in 0..DISTINCT_KEYS {
@@ -122,6 +144,13 @@ fn child_process() {
         other => panic!("unknown child mode {other}"),
     }
     cache.flush().expect("flush succeeds");
+    if small_log && cfg!(target_os = "linux") {
+        assert_eq!(
+            checkpoint_threads(),
+            1,
+            "the child checkpointed on its thread"
+        );
+    }
 }
 
 /// Runs `CHILDREN` children in `mode` on `dir`, all released at once.
@@ -196,9 +225,20 @@ fn blob_names_of_entries(cache: &Cache) -> BTreeSet<String> {
 
 #[test]
 fn four_processes_opening_a_fresh_dir_at_once_lose_nothing() {
+    four_processes_writing_distinct_keys_lose_nothing("distinct");
+}
+
+/// As above, with checkpoints every few puts of each process: their checkpoint
+/// threads and tails race each other and the writers.
+#[test]
+fn four_processes_checkpointing_all_the_time_lose_nothing() {
+    four_processes_writing_distinct_keys_lose_nothing(&format!("distinct{SMALL_LOG}"));
+}
+
+fn four_processes_writing_distinct_keys_lose_nothing(mode: &str) {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("fresh");
-    run_children("distinct", &dir);
+    run_children(mode, &dir);
 
     let cache = open_cache(&dir);
     assert_eq!(cache.stats().unwrap().entries, CHILDREN * DISTINCT_KEYS);
@@ -217,9 +257,18 @@ fn four_processes_opening_a_fresh_dir_at_once_lose_nothing() {
 
 #[test]
 fn four_processes_writing_the_same_keys_leave_one_whole_value_each_and_no_stray_blob() {
+    four_processes_writing_the_same_keys("shared");
+}
+
+#[test]
+fn four_processes_writing_the_same_keys_through_frequent_checkpoints() {
+    four_processes_writing_the_same_keys(&format!("shared{SMALL_LOG}"));
+}
+
+fn four_processes_writing_the_same_keys(mode: &str) {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("shared");
-    run_children("shared", &dir);
+    run_children(mode, &dir);
 
     let cache = open_cache(&dir);
     assert_eq!(cache.stats().unwrap().entries, SHARED_KEYS);
