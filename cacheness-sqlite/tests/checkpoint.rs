@@ -10,7 +10,7 @@ use cacheness_core::{Cache, key};
 use cacheness_sqlite::{DB_FILE_NAME, SqliteBackend, SqliteOptions};
 
 mod common;
-use common::checkpoint_threads;
+use common::checkpoint_threads_become;
 
 static TURNS: Mutex<()> = Mutex::new(());
 
@@ -70,7 +70,11 @@ fn the_log_stays_bounded_under_a_stream_of_puts_and_the_thread_ends_with_the_bac
         "the log reached the threshold ({longest} bytes)"
     );
     if cfg!(target_os = "linux") {
-        assert_eq!(checkpoint_threads(), 1, "the thread did the copying");
+        assert_eq!(
+            checkpoint_threads_become(1),
+            1,
+            "the thread did the copying"
+        );
     }
     for index in 0..3_000 {
         assert_eq!(
@@ -80,7 +84,11 @@ fn the_log_stays_bounded_under_a_stream_of_puts_and_the_thread_ends_with_the_bac
         );
     }
     drop(cache);
-    assert_eq!(checkpoint_threads(), 0, "the thread ends with the backend");
+    assert_eq!(
+        checkpoint_threads_become(0),
+        0,
+        "the thread ends with the backend"
+    );
 
     let cache = open(temp.path(), pages);
     assert_eq!(cache.stats().unwrap().entries, 3_000, "all there on reopen");
@@ -94,7 +102,7 @@ fn checkpoints_off_start_no_thread_and_let_the_log_grow() {
     for index in 0..1_000 {
         cache.put(&key!(idx = index), &value(index)).unwrap();
     }
-    assert_eq!(checkpoint_threads(), 0);
+    assert_eq!(checkpoint_threads_become(0), 0);
     let frame = 24 + u64::from(SqliteOptions::default().page_size);
     assert!(
         wal_len(temp.path()) > 2_000 * frame,
@@ -120,7 +128,7 @@ fn without_the_thread_the_put_that_fills_the_log_copies_it() {
         cache.put(&key!(idx = index), &value(index)).unwrap();
         longest = longest.max(wal_len(temp.path()));
     }
-    assert_eq!(checkpoint_threads(), 0, "no thread when turned off");
+    assert_eq!(checkpoint_threads_become(0), 0, "no thread when turned off");
     // SQLite's own checkpoint: the threshold and one put's frames over it.
     let frame = 24 + u64::from(SqliteOptions::default().page_size);
     let bound = 32 + (u64::from(pages) + 16) * frame;

@@ -15,7 +15,7 @@ use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 use serde::{Deserialize, Serialize};
 
 mod common;
-use common::checkpoint_threads;
+use common::checkpoint_threads_become;
 
 const CHILD_ENV: &str = "CACHENESS_SQLITE_CHILD";
 const CHILDREN: u64 = 4;
@@ -146,7 +146,7 @@ fn child_process() {
     cache.flush().expect("flush succeeds");
     if small_log && cfg!(target_os = "linux") {
         assert_eq!(
-            checkpoint_threads(),
+            checkpoint_threads_become(1),
             1,
             "the child checkpointed on its thread"
         );
