@@ -304,12 +304,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let large = if quick { 10_000 } else { 100_000 };
+    let run_options = options();
     println!(
         "sqlite backend vs raw rusqlite, seed workload (~200-byte values), medians; wal_autocheckpoint = {}, mmap_size = {}, page_size = {}, checkpoint_thread = {}",
-        options().wal_autocheckpoint,
-        options().mmap_size,
-        options().page_size,
-        options().checkpoint_thread
+        run_options.wal_autocheckpoint,
+        run_options.mmap_size,
+        run_options.page_size,
+        run_options.checkpoint_thread
     );
     let small = measure(1_000, 11)?;
     let big = measure(large, 3)?;

@@ -14,7 +14,6 @@ use cacheness_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::checkpoint::Checkpointer;
 use crate::error::{SqliteError, is_busy};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
@@ -235,7 +234,6 @@ impl SqliteBackend {
 
     fn open_file(path: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
         create_database_file(path)?;
-        let checkpointer = Checkpointer::new(path.to_owned(), options);
         let deadline = Instant::now() + options.busy_timeout;
         // Opening races with other processes creating the same file: retry the
         // whole setup while another holds the lock, within the busy timeout.
@@ -245,9 +243,6 @@ impl SqliteBackend {
             configure(&conn, options).map_err(open_error)?;
             configure_file(&conn, options).map_err(open_error)?;
             ensure_schema(&mut conn, path)?;
-            if let Some(checkpointer) = &checkpointer {
-                checkpointer.attach(&mut conn).map_err(open_error)?;
-            }
             let conn_watcher = Connection::open(path).map_err(open_error)?;
             configure(&conn_watcher, options).map_err(open_error)?;
             // No write of this handle yet: all of `writes` is others'.
@@ -269,7 +264,8 @@ impl SqliteBackend {
             path: path.to_owned(),
             memory: false,
             busy_timeout: options.busy_timeout,
-            pool: Pool::file(conn, path.to_owned(), options, checkpointer),
+            pool: Pool::file(conn, path.to_owned(), options)
+                .map_err(|source| crate::error::open_error(path, source))?,
             watcher: Some(Mutex::new(watcher)),
             own: OwnWrites::default(),
         })

@@ -27,21 +27,25 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// A pool over a database file, starting with `first`, which
-    /// `checkpointer` is already attached to.
+    /// A pool over a database file, starting with `first`. Every connection it
+    /// hands out, `first` included, checkpoints through the pool's
+    /// [`Checkpointer`] (unless `options` turn it off).
     pub(crate) fn file(
-        first: Connection,
+        mut first: Connection,
         path: PathBuf,
         options: &SqliteOptions,
-        checkpointer: Option<Checkpointer>,
-    ) -> Self {
-        Pool {
+    ) -> rusqlite::Result<Self> {
+        let checkpointer = Checkpointer::new(path.clone(), options);
+        if let Some(checkpointer) = &checkpointer {
+            checkpointer.attach(&mut first)?;
+        }
+        Ok(Pool {
             idle: Mutex::new(vec![first]),
             returned: Condvar::new(),
             max_idle: options.max_idle_connections,
             opener: Some((path, options.clone())),
             checkpointer,
-        }
+        })
     }
 
     /// A pool holding the one connection of an in-memory database.

@@ -41,6 +41,11 @@ fn open_with(dir: &Path, options: &SqliteOptions) -> Cache {
         .unwrap()
 }
 
+/// The bytes of one log frame: a 24-byte header and a page.
+fn frame_bytes() -> u64 {
+    24 + u64::from(SqliteOptions::default().page_size)
+}
+
 fn value(index: u64) -> Vec<u64> {
     (0..20).map(|j| index * 1_000 + j).collect()
 }
@@ -59,7 +64,7 @@ fn the_log_stays_bounded_under_a_stream_of_puts_and_the_thread_ends_with_the_bac
     }
     // At 4 times the threshold a put waits for the thread and copies the rest,
     // and the next one starts the log over: one put's frames over that at most.
-    let frame = 24 + u64::from(SqliteOptions::default().page_size);
+    let frame = frame_bytes();
     let bound = 32 + (4 * u64::from(pages) + 16) * frame;
     assert!(
         longest <= bound,
@@ -103,7 +108,7 @@ fn checkpoints_off_start_no_thread_and_let_the_log_grow() {
         cache.put(&key!(idx = index), &value(index)).unwrap();
     }
     assert_eq!(checkpoint_threads_become(0), 0);
-    let frame = 24 + u64::from(SqliteOptions::default().page_size);
+    let frame = frame_bytes();
     assert!(
         wal_len(temp.path()) > 2_000 * frame,
         "every put's pages are still in the log"
@@ -130,7 +135,7 @@ fn without_the_thread_the_put_that_fills_the_log_copies_it() {
     }
     assert_eq!(checkpoint_threads_become(0), 0, "no thread when turned off");
     // SQLite's own checkpoint: the threshold and one put's frames over it.
-    let frame = 24 + u64::from(SqliteOptions::default().page_size);
+    let frame = frame_bytes();
     let bound = 32 + (u64::from(pages) + 16) * frame;
     assert!(
         longest <= bound,

@@ -89,16 +89,16 @@ fn child_process() {
     std::io::stdin()
         .read_exact(&mut go)
         .expect("the parent sends the start signal");
-    let small_log = mode.ends_with(SMALL_LOG);
-    let (mode, options) = match mode.strip_suffix(SMALL_LOG) {
-        Some(mode) => (
-            mode,
-            SqliteOptions {
-                wal_autocheckpoint: SMALL_LOG_PAGES,
-                ..SqliteOptions::default()
-            },
-        ),
-        None => (mode, SqliteOptions::default()),
+    let (mode, small_log) = mode
+        .strip_suffix(SMALL_LOG)
+        .map_or((mode, false), |mode| (mode, true));
+    let options = SqliteOptions {
+        wal_autocheckpoint: if small_log {
+            SMALL_LOG_PAGES
+        } else {
+            SqliteOptions::default().wal_autocheckpoint
+        },
+        ..SqliteOptions::default()
     };
     let cache = open_cache_with(&dir, &options);
     match mode {
