@@ -340,17 +340,23 @@ impl SqliteBackend {
         self.read(operation, Totals::read)
     }
 
+    /// The first `limit` rows of `sql`, a query of [`columns!`] in the order it
+    /// gives. The limit is applied by stepping no further, not by a `LIMIT ?`:
+    /// SQLite re-plans a statement whose `LIMIT` is a bound parameter each time
+    /// it is bound, so a cached statement would be re-prepared on every use.
     fn select_entries(
         &self,
         operation: &'static str,
         sql: &str,
         params: impl rusqlite::Params + Clone,
+        limit: usize,
     ) -> Result<Vec<Entry>, SqliteError> {
         self.read(operation, |conn| {
             let mut statement = conn.prepare_cached(sql)?;
             let mut rows = statement.query(params.clone())?;
             let mut entries = Vec::new();
-            while let Some(row) = rows.next()? {
+            while entries.len() < limit {
+                let Some(row) = rows.next()? else { break };
                 entries.push(entry_from_row(row)?);
             }
             Ok(entries)
@@ -469,12 +475,13 @@ impl MetadataBackend for SqliteBackend {
                 let mut statement = conn.prepare_cached(sql)?;
                 let mut rows = match filter.prefix.as_deref() {
                     Some(prefix) if !prefix.is_empty() => {
-                        statement.query(rusqlite::params![after, page_len as i64, prefix])?
+                        statement.query(rusqlite::params![after, prefix])?
                     }
-                    _ => statement.query(rusqlite::params![after, page_len as i64])?,
+                    _ => statement.query([&after])?,
                 };
                 let mut entries = Vec::with_capacity(page_len);
-                while let Some(row) = rows.next()? {
+                while entries.len() < page_len {
+                    let Some(row) = rows.next()? else { break };
                     entries.push(entry_from_row(row)?);
                 }
                 Ok(entries)
@@ -521,18 +528,14 @@ impl MetadataBackend for SqliteBackend {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(self.select_entries(
-            "expired",
-            expired_sql(),
-            rusqlite::params![Wide(now_ms), sql_limit(limit)],
-        )?)
+        Ok(self.select_entries("expired", expired_sql(), [Wide(now_ms)], limit)?)
     }
 
     fn eviction_candidates(&self, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        Ok(self.select_entries("eviction_candidates", eviction_sql(), [sql_limit(limit)])?)
+        Ok(self.select_entries("eviction_candidates", eviction_sql(), [], limit)?)
     }
 
     fn remove_if_unchanged(&self, expected: &Entry) -> cacheness_core::Result<Option<Entry>> {
@@ -671,48 +674,52 @@ const UPDATE_SQL: &str = "UPDATE entries SET prefix = ?2, description = ?3, type
      content_hash = ?14, inline_value = ?15, blob_name = ?16, signature = ?17, \
      user_metadata = ?18 WHERE key = ?1";
 
-/// A page of a scan: entries after `?1`, at most `?2`, with prefix `?3` if the
-/// filter has a non-empty one.
+/// A scan in key order from after `?1`, with prefix `?2` if the filter has a
+/// non-empty one. No `LIMIT`: the caller steps as far as its page (see
+/// [`SqliteBackend::select_entries`] for why).
 fn scan_sql(prefix: Option<&str>) -> &'static str {
     match prefix {
         None => concat!(
             "SELECT ",
             columns!(),
-            " FROM entries WHERE key > ?1 ORDER BY key LIMIT ?2"
+            " FROM entries WHERE key > ?1 ORDER BY key"
         ),
         Some("") => concat!(
             "SELECT ",
             columns!(),
-            " FROM entries WHERE prefix = '' AND key > ?1 ORDER BY key LIMIT ?2"
+            " FROM entries WHERE prefix = '' AND key > ?1 ORDER BY key"
         ),
-        // `prefix <> ''` repeats the partial index's condition so the planner uses it.
+        // `prefix <> ''` repeats the partial index's condition so the planner
+        // uses it. The `CAST` (a no-op on the text bound there) keeps the plan
+        // from depending on the bound value: compared with a bare `?2`, SQLite
+        // re-plans the statement each time `?2` is bound.
         Some(_) => concat!(
             "SELECT ",
             columns!(),
-            " FROM entries WHERE prefix = ?3 AND prefix <> '' AND key > ?1 \
-             ORDER BY key LIMIT ?2"
+            " FROM entries WHERE prefix = CAST(?2 AS TEXT) AND prefix <> '' AND key > ?1 \
+             ORDER BY key"
         ),
     }
 }
 
-/// Entries expired at `?1`, soonest first, at most `?2`: a range of the partial
-/// `expires_at` index.
+/// Entries expired at `?1`, soonest first: a range of the partial `expires_at`
+/// index.
 fn expired_sql() -> &'static str {
     concat!(
         "SELECT ",
         columns!(),
         " FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1 \
-         ORDER BY expires_at LIMIT ?2"
+         ORDER BY expires_at"
     )
 }
 
-/// The `?1` least recently accessed entries, ties by key: the head of the
-/// `accessed_at` index (whose entries end with the key).
+/// The least recently accessed entries first, ties by key: the `accessed_at`
+/// index (whose entries end with the key) in order.
 fn eviction_sql() -> &'static str {
     concat!(
         "SELECT ",
         columns!(),
-        " FROM entries ORDER BY accessed_at, key LIMIT ?1"
+        " FROM entries ORDER BY accessed_at, key"
     )
 }
 
@@ -833,10 +840,6 @@ impl Totals {
         ])?;
         Ok(())
     }
-}
-
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 fn check_options(options: &SqliteOptions) -> Result<(), SqliteError> {
@@ -1043,24 +1046,22 @@ mod tests {
         details.join("; ")
     }
 
-    #[test]
-    fn queries_use_the_indexes() {
-        let backend = SqliteBackend::in_memory().unwrap();
-        let conn = backend.pool.get().unwrap();
+    /// The plans of the backend's queries on `conn`.
+    fn check_plans(conn: &Connection) {
         let get = query_plan(
-            &conn,
+            conn,
             concat!("SELECT ", columns!(), " FROM entries WHERE key = ?1"),
         );
         assert!(get.contains("USING INDEX entries_by_key (key=?)"), "{get}");
-        let expired = query_plan(&conn, expired_sql());
+        let expired = query_plan(conn, expired_sql());
         assert!(expired.contains("entries_by_expires_at"), "{expired}");
-        let eviction = query_plan(&conn, eviction_sql());
+        let eviction = query_plan(conn, eviction_sql());
         assert!(eviction.contains("entries_by_accessed_at"), "{eviction}");
         assert!(!eviction.contains("TEMP B-TREE"), "no sort: {eviction}");
-        let prefixed = query_plan(&conn, scan_sql(Some("models")));
+        let prefixed = query_plan(conn, scan_sql(Some("models")));
         assert!(prefixed.contains("entries_by_prefix"), "{prefixed}");
         assert!(!prefixed.contains("TEMP B-TREE"), "no sort: {prefixed}");
-        let all = query_plan(&conn, scan_sql(None));
+        let all = query_plan(conn, scan_sql(None));
         assert!(all.contains("USING INDEX entries_by_key (key>?)"), "{all}");
         assert!(!all.contains("TEMP B-TREE"), "no sort: {all}");
         for touch in [
@@ -1068,8 +1069,101 @@ mod tests {
             "DELETE FROM entries WHERE key = ?1",
             UPDATE_SQL,
         ] {
-            let plan = query_plan(&conn, touch);
+            let plan = query_plan(conn, touch);
             assert!(!plan.contains("SCAN"), "{touch}: {plan}");
+        }
+    }
+
+    #[test]
+    fn queries_use_the_indexes() {
+        let backend = SqliteBackend::in_memory().unwrap();
+        check_plans(&backend.pool.get().unwrap());
+        // With rows, the planner weighs a scan and sort against the index.
+        let dir = tempfile::tempdir().unwrap();
+        let path = large_database(dir.path());
+        check_plans(&Connection::open(path).unwrap());
+    }
+
+    /// SQLite re-plans a statement whose plan used a bound value each time it is
+    /// bound again, which for a cached statement means on every use.
+    #[test]
+    fn cached_statements_are_never_prepared_again() {
+        use std::collections::BTreeMap;
+        use std::time::Duration;
+
+        use cacheness_core::{Cache, ListOptions, ManualClock, PutOptions, key};
+
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
+        // Each statement's SQL: (runs, re-preparations so far).
+        let seen = Arc::new(Mutex::new(BTreeMap::<String, (u32, i32)>::new()));
+        {
+            let recorder = Arc::clone(&seen);
+            let mut conn = backend.pool.get().unwrap();
+            conn.trace_v2(
+                TraceEventCodes::SQLITE_TRACE_PROFILE,
+                Some(move |event: TraceEvent<'_>| {
+                    if let TraceEvent::Profile(statement, _) = event {
+                        let mut seen = recorder.lock().unwrap();
+                        let record = seen.entry(statement.sql().into_owned()).or_default();
+                        record.0 += 1;
+                        record.1 = statement.get_status(StatementStatus::RePrepare);
+                    }
+                }),
+            )
+            .unwrap();
+        }
+        let clock = ManualClock::new(1_000_000);
+        let cache = Cache::builder()
+            .dir(dir.path())
+            .clock(clock.clone())
+            .max_size(Some(3_000))
+            .open(Arc::clone(&backend))
+            .unwrap();
+        for round in 0..4u32 {
+            for i in 0..60u32 {
+                let options = PutOptions::new()
+                    .prefix(["models", "runs"][i as usize % 2])
+                    .ttl(Duration::from_secs(u64::from(1 + i % 3)));
+                cache
+                    .put_with(&key!(i = i), &vec![round; 60], &options)
+                    .unwrap();
+                assert!(cache.get::<Vec<u32>>(&key!(i = i / 2)).is_ok());
+            }
+            cache.flush().unwrap();
+            for prefix in [None, Some("models".to_owned()), Some("runs".to_owned())] {
+                let first = cache
+                    .list(&ListOptions {
+                        prefix: prefix.clone(),
+                        limit: Some(3 + round as usize),
+                        ..ListOptions::default()
+                    })
+                    .unwrap();
+                cache
+                    .list(&ListOptions {
+                        prefix,
+                        after: first.last().map(|entry| entry.key),
+                        ..ListOptions::default()
+                    })
+                    .unwrap();
+            }
+            cache.remove(&key!(i = round)).unwrap();
+            clock.advance(Duration::from_secs(2));
+            cache.cleanup_expired().unwrap();
+        }
+        drop(cache);
+        let seen = seen.lock().unwrap();
+        assert!(seen.len() > 10, "the trace saw the statements: {seen:?}");
+        assert!(
+            seen.keys().any(|sql| sql.contains("ORDER BY accessed_at")),
+            "evicted: {seen:?}"
+        );
+        assert!(
+            seen.keys().any(|sql| sql.contains("ORDER BY expires_at")),
+            "expired: {seen:?}"
+        );
+        for (sql, (runs, reprepares)) in seen.iter() {
+            assert_eq!(*reprepares, 0, "`{sql}`, run {runs} times");
         }
     }
 }
