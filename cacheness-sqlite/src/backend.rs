@@ -3,7 +3,7 @@
 use std::fs;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use crate::error::{SqliteError, is_busy};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
-use crate::schema::{configure, configure_file, ensure_schema};
+use crate::schema::{LRU_INDEX, configure, configure_file, ensure_schema};
 use crate::wal_index::{Header, Watched};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
 
@@ -63,6 +63,8 @@ pub struct SqliteBackend {
     watcher: Option<Mutex<Watcher>>,
     /// This handle's own write transactions, told apart from other handles' there.
     own: OwnWrites,
+    /// Set once this handle made sure the eviction order's index exists.
+    lru_index: AtomicBool,
 }
 
 /// A connection that never writes, and what it saw at the last
@@ -224,6 +226,7 @@ impl SqliteBackend {
             pool: Pool::single(conn),
             watcher: None,
             own: OwnWrites::default(),
+            lru_index: AtomicBool::new(false),
         })
     }
 
@@ -268,6 +271,7 @@ impl SqliteBackend {
                 .map_err(|source| crate::error::open_error(path, source))?,
             watcher: Some(Mutex::new(watcher)),
             own: OwnWrites::default(),
+            lru_index: AtomicBool::new(false),
         })
     }
 
@@ -311,6 +315,18 @@ impl SqliteBackend {
             }
             Ok(value)
         })
+    }
+
+    /// Creates the `accessed_at` index if the database has none yet: a database
+    /// gets it at its first eviction query (see the schema's version 5). Once per
+    /// handle; afterwards SQLite keeps it up to date for every writer.
+    fn ensure_lru_index(&self) -> Result<(), SqliteError> {
+        if self.lru_index.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.write("eviction_candidates", |tx| Ok(tx.execute_batch(LRU_INDEX)?))?;
+        self.lru_index.store(true, Ordering::Release);
+        Ok(())
     }
 
     fn retrying<T>(
@@ -535,6 +551,7 @@ impl MetadataBackend for SqliteBackend {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.ensure_lru_index()?;
         Ok(self.select_entries("eviction_candidates", eviction_sql(), [], limit)?)
     }
 
@@ -1077,11 +1094,72 @@ mod tests {
     #[test]
     fn queries_use_the_indexes() {
         let backend = SqliteBackend::in_memory().unwrap();
+        backend.eviction_candidates(1).unwrap();
         check_plans(&backend.pool.get().unwrap());
         // With rows, the planner weighs a scan and sort against the index.
         let dir = tempfile::tempdir().unwrap();
         let path = large_database(dir.path());
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        assert_eq!(backend.eviction_candidates(3).unwrap().len(), 3);
         check_plans(&Connection::open(path).unwrap());
+    }
+
+    fn has_lru_index(conn: &Connection) -> bool {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'entries_by_accessed_at'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    }
+
+    #[test]
+    fn the_eviction_index_is_made_by_the_first_eviction_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = large_database(dir.path());
+        let first = SqliteBackend::open(dir.path()).unwrap();
+        let second = SqliteBackend::open(dir.path()).unwrap();
+        let watcher = Connection::open(&path).unwrap();
+        // Puts, reads, listings and expiry sweeps never need it.
+        first.expired(u64::MAX, 10).unwrap();
+        first
+            .scan(&ScanFilter::all(), &mut |_| ControlFlow::Break(()))
+            .unwrap();
+        assert!(!has_lru_index(&watcher));
+
+        // Rows were written with accessed_at = 1..=ROWS: the oldest come first.
+        let oldest = first.eviction_candidates(5).unwrap();
+        assert!(has_lru_index(&watcher));
+        let accessed: Vec<u64> = oldest.iter().map(|entry| entry.accessed_at).collect();
+        assert_eq!(accessed, [1, 2, 3, 4, 5]);
+        // Another handle, opened before, finds it and uses it.
+        assert_eq!(second.eviction_candidates(5).unwrap(), oldest);
+        let plan = query_plan(&watcher, eviction_sql());
+        assert!(plan.contains("entries_by_accessed_at"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        // Kept up to date by every writer from then on: a touch moves an entry
+        // to the back of the order.
+        let batch = AccessBatch {
+            touches: vec![Touch {
+                key: oldest[0].key,
+                accessed_at: ROWS as u64 + 1,
+                count: 1,
+            }],
+            ..AccessBatch::default()
+        };
+        second.touch(&batch).unwrap();
+        let now: Vec<u64> = first
+            .eviction_candidates(5)
+            .unwrap()
+            .iter()
+            .map(|entry| entry.accessed_at)
+            .collect();
+        assert_eq!(now, [2, 3, 4, 5, 6]);
+        let check: String = watcher
+            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
     }
 
     /// SQLite re-plans a statement whose plan used a bound value each time it is
@@ -1095,6 +1173,10 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
+        // The first eviction query creates the eviction index: a schema change,
+        // after which SQLite re-prepares each statement prepared before it once.
+        // Done here, before any statement of the workload is prepared.
+        backend.eviction_candidates(1).unwrap();
         // Each statement's SQL: (runs, re-preparations so far).
         let seen = Arc::new(Mutex::new(BTreeMap::<String, (u32, i32)>::new()));
         {

@@ -182,18 +182,21 @@ fn a_version_3_database_moves_its_entries_to_the_rowid_table() {
     assert!(backend.remove_if_unchanged(&replaced).unwrap().is_none());
     assert!(backend.remove_if_unchanged(&current).unwrap().is_some());
     assert_eq!(backend.len().unwrap(), 4);
-    drop(backend);
-
+    // No eviction index until an eviction query asks for one.
     let conn = Connection::open(&path).unwrap();
-    let layout: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'entries' ORDER BY name")
-        .unwrap()
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
     assert_eq!(
-        layout,
+        entries_layout(&conn),
+        [
+            "entries",
+            "entries_by_expires_at",
+            "entries_by_key",
+            "entries_by_prefix"
+        ]
+    );
+    assert_eq!(backend.eviction_candidates(10).unwrap().len(), 4);
+    drop(backend);
+    assert_eq!(
+        entries_layout(&conn),
         [
             "entries",
             "entries_by_accessed_at",
@@ -210,6 +213,44 @@ fn a_version_3_database_moves_its_entries_to_the_rowid_table() {
         .query_row("SELECT count(*) FROM entries", [], |row| row.get(0))
         .unwrap();
     assert_eq!(rows, 4);
+}
+
+/// The names of the `entries` table and its indexes.
+fn entries_layout(conn: &Connection) -> Vec<String> {
+    conn.prepare("SELECT name FROM sqlite_schema WHERE tbl_name = 'entries' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn a_version_4_database_drops_its_eviction_index_until_eviction_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    for index in 0..6 {
+        backend.put(sample_entry(key_of(index), 10)).unwrap();
+    }
+    drop(backend);
+    // Version 4 had the index from the start.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE INDEX entries_by_accessed_at ON entries (accessed_at, key); PRAGMA user_version = 4;",
+    )
+    .unwrap();
+
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert!(!entries_layout(&conn).contains(&"entries_by_accessed_at".to_owned()));
+    assert_eq!(backend.len().unwrap(), 6);
+    assert_eq!(backend.eviction_candidates(2).unwrap().len(), 2);
+    assert!(entries_layout(&conn).contains(&"entries_by_accessed_at".to_owned()));
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
 }
 
 #[test]
