@@ -27,6 +27,9 @@ const INLINE_THRESHOLD: usize = 128;
 /// (the default is 10 000, which these tests never reach).
 const SMALL_LOG: &str = "+small-log";
 const SMALL_LOG_PAGES: u32 = 32;
+/// The size limit of the `evicting` mode: a few dozen entries, so that every
+/// child evicts over and over while the others write.
+const EVICTING_LIMIT: u64 = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Value {
@@ -61,10 +64,15 @@ fn open_cache(dir: &Path) -> Cache {
 }
 
 fn open_cache_with(dir: &Path, options: &SqliteOptions) -> Cache {
+    open_limited_cache(dir, options, None)
+}
+
+fn open_limited_cache(dir: &Path, options: &SqliteOptions, max_size: Option<u64>) -> Cache {
     let backend = SqliteBackend::open_with(dir, options).expect("the sqlite backend opens");
     Cache::builder()
         .dir(dir)
         .inline_threshold(INLINE_THRESHOLD)
+        .max_size(max_size)
         .open(backend)
         .expect("the cache opens")
 }
@@ -100,7 +108,8 @@ fn child_process() {
         },
         ..SqliteOptions::default()
     };
-    let cache = open_cache_with(&dir, &options);
+    let limit = (mode == "evicting").then_some(EVICTING_LIMIT);
+    let cache = open_limited_cache(&dir, &options, limit);
     match mode {
         "distinct" => {
             for index in 0..DISTINCT_KEYS {
@@ -133,6 +142,23 @@ fn child_process() {
                         value(back.child, index),
                         "round {round}: a whole value"
                     );
+                }
+            }
+        }
+        "evicting" => {
+            for index in 0..DISTINCT_KEYS {
+                cache
+                    .put(&key!(child = child, index = index), &value(child, index))
+                    .expect("put succeeds");
+                // Any key may have been evicted by now, by this process or
+                // another; one that is there holds its own value.
+                for read in [index, index / 2] {
+                    let back: Option<Value> = cache
+                        .get(&key!(child = child, index = read))
+                        .expect("get succeeds");
+                    if let Some(back) = back {
+                        assert_eq!(back, value(child, read), "child {child} reads {read}");
+                    }
                 }
             }
         }
@@ -253,6 +279,59 @@ fn four_processes_writing_distinct_keys_lose_nothing(mode: &str) {
         }
     }
     assert_eq!(blob_files(&dir), blob_names_of_entries(&cache));
+}
+
+/// Four processes over a size limit from their first puts, each evicting while
+/// the others write: the first eviction query of the fresh database creates the
+/// eviction index while other processes run their own.
+#[test]
+fn four_processes_evicting_at_once_keep_whole_values_and_no_stray_blob() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("evicting");
+    run_children("evicting", &dir);
+
+    let cache = open_limited_cache(&dir, &SqliteOptions::default(), Some(EVICTING_LIMIT));
+    let stats = cache.stats().unwrap();
+    assert!(stats.evictions > 0, "the children evicted: {stats:?}");
+    assert!(
+        stats.entries < CHILDREN * DISTINCT_KEYS / 4,
+        "most entries went: {stats:?}"
+    );
+    let entries = cache.list(&ListOptions::default()).unwrap();
+    assert_eq!(entries.len() as u64, stats.entries);
+    for entry in &entries {
+        let params = entry.params.as_ref().expect("entries keep their params");
+        let number = |name: &str| {
+            match params.get(name) {
+                Some(cacheness_core::Value::Int(integer)) => integer
+                    .to_u128()
+                    .and_then(|number| u64::try_from(number).ok()),
+                _ => None,
+            }
+            .unwrap_or_else(|| panic!("{name} in {params:?}"))
+        };
+        let (child, index) = (number("child"), number("index"));
+        let back: Option<Value> = cache.get(&key!(child = child, index = index)).unwrap();
+        assert_eq!(
+            back,
+            Some(value(child, index)),
+            "child {child}, index {index}"
+        );
+    }
+    assert_eq!(blob_files(&dir), blob_names_of_entries(&cache));
+    let conn = rusqlite::Connection::open(dir.join(cacheness_sqlite::DB_FILE_NAME)).unwrap();
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'entries_by_accessed_at'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 1, "one eviction index, made by the first eviction");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
 }
 
 #[test]
