@@ -270,15 +270,20 @@ fn four_processes_writing_distinct_keys_lose_nothing(mode: &str) {
     assert_eq!(cache.stats().unwrap().entries, CHILDREN * DISTINCT_KEYS);
     for child in 0..CHILDREN {
         for index in 0..DISTINCT_KEYS {
-            let back: Option<Value> = cache.get(&key!(child = child, index = index)).unwrap();
-            assert_eq!(
-                back,
-                Some(value(child, index)),
-                "child {child}, index {index}"
-            );
+            assert_holds_its_value(&cache, child, index);
         }
     }
     assert_eq!(blob_files(&dir), blob_names_of_entries(&cache));
+}
+
+/// The entry child `child` wrote for `index` is there, with its whole value.
+fn assert_holds_its_value(cache: &Cache, child: u64, index: u64) {
+    let back: Option<Value> = cache.get(&key!(child = child, index = index)).unwrap();
+    assert_eq!(
+        back,
+        Some(value(child, index)),
+        "child {child}, index {index}"
+    );
 }
 
 /// Four processes over a size limit from their first puts, each evicting while
@@ -310,13 +315,7 @@ fn four_processes_evicting_at_once_keep_whole_values_and_no_stray_blob() {
             }
             .unwrap_or_else(|| panic!("{name} in {params:?}"))
         };
-        let (child, index) = (number("child"), number("index"));
-        let back: Option<Value> = cache.get(&key!(child = child, index = index)).unwrap();
-        assert_eq!(
-            back,
-            Some(value(child, index)),
-            "child {child}, index {index}"
-        );
+        assert_holds_its_value(&cache, number("child"), number("index"));
     }
     assert_eq!(blob_files(&dir), blob_names_of_entries(&cache));
     let conn = rusqlite::Connection::open(dir.join(cacheness_sqlite::DB_FILE_NAME)).unwrap();
