@@ -358,6 +358,8 @@ impl JsonBackend {
     /// Reads the snapshot and the journal afresh; repairs what is lost or damaged.
     /// The caller holds the exclusive lock.
     fn load(&self, state: &mut State) -> Result<(), JsonError> {
+        // Found again by path: the dir may have been removed and made again.
+        state.dir = HeldDir::default();
         let snapshot = self.read_snapshot()?;
         let journal = self.read_journal()?;
         let foreign_changes = state.foreign_changes;
