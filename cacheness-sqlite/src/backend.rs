@@ -18,7 +18,7 @@ use crate::error::{SqliteError, is_busy};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
-use crate::schema::{LRU_INDEX, configure, configure_file, ensure_schema};
+use crate::schema::{LRU_INDEX, configure, configure_file, ensure_schema, open_configured};
 use crate::wal_index::{Header, Watched};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
 
@@ -242,12 +242,10 @@ impl SqliteBackend {
         // whole setup while another holds the lock, within the busy timeout.
         let (conn, watcher) = retry_until(deadline, SqliteError::is_busy, || {
             let open_error = |source| crate::error::open_error(path, source);
-            let mut conn = Connection::open(path).map_err(open_error)?;
-            configure(&conn, options).map_err(open_error)?;
+            let mut conn = open_configured(path, options).map_err(open_error)?;
             configure_file(&conn, options).map_err(open_error)?;
             ensure_schema(&mut conn, path)?;
-            let conn_watcher = Connection::open(path).map_err(open_error)?;
-            configure(&conn_watcher, options).map_err(open_error)?;
+            let conn_watcher = open_configured(path, options).map_err(open_error)?;
             // No write of this handle yet: all of `writes` is others'.
             let pragma = read_pragma(&conn_watcher).map_err(open_error)?;
             let foreign =

@@ -33,7 +33,7 @@ use rusqlite::Connection;
 use rusqlite::wal::CheckpointMode;
 
 use crate::options::SqliteOptions;
-use crate::schema::configure;
+use crate::schema::open_configured;
 
 /// The checkpoint thread's name (Linux shows the first 15 bytes).
 const THREAD_NAME: &str = "cacheness-ckpt";
@@ -66,8 +66,6 @@ struct Shared {
     /// The database, and how to open the thread's own connection to it.
     path: PathBuf,
     options: SqliteOptions,
-    /// `wal_autocheckpoint`, in pages.
-    threshold: u32,
     /// The thread, once started (by a commit's hook, hence here).
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -114,7 +112,6 @@ impl Checkpointer {
                 finished: Condvar::new(),
                 path,
                 options: options.clone(),
-                threshold: options.wal_autocheckpoint,
                 thread: Mutex::new(None),
             }),
         })
@@ -127,7 +124,7 @@ impl Checkpointer {
         let shared = Arc::clone(&self.shared);
         conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: c_int| {
             let pages = u32::try_from(pages).unwrap_or(0);
-            if pages >= shared.threshold && shared.after_commit(pages) {
+            if pages >= shared.threshold() && shared.after_commit(pages) {
                 // The thread has copied all but the tail: copy it here, so the
                 // next commit finds the whole log copied and starts it over.
                 // Failing (busy: another process is checkpointing) is harmless;
@@ -142,6 +139,11 @@ impl Checkpointer {
 }
 
 impl Shared {
+    /// `wal_autocheckpoint`, in pages.
+    fn threshold(&self) -> u32 {
+        self.options.wal_autocheckpoint
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is three plain fields, each valid alone.
         self.state
@@ -174,7 +176,7 @@ impl Shared {
                 false
             }
             Phase::Running => {
-                if pages < self.threshold.saturating_mul(HARD_LIMIT_FACTOR) {
+                if pages < self.threshold().saturating_mul(HARD_LIMIT_FACTOR) {
                     return false;
                 }
                 while state.phase == Phase::Running && !state.shutdown {
@@ -210,7 +212,7 @@ impl Shared {
                 }
             }
             if conn.is_none() {
-                conn = self.open().map_err(|error| {
+                conn = open_configured(&self.path, &self.options).map_err(|error| {
                     tracing::warn!(%error, path = %self.path.display(),
                         "sqlite: checkpoint thread could not open the database; commits checkpoint themselves");
                 }).ok();
@@ -251,17 +253,11 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn open(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open(&self.path)?;
-        configure(&conn, &self.options)?;
-        Ok(conn)
-    }
-
     /// Passive checkpoints until one copies only a short tail (so that few
     /// frames were committed while it ran), or none (a reader holds an old
     /// snapshot, or another process is checkpointing), or [`MAX_PASSES`].
     fn round(&self, conn: &Connection) {
-        let tail = c_int::try_from(self.threshold / TAIL_DIVISOR)
+        let tail = c_int::try_from(self.threshold() / TAIL_DIVISOR)
             .unwrap_or(c_int::MAX)
             .max(1);
         let mut copied_before = 0;

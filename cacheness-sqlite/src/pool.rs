@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::checkpoint::Checkpointer;
 use crate::options::SqliteOptions;
-use crate::schema::configure;
+use crate::schema::open_configured;
 
 /// Idle connections to one database. A thread takes one for the length of an
 /// operation and gives it back; with WAL, readers on different connections run
@@ -73,8 +73,7 @@ impl Pool {
             match &self.opener {
                 Some((path, options)) => {
                     drop(idle);
-                    let mut conn = Connection::open(path)?;
-                    configure(&conn, options)?;
+                    let mut conn = open_configured(path, options)?;
                     if let Some(checkpointer) = &self.checkpointer {
                         checkpointer.attach(&mut conn)?;
                     }

@@ -145,6 +145,17 @@ pub(crate) fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite:
     conn.execute_batch(&options.pragmas())
 }
 
+/// A connection to the database file at `path`, with the per-connection
+/// pragmas set: how every connection of a file backend starts.
+pub(crate) fn open_configured(
+    path: &Path,
+    options: &SqliteOptions,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    configure(&conn, options)?;
+    Ok(conn)
+}
+
 /// Sets the file-level pragmas: the page size (effective on a new file only) and
 /// WAL mode (recorded in the file, so later connections inherit it).
 pub(crate) fn configure_file(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
