@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cacheness::{CacheConfig, CacheKey, Entry, ListOptions, Progress, Stats};
+use cacheness::{CacheConfig, CacheKey, Entry, ListOptions, ListedEntry, Progress, Stats};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -374,7 +374,7 @@ fn entry_json(entry: &Entry) -> serde_json::Value {
     })
 }
 
-fn print_table(out: &mut impl Write, entries: &[Entry], now: u64) -> io::Result<()> {
+fn print_table(out: &mut impl Write, entries: &[ListedEntry], now: u64) -> io::Result<()> {
     writeln!(
         out,
         "{:<32}  {:<12}  {:<24}  {:>10}  {:>8}  {:>9}  {:>6}",

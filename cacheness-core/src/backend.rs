@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use crate::entry::{Entry, SharedEntry};
+use crate::entry::{Entry, ListedEntry, SharedEntry};
 use crate::error::Result;
 use crate::key::CacheKey;
 
@@ -77,6 +77,21 @@ pub trait MetadataBackend: Send + Sync + Debug {
         filter: &ScanFilter,
         visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<()>;
+
+    /// [`scan`](Self::scan), handing out [`ListedEntry`] values: listings go
+    /// through this method.
+    ///
+    /// Backends that keep entries in memory override it to share their own
+    /// copies (a reference count each) instead of copying every entry; the
+    /// default wraps the entries [`scan`](Self::scan) gives. The entries, their
+    /// order and the filter's meaning are those of [`scan`](Self::scan).
+    fn scan_listed(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(ListedEntry) -> ControlFlow<()>,
+    ) -> Result<()> {
+        self.scan(filter, &mut |entry| visit(ListedEntry::from(entry)))
+    }
 
     /// The number of entries.
     fn len(&self) -> Result<u64> {
@@ -386,6 +401,9 @@ macro_rules! forward_backend {
             fn touch(&self, batch: &AccessBatch) -> Result<()> { (**self).touch(batch) }
             fn scan(&self, filter: &ScanFilter, visit: &mut dyn FnMut(Entry) -> ControlFlow<()>) -> Result<()> {
                 (**self).scan(filter, visit)
+            }
+            fn scan_listed(&self, filter: &ScanFilter, visit: &mut dyn FnMut(ListedEntry) -> ControlFlow<()>) -> Result<()> {
+                (**self).scan_listed(filter, visit)
             }
             fn len(&self) -> Result<u64> { (**self).len() }
             fn is_empty(&self) -> Result<bool> { (**self).is_empty() }

@@ -17,7 +17,9 @@ use crate::blob::{
 };
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec::{Codec, JsonCodec, RAW_CODEC};
-use crate::entry::{Compression, ContentHash, Entry, Location, SharedEntry, UserMetadata};
+use crate::entry::{
+    Compression, ContentHash, Entry, ListedEntry, Location, SharedEntry, UserMetadata,
+};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, Params, ToKey};
 use crate::signing::Signer;
@@ -681,7 +683,10 @@ impl<C: Codec> Cache<C> {
     }
 
     /// Entries in ascending key order, filtered and paged by `options`.
-    pub fn list(&self, options: &ListOptions) -> Result<Vec<Entry>> {
+    ///
+    /// A [`ListedEntry`] dereferences to the [`Entry`]; backends that keep
+    /// entries in memory share theirs instead of copying them.
+    pub fn list(&self, options: &ListOptions) -> Result<Vec<ListedEntry>> {
         let now = self.clock.now_ms();
         let filter = ScanFilter {
             prefix: options.prefix.clone(),
@@ -697,7 +702,7 @@ impl<C: Codec> Cache<C> {
         if limit == 0 {
             return Ok(entries);
         }
-        self.backend.scan(&filter, &mut |entry| {
+        self.backend.scan_listed(&filter, &mut |entry| {
             if options.include_expired || !entry.is_expired(now) {
                 entries.push(entry);
             }

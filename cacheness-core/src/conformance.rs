@@ -115,6 +115,7 @@ fn assert_same(actual: Option<&Entry>, expected: Option<&Entry>, context: &str) 
     );
 }
 
+/// The entries `scan` visits; `scan_listed` must visit the same ones.
 fn scan_all(backend: &dyn MetadataBackend, filter: &ScanFilter) -> Vec<Entry> {
     let mut entries = Vec::new();
     backend
@@ -123,6 +124,21 @@ fn scan_all(backend: &dyn MetadataBackend, filter: &ScanFilter) -> Vec<Entry> {
             ControlFlow::Continue(())
         })
         .expect("scan succeeds");
+    let mut listed = Vec::new();
+    backend
+        .scan_listed(filter, &mut |entry| {
+            listed.push(entry.into_entry());
+            ControlFlow::Continue(())
+        })
+        .expect("scan_listed succeeds");
+    assert!(
+        listed.len() == entries.len()
+            && listed
+                .iter()
+                .zip(&entries)
+                .all(|(listed, scanned)| same_entry(listed, scanned)),
+        "scan_listed visits what scan visits ({filter:?})"
+    );
     entries
 }
 
@@ -374,8 +390,16 @@ pub fn touch_moves_access_time_forward_and_counts<B: MetadataBackend + 'static>(
         ],
         counters: Counters::default(),
     };
-    // A reader holding the entry shared while it is touched keeps what it read.
+    // A reader holding the entry shared while it is touched keeps what it read,
+    // and so does a listing.
     let shared_before = backend.get_shared(&key_of(1)).unwrap().unwrap();
+    let mut listed_before = Vec::new();
+    backend
+        .scan_listed(&ScanFilter::all(), &mut |listed| {
+            listed_before.push(listed);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
     backend.touch(&batch(5_000, 3)).unwrap();
     let touched = backend.get(&key_of(1)).unwrap().unwrap();
     assert_eq!((touched.accessed_at, touched.access_count), (5_000, 3));
@@ -383,6 +407,12 @@ pub fn touch_moves_access_time_forward_and_counts<B: MetadataBackend + 'static>(
         Some(shared_before.entry()),
         Some(&entry),
         "a shared read is a snapshot",
+    );
+    assert_eq!(listed_before.len(), 1);
+    assert_same(
+        Some(listed_before[0].entry()),
+        Some(&entry),
+        "a listing is a snapshot",
     );
     let shared = backend.get_shared(&key_of(1)).unwrap().unwrap();
     assert_eq!((shared.accessed_at, shared.access_count), (5_000, 3));
@@ -454,18 +484,23 @@ pub fn scan_is_ordered_filtered_and_paged<B: MetadataBackend + 'static>(open: im
     assert_eq!(paged_a, only_a[5..8].to_vec());
     assert!(scan_all(&backend, &ScanFilter::all().limit(0)).is_empty());
 
+    // A visitor that breaks at every seventh entry.
     let mut visited = 0;
+    let mut seventh = |_| {
+        visited += 1;
+        if visited % 7 == 0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
     backend
-        .scan(&ScanFilter::all(), &mut |_| {
-            visited += 1;
-            if visited == 7 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
+        .scan(&ScanFilter::all(), &mut |entry| seventh(Some(entry)))
         .unwrap();
-    assert_eq!(visited, 7, "a break stops the scan");
+    backend
+        .scan_listed(&ScanFilter::all(), &mut |_| seventh(None))
+        .unwrap();
+    assert_eq!(visited, 14, "a break stops a scan and a listing's scan");
 }
 
 /// `len`, `is_empty`, `total_size` and `stats` agree with a full scan.
@@ -1286,7 +1321,7 @@ pub fn engine_lists_pages_and_counts<B: MetadataBackend + 'static>(open: impl Fn
             break;
         }
     }
-    assert_eq!(keys(&paged), keys(&all), "pages add up to the whole list");
+    assert_eq!(paged, all, "pages add up to the whole list");
     let ten = cache
         .list(&ListOptions {
             prefix: Some("ten".into()),

@@ -190,6 +190,109 @@ impl From<Entry> for SharedEntry {
     }
 }
 
+/// One entry of a listing ([`Cache::list`](crate::Cache::list),
+/// [`MetadataBackend::scan_listed`](crate::MetadataBackend::scan_listed)): the
+/// backend's own shared copy where it keeps entries in memory, else an entry of
+/// its own. It dereferences to the [`Entry`] either way.
+///
+/// Sharing is what makes a listing of a memory-resident backend cheap: handing
+/// out a reference count instead of copying every entry's strings, parameters
+/// and inline bytes.
+///
+/// ```
+/// use cacheness_core::{Cache, Entry, ListOptions, key};
+/// use cacheness_memory::MemoryBackend;
+///
+/// let dir = tempfile::tempdir()?;
+/// let cache = Cache::builder().dir(dir.path()).open(MemoryBackend::new())?;
+/// cache.put(&key!(model = "xgboost"), &1u32)?;
+/// let listed = cache.list(&ListOptions::default())?;
+/// assert_eq!(listed[0].codec, "json"); // the entry's fields, through `Deref`
+/// let owned: Entry = listed[0].clone().into_entry();
+/// assert_eq!(owned, listed[0]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct ListedEntry(Listed);
+
+#[derive(Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "boxing the owned entry would cost a backend that decodes rows the allocation sharing saves the others"
+)]
+enum Listed {
+    Owned(Entry),
+    Shared(Arc<SharedEntry>),
+}
+
+impl ListedEntry {
+    /// The entry, copied only if it is shared with others.
+    pub fn into_entry(self) -> Entry {
+        match self.0 {
+            Listed::Owned(entry) => entry,
+            Listed::Shared(shared) => SharedEntry::into_entry(shared),
+        }
+    }
+
+    /// The entry.
+    pub fn entry(&self) -> &Entry {
+        self
+    }
+}
+
+impl std::ops::Deref for ListedEntry {
+    type Target = Entry;
+
+    fn deref(&self) -> &Entry {
+        match &self.0 {
+            Listed::Owned(entry) => entry,
+            Listed::Shared(shared) => shared.entry(),
+        }
+    }
+}
+
+impl From<Entry> for ListedEntry {
+    fn from(entry: Entry) -> Self {
+        ListedEntry(Listed::Owned(entry))
+    }
+}
+
+impl From<Arc<SharedEntry>> for ListedEntry {
+    fn from(shared: Arc<SharedEntry>) -> Self {
+        ListedEntry(Listed::Shared(shared))
+    }
+}
+
+impl From<ListedEntry> for Entry {
+    fn from(listed: ListedEntry) -> Self {
+        listed.into_entry()
+    }
+}
+
+impl fmt::Debug for ListedEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Entry::fmt(self, f)
+    }
+}
+
+impl PartialEq for ListedEntry {
+    fn eq(&self, other: &ListedEntry) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Entry> for ListedEntry {
+    fn eq(&self, other: &Entry) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<ListedEntry> for Entry {
+    fn eq(&self, other: &ListedEntry) -> bool {
+        *self == **other
+    }
+}
+
 /// How stored bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

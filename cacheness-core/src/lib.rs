@@ -46,7 +46,9 @@ pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
 pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, JsonCodec, RAW_CODEC};
-pub use entry::{Compression, ContentHash, Entry, Location, SharedEntry, UserMetadata};
+pub use entry::{
+    Compression, ContentHash, Entry, ListedEntry, Location, SharedEntry, UserMetadata,
+};
 pub use error::{BoxError, Error, Result};
 pub use key::{CacheKey, Params, ToKey, Value};
 pub use ops::{GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate};

@@ -1,16 +1,15 @@
 //! [`JsonBackend`]: the in-memory index, kept in step with the files on disk.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cacheness_core::{
-    AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry,
-    MetadataBackend, ScanFilter,
+    AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry, ListedEntry,
+    MetadataBackend, ScanFilter, SharedEntry,
 };
 
 use crate::by_entry::{READ_CHUNK, parse_by_entry_from};
@@ -20,8 +19,8 @@ use crate::files::{
     remove_stale_temp_files, replace_file,
 };
 use crate::format::{
-    FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry, check_version,
-    complete_lines, encode_record, encode_snapshot, parse_record, parse_snapshot,
+    Entries, FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry,
+    check_version, complete_lines, encode_record, encode_snapshot, parse_record, parse_snapshot,
 };
 use crate::options::JsonOptions;
 use crate::rebuild::rebuild_from_blobs;
@@ -34,7 +33,7 @@ pub const JOURNAL_FILE: &str = "metadata.journal";
 pub const LOCK_FILE: &str = "metadata.lock";
 /// Where a snapshot that could not be parsed is moved before a rebuild.
 const CORRUPT_SNAPSHOT_FILE: &str = "metadata.json.corrupt";
-/// Scans copy entries out of the index this many at a time, so the index is not
+/// Scans take entries out of the index this many at a time, so the index is not
 /// locked while the caller's visitor runs.
 const SCAN_CHUNK: usize = 256;
 
@@ -63,7 +62,7 @@ impl std::fmt::Debug for JsonBackend {
 /// This process's view of the metadata.
 #[derive(Debug, Default)]
 struct State {
-    entries: BTreeMap<CacheKey, Entry>,
+    entries: Entries,
     total_size: u64,
     counters: Counters,
     /// The generation of the snapshot the view starts from.
@@ -111,7 +110,7 @@ struct JournalRead {
 }
 
 impl State {
-    fn from_entries(entries: BTreeMap<CacheKey, Entry>, counters: Counters) -> State {
+    fn from_entries(entries: Entries, counters: Counters) -> State {
         let total_size = entries
             .values()
             .fold(0u64, |total, entry| total.saturating_add(entry.stored_size));
@@ -129,18 +128,22 @@ impl State {
             Record::Header { .. } => Vec::new(),
             Record::Put(entry) => {
                 self.total_size = self.total_size.saturating_add(entry.stored_size);
-                let replaced = self.entries.insert(entry.key, *entry);
-                self.forget_sizes(replaced.iter());
-                replaced.into_iter().collect()
+                let replaced = self
+                    .entries
+                    .insert(entry.key, Arc::new(SharedEntry::new(*entry)));
+                self.forget_sizes(replaced.iter().map(|shared| shared.entry()));
+                replaced.into_iter().map(SharedEntry::into_entry).collect()
             }
             Record::Remove { key } => {
                 let removed = self.entries.remove(&key);
-                self.forget_sizes(removed.iter());
-                removed.into_iter().collect()
+                self.forget_sizes(removed.iter().map(|shared| shared.entry()));
+                removed.into_iter().map(SharedEntry::into_entry).collect()
             }
             Record::Touch { touches, counters } => {
                 for touch in touches {
-                    if let Some(entry) = self.entries.get_mut(&touch.key) {
+                    if let Some(shared) = self.entries.get_mut(&touch.key) {
+                        // Readers holding the entry keep the version they read.
+                        let entry = SharedEntry::make_mut(shared);
                         entry.accessed_at = entry.accessed_at.max(touch.accessed_at);
                         entry.access_count = entry.access_count.saturating_add(touch.count);
                     }
@@ -150,7 +153,10 @@ impl State {
             }
             Record::Clear {} => {
                 self.total_size = 0;
-                std::mem::take(&mut self.entries).into_values().collect()
+                std::mem::take(&mut self.entries)
+                    .into_values()
+                    .map(SharedEntry::into_entry)
+                    .collect()
             }
         }
     }
@@ -551,6 +557,51 @@ impl JsonBackend {
         Ok(())
     }
 
+    /// Visits the entries `filter` selects, in key order, as the index's shared
+    /// handles. The index is locked only while a chunk of handles is taken.
+    fn scan_shared(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Arc<SharedEntry>) -> ControlFlow<()>,
+    ) -> Result<(), JsonError> {
+        let mut remaining = filter.limit.unwrap_or(usize::MAX);
+        let mut after = filter.after;
+        // One buffer for every chunk of the scan.
+        let mut chunk: Vec<Arc<SharedEntry>> = Vec::new();
+        while remaining > 0 {
+            let wanted = remaining.min(SCAN_CHUNK);
+            self.read(|state| {
+                let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let in_range = state
+                    .entries
+                    .range((lower, Bound::Unbounded))
+                    .map(|(_, shared)| shared);
+                chunk.reserve(wanted.min(state.entries.len()));
+                match filter.prefix.as_deref() {
+                    None => chunk.extend(in_range.take(wanted).cloned()),
+                    Some(prefix) => chunk.extend(
+                        in_range
+                            .filter(|shared| shared.prefix == prefix)
+                            .take(wanted)
+                            .cloned(),
+                    ),
+                }
+            })?;
+            let full = chunk.len() == wanted;
+            after = chunk.last().map(|shared| shared.key);
+            for shared in chunk.drain(..) {
+                remaining -= 1;
+                if visit(shared).is_break() {
+                    return Ok(());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the view as the next generation's snapshot and starts its journal.
     /// The caller holds the exclusive lock and an up-to-date view.
     fn compact_locked(&self, state: &mut State) -> Result<(), JsonError> {
@@ -639,6 +690,10 @@ impl MetadataBackend for JsonBackend {
     }
 
     fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        Ok(self.read(|state| state.entries.get(key).map(|shared| shared.entry().clone()))?)
+    }
+
+    fn get_shared(&self, key: &CacheKey) -> cacheness_core::Result<Option<Arc<SharedEntry>>> {
         Ok(self.read(|state| state.entries.get(key).cloned())?)
     }
 
@@ -692,40 +747,15 @@ impl MetadataBackend for JsonBackend {
         filter: &ScanFilter,
         visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
     ) -> cacheness_core::Result<()> {
-        let mut remaining = filter.limit.unwrap_or(usize::MAX);
-        let mut after = filter.after;
-        // One buffer for every chunk of the scan.
-        let mut chunk: Vec<Entry> = Vec::new();
-        while remaining > 0 {
-            let wanted = remaining.min(SCAN_CHUNK);
-            self.read(|state| {
-                let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-                let in_range = state.entries.range((lower, Bound::Unbounded));
-                chunk.reserve(wanted.min(state.entries.len()));
-                match filter.prefix.as_deref() {
-                    None => chunk.extend(in_range.take(wanted).map(|(_, entry)| entry.clone())),
-                    Some(prefix) => chunk.extend(
-                        in_range
-                            .map(|(_, entry)| entry)
-                            .filter(|entry| entry.prefix == prefix)
-                            .take(wanted)
-                            .cloned(),
-                    ),
-                }
-            })?;
-            let full = chunk.len() == wanted;
-            after = chunk.last().map(|entry| entry.key);
-            for entry in chunk.drain(..) {
-                remaining -= 1;
-                if visit(entry).is_break() {
-                    return Ok(());
-                }
-            }
-            if !full {
-                break;
-            }
-        }
-        Ok(())
+        Ok(self.scan_shared(filter, &mut |shared| visit(shared.entry().clone()))?)
+    }
+
+    fn scan_listed(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(ListedEntry) -> ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        Ok(self.scan_shared(filter, &mut |shared| visit(ListedEntry::from(shared)))?)
     }
 
     fn len(&self) -> cacheness_core::Result<u64> {
@@ -755,14 +785,18 @@ impl MetadataBackend for JsonBackend {
                 .values()
                 .filter(|entry| entry.is_expired(now_ms))
                 .take(limit)
-                .cloned()
+                .map(|shared| shared.entry().clone())
                 .collect()
         })?)
     }
 
     fn eviction_candidates(&self, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
         Ok(self.read(|state| {
-            let mut coldest: Vec<&Entry> = state.entries.values().collect();
+            let mut coldest: Vec<&Entry> = state
+                .entries
+                .values()
+                .map(|shared| shared.entry())
+                .collect();
             coldest.sort_unstable_by_key(|entry| (entry.accessed_at, entry.key));
             coldest.into_iter().take(limit).cloned().collect()
         })?)

@@ -309,20 +309,20 @@ impl EntryParser {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use cacheness_core::conformance::{arb_entry, key_of, sample_entry};
-    use cacheness_core::{CacheKey, Counters};
+    use cacheness_core::{Counters, SharedEntry};
     use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
-    use crate::format::encode_snapshot;
+    use crate::format::{Entries, encode_snapshot};
 
     fn document_of(entries: impl IntoIterator<Item = Entry>) -> Vec<u8> {
-        let entries: BTreeMap<CacheKey, Entry> = entries
+        let entries: Entries = entries
             .into_iter()
-            .map(|entry| (entry.key, entry))
+            .map(|entry| (entry.key, Arc::new(SharedEntry::new(entry))))
             .collect();
         encode_snapshot(&entries, Counters::default(), 3).unwrap()
     }
@@ -357,7 +357,12 @@ mod tests {
             "format_version": snapshot.format_version,
             "generation": snapshot.generation,
             "counters": snapshot.counters,
-            "entries": snapshot.entries.by_key.values().collect::<Vec<_>>(),
+            "entries": snapshot
+                .entries
+                .by_key
+                .values()
+                .map(|shared| shared.entry())
+                .collect::<Vec<_>>(),
             "rejected": snapshot.entries.rejected,
         })
     }

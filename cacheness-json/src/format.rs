@@ -2,15 +2,21 @@
 //! (`metadata.journal`), and their parsers. Parsers never panic on bad bytes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cacheness_core::blob::validate_blob_name;
-use cacheness_core::{CacheKey, Counters, Entry};
+use cacheness_core::{CacheKey, Counters, Entry, SharedEntry};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::by_entry::parse_by_entry;
 
 /// The metadata format this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
+
+/// The in-memory index, in key order. Entries are shared: a read or a listing
+/// takes a reference count, not a copy, and a change to an entry someone holds
+/// copies it first ([`SharedEntry::make_mut`]).
+pub(crate) type Entries = BTreeMap<CacheKey, Arc<SharedEntry>>;
 
 /// Hit, miss and eviction totals as stored in the snapshot and in touch records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,19 +147,19 @@ struct SnapshotOut<'a> {
     generation: u64,
     counters: StoredCounters,
     #[serde(serialize_with = "entries_in_key_order")]
-    entries: &'a BTreeMap<CacheKey, Entry>,
+    entries: &'a Entries,
 }
 
 fn entries_in_key_order<S: Serializer>(
-    entries: &&BTreeMap<CacheKey, Entry>,
+    entries: &&Entries,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(entries.values())
+    serializer.collect_seq(entries.values().map(|shared| shared.entry()))
 }
 
 /// The bytes of a snapshot of `entries`.
 pub(crate) fn encode_snapshot(
-    entries: &BTreeMap<CacheKey, Entry>,
+    entries: &Entries,
     counters: Counters,
     generation: u64,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -186,7 +192,7 @@ pub(crate) struct Snapshot {
 /// repeated key keeps its last (acceptable) entry.
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotEntries {
-    pub by_key: BTreeMap<CacheKey, Entry>,
+    pub by_key: Entries,
     /// Why each entry [`check_entry`] refused was left out.
     pub rejected: Vec<String>,
 }
@@ -195,7 +201,8 @@ impl SnapshotEntries {
     pub(crate) fn add(&mut self, entry: Entry) {
         match check_entry(&entry) {
             Ok(()) => {
-                self.by_key.insert(entry.key, entry);
+                self.by_key
+                    .insert(entry.key, Arc::new(SharedEntry::new(entry)));
             }
             Err(reason) => self.rejected.push(reason),
         }
@@ -295,7 +302,7 @@ pub(crate) fn check_version(snapshot: Snapshot) -> Result<Snapshot, Refusal> {
 pub fn parse_snapshot_for_bench(
     bytes: &mut [u8],
     parser: Parser,
-) -> Result<BTreeMap<CacheKey, Entry>, String> {
+) -> Result<BTreeMap<CacheKey, Arc<SharedEntry>>, String> {
     parse_snapshot(bytes, parser)
         .map(|snapshot| snapshot.entries.by_key)
         .map_err(|refusal| format!("{refusal:?}"))
@@ -309,11 +316,17 @@ mod tests {
 
     #[test]
     fn snapshot_round_trips_with_both_parsers_in_key_order() {
-        let mut entries = BTreeMap::new();
+        let mut entries = Entries::new();
         for index in 0..20 {
             let entry = sample_entry(key_of(index), 1_000 + index);
-            entries.insert(entry.key, entry);
+            entries.insert(entry.key, Arc::new(SharedEntry::new(entry)));
         }
+        let plain = |entries: &Entries| -> Vec<Entry> {
+            entries
+                .values()
+                .map(|shared| shared.entry().clone())
+                .collect()
+        };
         let counters = Counters {
             hits: 3,
             misses: 2,
@@ -325,7 +338,7 @@ mod tests {
             let snapshot = parse_snapshot(&mut bytes.clone(), parser).unwrap();
             assert_eq!(snapshot.generation, 7);
             assert_eq!(Counters::from(snapshot.counters), counters);
-            assert_eq!(snapshot.entries.by_key, entries);
+            assert_eq!(plain(&snapshot.entries.by_key), plain(&entries));
             assert!(snapshot.entries.rejected.is_empty());
         }
     }

@@ -1,13 +1,14 @@
 //! Rebuilding the metadata from the blob files' headers, when it is lost.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
-use cacheness_core::{BlobHeader, BlobStore, CacheKey, Durability, Entry, LocalBlobStore};
+use cacheness_core::{BlobHeader, BlobStore, Durability, Entry, LocalBlobStore, SharedEntry};
 
 use crate::error::JsonError;
+use crate::format::Entries;
 
 /// Bytes before a blob header: magic (6), version, reserved, header length (u32 LE).
 const PREAMBLE_LEN: usize = 12;
@@ -18,7 +19,7 @@ const MAX_HEADER_LEN: u64 = 64 << 20;
 #[derive(Debug, Default)]
 pub(crate) struct Rebuilt {
     /// The newest blob of each key, as an entry.
-    pub entries: BTreeMap<CacheKey, Entry>,
+    pub entries: Entries,
     /// Blob files read.
     pub blobs: usize,
     /// Blob files whose header could not be used.
@@ -54,13 +55,13 @@ pub(crate) fn rebuild_from_blobs(dir: &Path) -> Result<Rebuilt, JsonError> {
     Ok(rebuilt)
 }
 
-fn keep_newest(entries: &mut BTreeMap<CacheKey, Entry>, entry: Entry) {
+fn keep_newest(entries: &mut Entries, entry: Entry) {
     let newer =
         |old: &Entry| (entry.created_at, entry.blob_name()) > (old.created_at, old.blob_name());
     match entries.get(&entry.key) {
         Some(old) if !newer(old) => {}
         _ => {
-            entries.insert(entry.key, entry);
+            entries.insert(entry.key, Arc::new(SharedEntry::new(entry)));
         }
     }
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cacheness_core::clock::duration_ms;
 use cacheness_core::{
-    AccessBatch, BackendStats, CacheKey, Capabilities, Clock, Entry, LayerStats, Location,
-    MetadataBackend, Result, ScanFilter, SharedEntry, SystemClock,
+    AccessBatch, BackendStats, CacheKey, Capabilities, Clock, Entry, LayerStats, ListedEntry,
+    Location, MetadataBackend, Result, ScanFilter, SharedEntry, SystemClock,
 };
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::sync::EntryAction;
@@ -388,6 +388,14 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
         visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<()> {
         self.backend.scan(filter, visit)
+    }
+
+    fn scan_listed(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(ListedEntry) -> ControlFlow<()>,
+    ) -> Result<()> {
+        self.backend.scan_listed(filter, visit)
     }
 
     fn len(&self) -> Result<u64> {

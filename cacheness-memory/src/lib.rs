@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cacheness_core::{
-    AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend, Result,
-    ScanFilter, SharedEntry,
+    AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, ListedEntry,
+    MetadataBackend, Result, ScanFilter, SharedEntry,
 };
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
@@ -51,7 +51,8 @@ impl MemoryBackend {
 
     /// Matching entries in ascending key order. A hash map has no order, so scans
     /// collect and sort: fine for the sizes an in-process cache holds. Only the
-    /// keys and shared handles are sorted; an entry is copied out when visited.
+    /// keys and shared handles are sorted; a scan copies an entry out when it
+    /// visits it, a listing shares it.
     fn sorted(&self, filter: &ScanFilter) -> Vec<(CacheKey, Arc<SharedEntry>)> {
         let mut matching: Vec<(CacheKey, Arc<SharedEntry>)> = self
             .entries
@@ -120,9 +121,17 @@ impl MetadataBackend for MemoryBackend {
         filter: &ScanFilter,
         visit: &mut dyn FnMut(Entry) -> ControlFlow<()>,
     ) -> Result<()> {
+        self.scan_listed(filter, &mut |listed| visit(listed.entry().clone()))
+    }
+
+    fn scan_listed(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(ListedEntry) -> ControlFlow<()>,
+    ) -> Result<()> {
         let limit = filter.limit.unwrap_or(usize::MAX);
         for (_, entry) in self.sorted(filter).into_iter().take(limit) {
-            if visit(entry.entry().clone()).is_break() {
+            if visit(ListedEntry::from(entry)).is_break() {
                 break;
             }
         }

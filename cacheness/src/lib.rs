@@ -45,7 +45,7 @@ pub use cacheness_core::ops::{
 pub use cacheness_core::{
     AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, Cache, CacheBuilder, CacheKey,
     Capabilities, Clock, Codec, Compression, ContentHash, Counters, Durability, Entry, Error,
-    Expiry, GetOptions, JsonCodec, ListOptions, LocalBlobStore, Location, ManualClock,
+    Expiry, GetOptions, JsonCodec, ListOptions, ListedEntry, LocalBlobStore, Location, ManualClock,
     MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, Stats, SystemClock, ToKey,
     Touch, UserMetadata, Value, key,
 };

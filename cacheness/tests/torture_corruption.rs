@@ -147,7 +147,7 @@ fn check_reads(
         keys.extend(
             listed
                 .iter()
-                .map(|entry: &Entry| entry.key)
+                .map(|entry| entry.key)
                 .filter(|key| !expected.contains_key(key)),
         );
     }
