@@ -153,6 +153,27 @@ impl LocalBlobStore {
         Ok(())
     }
 
+    /// Makes the temp dir again when it is gone but the cache dir is there (the
+    /// cache dir was removed and made again under an open cache); whether it
+    /// did. A cache dir that is gone stays gone: the store does not bring back
+    /// a dir someone removed.
+    fn make_temp_dir_again(&self) -> io::Result<bool> {
+        let Some(cache_dir) = self.tmp_dir.parent() else {
+            return Ok(false);
+        };
+        if !fs::symlink_metadata(cache_dir).is_ok_and(|metadata| metadata.is_dir()) {
+            return Ok(false);
+        }
+        match create_private_dir_io(&self.tmp_dir) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+        refuse_symlink(&self.tmp_dir)?;
+        tracing::warn!(tmp = %self.tmp_dir.display(), "blob temp dir was gone; made it again");
+        Ok(true)
+    }
+
     fn rename_into_place(&self, temp_path: &Path, blob_path: &Path) -> io::Result<()> {
         if let Some(shard) = blob_path.parent() {
             match refuse_symlink(shard) {
@@ -188,6 +209,12 @@ impl BlobStore for LocalBlobStore {
             .join(format!("{}-{nonce:016x}.tmp", std::process::id()));
         let written = self
             .write_temp(&temp_path, parts)
+            .or_else(|error| match error.kind() {
+                io::ErrorKind::NotFound if self.make_temp_dir_again()? => {
+                    self.write_temp(&temp_path, parts)
+                }
+                _ => Err(error),
+            })
             .map_err(|source| Error::io("write blob", &temp_path, source))
             .and_then(|()| {
                 self.rename_into_place(&temp_path, &blob_path)
@@ -745,6 +772,32 @@ mod tests {
         store.remove(&name).unwrap();
         store.remove(&name).unwrap();
         assert_eq!(store.read(&name).unwrap(), None);
+    }
+
+    #[test]
+    fn a_cache_dir_made_again_gets_its_temp_dir_back_and_a_removed_one_stays_removed() {
+        let temp = tempfile::tempdir().unwrap();
+        let dir = temp.path().join("cache");
+        let store = LocalBlobStore::open(&dir, Durability::Flush).unwrap();
+        let old = store.write(&key(), &[b"old"]).unwrap();
+
+        fs::remove_dir_all(&dir).unwrap();
+        fs::create_dir(&dir).unwrap();
+        let name = store.write(&key(), &[b"new"]).unwrap();
+        assert_eq!(store.read(&name).unwrap().unwrap(), b"new");
+        assert_eq!(store.read(&old).unwrap(), None);
+        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        let mut names = Vec::new();
+        store.list(&mut |name| names.push(name.to_owned())).unwrap();
+        assert_eq!(names, vec![name]);
+
+        fs::remove_dir_all(&dir).unwrap();
+        let error = store.write(&key(), &[b"lost"]).unwrap_err().to_string();
+        assert!(error.contains("tmp"), "{error}");
+        assert!(
+            !dir.exists(),
+            "the store does not bring back a removed cache dir"
+        );
     }
 
     /// A store with one blob, and a dir outside the cache holding a file of

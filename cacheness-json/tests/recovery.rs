@@ -345,8 +345,7 @@ proptest! {
 
 /// The cache dir removed and made again (empty) under an open backend: the
 /// handle notices, starts from the new dir's (missing) metadata, and writes
-/// there. (The engine's blob store does not follow such a dir: its temp dir is
-/// gone, and puts of values fail with an I/O error naming it.)
+/// there.
 #[test]
 fn a_cache_dir_made_again_under_an_open_backend_is_followed() {
     let temp = tempfile::tempdir().unwrap();
@@ -370,4 +369,32 @@ fn a_cache_dir_made_again_under_an_open_backend_is_followed() {
     let fourth = sample_entry(key_of(4), 4);
     other.put(fourth.clone()).unwrap();
     assert_eq!(backend.get(&key_of(4)).unwrap(), Some(fourth));
+}
+
+/// The same through the engine: its blob store makes its temp dir again in the
+/// new dir, so values written after the dir was made again are stored there,
+/// whole, and a cache opened on the new dir reads them.
+#[test]
+fn a_cache_dir_made_again_under_an_open_cache_takes_new_values() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("cache");
+    let open = || open_cache(&dir, &JsonOptions::default());
+    let cache = open();
+    cache.put(&key!(n = 1), &"before").unwrap();
+
+    fs::remove_dir_all(&dir).unwrap();
+    fs::create_dir(&dir).unwrap();
+    assert_eq!(cache.get::<String>(&key!(n = 1)).unwrap(), None);
+    cache.put(&key!(n = 2), &"after").unwrap();
+    assert_eq!(
+        cache.get::<String>(&key!(n = 2)).unwrap().as_deref(),
+        Some("after")
+    );
+
+    let other = open();
+    assert_eq!(
+        other.get::<String>(&key!(n = 2)).unwrap().as_deref(),
+        Some("after")
+    );
+    assert!(other.verify(false, &mut |_| {}).unwrap().is_clean());
 }
