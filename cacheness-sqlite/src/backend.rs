@@ -26,7 +26,13 @@ use crate::{DB_FILE_NAME, MEMORY_PATH};
 /// of short keyset-paged reads, so it never holds a read transaction (which would
 /// stall WAL checkpoints) while the caller works, and the caller may use the
 /// backend from inside its visitor.
-const SCAN_PAGE: usize = 512;
+///
+/// One buffer holds a page at a time, for the whole scan. At 256 entries of
+/// ~312 bytes it stays under glibc's 128 KiB threshold for serving an
+/// allocation with its own mapping: a page of 512 was mapped and unmapped at
+/// every page, and a process listing 1 000 entries over and over took ~100
+/// page faults per listing (~0.8 with 256 or 128; `perf stat`).
+const SCAN_PAGE: usize = 256;
 
 /// The metadata of a cache in SQLite: `cache_metadata.db` in the cache
 /// directory (backend name `sqlite`), or a private in-memory database (backend
@@ -483,9 +489,11 @@ impl MetadataBackend for SqliteBackend {
             .map(|key| key.as_bytes().to_vec())
             .unwrap_or_default();
         let mut remaining = filter.limit.unwrap_or(usize::MAX);
+        let mut page = Vec::with_capacity(remaining.min(SCAN_PAGE));
         while remaining > 0 {
             let page_len = remaining.min(SCAN_PAGE);
-            let page = self.read("scan", |conn| {
+            self.read("scan", |conn| {
+                page.clear();
                 let mut statement = conn.prepare_cached(sql)?;
                 let mut rows = match filter.prefix.as_deref() {
                     Some(prefix) if !prefix.is_empty() => {
@@ -493,18 +501,17 @@ impl MetadataBackend for SqliteBackend {
                     }
                     _ => statement.query([&after])?,
                 };
-                let mut entries = Vec::with_capacity(page_len);
-                while entries.len() < page_len {
+                while page.len() < page_len {
                     let Some(row) = rows.next()? else { break };
-                    entries.push(entry_from_row(row)?);
+                    page.push(entry_from_row(row)?);
                 }
-                Ok(entries)
+                Ok(())
             })?;
             let complete = page.len() == page_len;
             if let Some(last) = page.last() {
                 after = last.key.as_bytes().to_vec();
             }
-            for entry in page {
+            for entry in page.drain(..) {
                 remaining -= 1;
                 if visit(entry).is_break() {
                     return Ok(());
