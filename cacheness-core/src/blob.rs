@@ -42,6 +42,13 @@ pub trait BlobStore: Send + Sync + Debug {
     /// The whole blob, or `None` if there is no blob of that name.
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>>;
 
+    /// [`read`](Self::read) from the medium itself, past any copy the store
+    /// keeps in memory: what `verify`, `gc` and `rebuild` use, since they check
+    /// the files. The default is `read`; a store that keeps copies overrides it.
+    fn read_stored(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.read(name)
+    }
+
     /// Deletes the blob; a blob that is already gone is not an error.
     fn remove(&self, name: &str) -> Result<()>;
 

@@ -266,7 +266,7 @@ impl<C: Codec> Cache<C> {
             let Some(blobs) = self.blob_store() else {
                 break;
             };
-            let Some(file) = blobs.read(&name)? else {
+            let Some(file) = blobs.read_stored(&name)? else {
                 continue;
             };
             let header = match BlobHeader::decode(&file) {
@@ -416,7 +416,7 @@ impl<C: Codec> Cache<C> {
         let Some(blobs) = self.blob_store() else {
             return Err("the cache has no blob store".into());
         };
-        match blobs.read(name) {
+        match blobs.read_stored(name) {
             Ok(Some(mut file)) => {
                 let offset = payload_offset(&file)?;
                 file.drain(..offset);

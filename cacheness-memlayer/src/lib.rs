@@ -61,6 +61,14 @@
 //!   with interval 0, and copies for at most the interval otherwise.
 //! - `ttl` bounds how long a copy lives even when nothing says it changed.
 //!
+//! # Values in blob files
+//!
+//! [`MemLayer`] holds entries, and with them the values stored inline. A value
+//! in a blob file (every value of the `json` backend, by default) is read from
+//! its file at each get, unless the cache's blob store is wrapped in a
+//! [`BlobLayer`], which holds the bytes of recently read small blob files. The
+//! facade does both when a memory layer is configured.
+//!
 //! Under a byte capacity, an entry larger than a shard of the layer (about
 //! `capacity / shards`) is not held; it is read from the backend every time.
 //! Keys not in the backend are not remembered: reads of missing keys always ask
@@ -68,10 +76,12 @@
 //!
 //! [quick_cache]: https://docs.rs/quick_cache
 
+mod blobs;
 pub mod config;
 pub mod error;
 mod layer;
 
+pub use blobs::{BlobLayer, MAX_HELD_BLOB_BYTES};
 pub use config::{Capacity, MemLayerConfig};
 pub use error::MemLayerError;
 pub use layer::MemLayer;

@@ -231,6 +231,16 @@ impl CacheConfig {
             Some(dir) => crate::migration::plan(dir, info.name),
             None => crate::migration::Plan::Nothing,
         };
+        // With a memory layer, the bytes of hot values in blob files are held
+        // too, in front of the local blob store.
+        #[cfg(feature = "memlayer")]
+        if let (Some(dir), Some(config)) =
+            (&self.dir, self.layer_config(split_layer(&self.backend)?.0))
+        {
+            let local = cacheness_core::LocalBlobStore::open(dir, self.durability)?;
+            let layer = cacheness_memlayer::BlobLayer::new(Arc::new(local), &config)?;
+            builder = builder.blob_store(Arc::new(layer));
+        }
         let backend = self.open_backend()?;
         if let (crate::migration::Plan::From(from), Some(dir)) = (plan, &self.dir) {
             let source = CacheConfig {
@@ -254,19 +264,24 @@ impl CacheConfig {
         }
         .open_plain_backend()?;
         #[cfg(feature = "memlayer")]
-        {
-            let layer = match (&self.memory_layer, layered) {
-                (Some(config), _) => Some(config.clone()),
-                (None, true) => Some(cacheness_memlayer::MemLayerConfig::default()),
-                (None, false) => None,
-            };
-            if let Some(config) = layer.filter(|config| config.enabled) {
-                let layer = cacheness_memlayer::MemLayer::new(backend, config)?;
-                return Ok(Arc::new(layer));
-            }
+        if let Some(config) = self.layer_config(layered) {
+            let layer = cacheness_memlayer::MemLayer::new(backend, config)?;
+            return Ok(Arc::new(layer));
         }
         let _ = layered;
         Ok(backend)
+    }
+
+    /// The memory layer's configuration, if one is on: a `memory_layer` section,
+    /// or a backend named `memlayer+NAME` (the defaults).
+    #[cfg(feature = "memlayer")]
+    fn layer_config(&self, layered: bool) -> Option<cacheness_memlayer::MemLayerConfig> {
+        let config = match (&self.memory_layer, layered) {
+            (Some(config), _) => config.clone(),
+            (None, true) => cacheness_memlayer::MemLayerConfig::default(),
+            (None, false) => return None,
+        };
+        config.enabled.then_some(config)
     }
 
     /// The backend without a memory layer.

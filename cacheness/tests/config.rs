@@ -125,3 +125,34 @@ fn a_memory_layer_is_named_or_configured() {
         serde_json::from_str::<CacheConfig>(r#"{"memory_layer": {"policy": "lru"}}"#).unwrap_err();
     assert!(error.to_string().contains("policy"), "{error}");
 }
+
+/// With a memory layer over `json`, the bytes of a hot value's blob file are
+/// held too: a read no longer opens the file. `verify` still reads the files.
+#[cfg(all(feature = "memlayer", feature = "json"))]
+#[test]
+fn a_memory_layer_holds_hot_values_in_blob_files_and_verify_still_reads_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::builder()
+        .dir(dir.path())
+        .backend("memlayer+json")
+        .open()
+        .unwrap();
+    cache.put(&key!(hot = 1), &"in a blob file").unwrap();
+    let entry = cache.entry(&key!(hot = 1)).unwrap().unwrap();
+    let file = cache
+        .blob_path(&entry)
+        .expect("json keeps values in blob files");
+    assert_eq!(
+        cache.get::<String>(&key!(hot = 1)).unwrap().as_deref(),
+        Some("in a blob file")
+    );
+
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(
+        cache.get::<String>(&key!(hot = 1)).unwrap().as_deref(),
+        Some("in a blob file"),
+        "served from the bytes held in memory"
+    );
+    let report = cache.verify(false, &mut |_| {}).unwrap();
+    assert_eq!(report.missing, vec![entry.key], "{report:?}");
+}
