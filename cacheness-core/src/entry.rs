@@ -210,6 +210,7 @@ impl From<Entry> for SharedEntry {
 /// assert_eq!(listed[0].codec, "json"); // the entry's fields, through `Deref`
 /// let owned: Entry = listed[0].clone().into_entry();
 /// assert_eq!(owned, listed[0]);
+/// assert_eq!(serde_json::to_value(&listed[0])?, serde_json::to_value(&owned)?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
@@ -266,6 +267,13 @@ impl From<Arc<SharedEntry>> for ListedEntry {
 impl From<ListedEntry> for Entry {
     fn from(listed: ListedEntry) -> Self {
         listed.into_entry()
+    }
+}
+
+/// Serializes as the [`Entry`] it holds.
+impl Serialize for ListedEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Entry::serialize(self, serializer)
     }
 }
 
