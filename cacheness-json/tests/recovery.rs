@@ -271,14 +271,20 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
+        // Every line the child wrote is read, also those still in the pipe when
+        // it is killed: the child may be several puts ahead of this reader, so
+        // the last line it wrote, not the one that triggered the kill, bounds
+        // what it finished.
         let mut reported = None;
+        let mut killed = false;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-            if let Some(index) = line.unwrap().strip_prefix("put ") {
+            let Ok(line) = line else { break };
+            if let Some(index) = line.strip_prefix("put ") {
                 let index: u64 = index.parse().unwrap();
                 reported = Some(index);
-                if index >= kill_after {
+                if index >= kill_after && !killed {
                     child.kill().unwrap();
-                    break;
+                    killed = true;
                 }
             }
         }
