@@ -382,25 +382,13 @@ impl FromStr for ContentHash {
     type Err = String;
 
     fn from_str(hex: &str) -> Result<Self, Self::Err> {
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
+        if hex.len() != 64 {
             return Err(format!("content hash `{hex}` is not 64 hex characters"));
         }
-        let mut out = [0u8; 32];
-        for (slot, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-            let high = hex_digit(pair[0]);
-            let low = hex_digit(pair[1]);
-            match (high, low) {
-                (Some(high), Some(low)) => *slot = high << 4 | low,
-                _ => return Err(format!("content hash `{hex}` is not hexadecimal")),
-            }
-        }
-        Ok(ContentHash(out))
+        crate::key::hex::decode(hex)
+            .map(ContentHash)
+            .ok_or_else(|| format!("content hash `{hex}` is not hexadecimal"))
     }
-}
-
-fn hex_digit(byte: u8) -> Option<u8> {
-    (byte as char).to_digit(16).map(|digit| digit as u8)
 }
 
 impl Serialize for ContentHash {

@@ -20,26 +20,44 @@ pub(crate) fn to_lower(bytes: &[u8]) -> String {
 }
 
 /// Decodes exactly `N` bytes from `2 * N` hex digits of either case.
+///
+/// Opening a large JSON cache decodes two digests per entry (key and content
+/// hash), so this goes through a table and checks validity once per input,
+/// rather than branching on each digit's range.
 pub(crate) fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
     let digits = text.as_bytes();
     if digits.len() != N * 2 {
         return None;
     }
     let mut bytes = [0u8; N];
+    let mut invalid = 0u8;
     for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (high, low) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(bytes)
+    (invalid & INVALID == 0).then_some(bytes)
 }
 
-fn nibble(digit: u8) -> Option<u8> {
-    match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        b'A'..=b'F' => Some(digit - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hex digit in [`NIBBLES`].
+const INVALID: u8 = 0x80;
+
+/// The value of each hex digit, either case; [`INVALID`] for other bytes.
+const NIBBLES: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
     }
-}
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        table[b'A' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
 
 /// Serde adapter: a 32-byte digest as 64 hex characters.
 pub(crate) mod digest {
@@ -81,5 +99,34 @@ pub(crate) struct Hex<'a>(pub(crate) &'a [u8]);
 impl fmt::Display for Hex<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_lower(self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_byte_round_trips_in_either_case_and_every_other_digit_is_refused() {
+        let all: [u8; 256] = std::array::from_fn(|index| index as u8);
+        let lower = to_lower(&all);
+        assert_eq!(decode::<256>(&lower), Some(all));
+        assert_eq!(decode::<256>(&lower.to_uppercase()), Some(all));
+        for byte in 0..=u8::MAX {
+            let valid = NIBBLES[usize::from(byte)] & INVALID == 0;
+            assert_eq!(valid, byte.is_ascii_hexdigit(), "{byte:#04x}");
+            if valid || !byte.is_ascii() {
+                continue;
+            }
+            for at in [0, 1, 6, 7] {
+                let mut digits = *b"0123abcd";
+                digits[at] = byte;
+                let text = std::str::from_utf8(&digits).unwrap();
+                assert_eq!(decode::<4>(text), None, "{text:?}");
+            }
+        }
+        assert_eq!(decode::<4>("\u{e9}123abcd"), None, "a two-byte character");
+        assert_eq!(decode::<4>("0123abc"), None, "odd length");
+        assert_eq!(decode::<4>("0123abcd"), Some([0x01, 0x23, 0xab, 0xcd]));
     }
 }

@@ -51,7 +51,7 @@
 
 mod cache_key;
 mod codec;
-mod hex;
+pub(crate) mod hex;
 mod integer;
 mod params;
 mod ser;
