@@ -39,8 +39,9 @@ pub struct Results {
     /// before it was recorded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sizes: BTreeMap<String, String>,
-    /// What the run's cache directories held at its end, just before they
-    /// were deleted (they are kept until then: see `docs/PERFORMANCE.md`).
+    /// What the run's cache directories held: at its end, just before they
+    /// were deleted (they are kept until then: see `docs/PERFORMANCE.md`),
+    /// plus the few-file ones deleted when their repetition ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch: Option<Scratch>,
     /// One object per measured (or skipped) cell.

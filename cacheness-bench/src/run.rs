@@ -143,7 +143,14 @@ struct Runner<'a> {
     scratch_path: PathBuf,
     /// How many directories [`Runner::fresh_dir`] made.
     made: u64,
+    /// What the directories deleted before the run's end held
+    /// ([`Runner::release_if_few_files`]).
+    released: Scratch,
 }
+
+/// A finished repetition's directory with at most this many files is deleted
+/// at once rather than at the run's end (see [`Runner::release_if_few_files`]).
+const RELEASE_MAX_FILES: u64 = 64;
 
 /// Timings of one repetition: named samples.
 type Sample = BTreeMap<&'static str, f64>;
@@ -174,6 +181,7 @@ impl<'a> Runner<'a> {
             scratch_path: scratch.path().to_owned(),
             scratch: Some(scratch),
             made: 0,
+            released: Scratch::default(),
         })
     }
 
@@ -203,12 +211,33 @@ impl<'a> Runner<'a> {
         Ok(dir)
     }
 
-    /// Counts what the run's cache directories hold, and hands them over for
-    /// deletion (or keeps them, if the plan says so).
+    /// Deletes a finished repetition's directory now if it holds at most
+    /// [`RELEASE_MAX_FILES`] files. Large values take gigabytes in a handful of
+    /// files (W3's 64 MiB ones: ~10 GB in a full run), and kept to the end they
+    /// filled this machine's disk; deleting a handful of files does not cause
+    /// the slow file creation that deleting thousands does.
+    fn release_if_few_files(&mut self, dir: &Path) -> Result<()> {
+        if self.plan.keep_dirs {
+            return Ok(());
+        }
+        let mut held = Scratch::default();
+        disk_usage(dir, &mut held, &mut std::collections::HashSet::new())?;
+        if held.files > RELEASE_MAX_FILES {
+            return Ok(());
+        }
+        std::fs::remove_dir_all(dir).map_err(|source| BenchError::io(dir, source))?;
+        self.released.files += held.files + 1;
+        self.released.bytes += held.bytes;
+        Ok(())
+    }
+
+    /// Counts what the run's cache directories hold (and held, for those
+    /// deleted early), and hands them over for deletion (or keeps them, if the
+    /// plan says so).
     fn leftovers(&mut self) -> Result<Leftovers> {
         let root = self.scratch_path.clone();
         self.step("counting the run's cache files".into());
-        let mut held = Scratch::default();
+        let mut held = self.released;
         disk_usage(&root, &mut held, &mut std::collections::HashSet::new())?;
         if self.plan.keep_dirs {
             let kept = self.scratch.take().map_or(root, tempfile::TempDir::keep);
@@ -478,6 +507,8 @@ impl<'a> Runner<'a> {
                         let dir = self.fresh_dir(&format!("w3-{row}"))?;
                         let mut store = stores::open(row, &dir, "w3")?;
                         samples.push(w3_rep(store.as_mut(), row, &values)?);
+                        drop(store);
+                        self.release_if_few_files(&dir)?;
                     }
                     self.push("w3", row, *kind, &params, Ok(samples));
                 }
