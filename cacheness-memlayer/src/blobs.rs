@@ -7,33 +7,21 @@ use std::sync::Arc;
 
 use cacheness_core::{BlobStore, CacheKey, Result};
 use quick_cache::sync::Cache as QuickCache;
-use quick_cache::{OptionsBuilder, Weighter};
 
-use crate::config::{Capacity, MemLayerConfig};
+use crate::config::MemLayerConfig;
 use crate::error::MemLayerError;
+use crate::layer::{CapacityWeighter, Weighed, options_for};
 
 /// Blob files larger than this are never held: the layer is for the small
 /// values of hot keys, not for caching large files in memory.
 pub const MAX_HELD_BLOB_BYTES: usize = 64 << 10;
 
-/// quick_cache grows its tables as needed; this only sizes its shards.
-const MAX_ESTIMATED_ITEMS: u64 = 1 << 16;
 /// The average blob size assumed to size shards under a byte capacity.
 const ASSUMED_BLOB_BYTES: u64 = 1 << 10;
 
-/// Weighs blobs by their length under a byte capacity, else as one.
-#[derive(Clone, Copy)]
-struct BlobWeighter {
-    by_bytes: bool,
-}
-
-impl Weighter<String, Arc<[u8]>> for BlobWeighter {
-    fn weight(&self, _name: &String, bytes: &Arc<[u8]>) -> u64 {
-        if self.by_bytes {
-            bytes.len().max(1) as u64
-        } else {
-            1
-        }
+impl Weighed for Arc<[u8]> {
+    fn bytes(&self) -> u64 {
+        self.len() as u64
     }
 }
 
@@ -78,7 +66,7 @@ impl Weighter<String, Arc<[u8]>> for BlobWeighter {
 /// ```
 pub struct BlobLayer {
     store: Arc<dyn BlobStore>,
-    held: QuickCache<String, Arc<[u8]>, BlobWeighter>,
+    held: QuickCache<String, Arc<[u8]>, CapacityWeighter>,
 }
 
 impl BlobLayer {
@@ -88,22 +76,12 @@ impl BlobLayer {
         config: &MemLayerConfig,
     ) -> std::result::Result<Self, MemLayerError> {
         config.validate()?;
-        let (by_bytes, weight_capacity, estimated_items) = match config.capacity {
-            Capacity::Entries(blobs) => (false, blobs, blobs),
-            Capacity::Bytes(bytes) => (true, bytes, bytes / ASSUMED_BLOB_BYTES),
-        };
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(
-                usize::try_from(estimated_items.clamp(1, MAX_ESTIMATED_ITEMS)).unwrap_or(1),
-            )
-            .weight_capacity(weight_capacity)
-            .build()
-            .expect("both required options are set");
+        let (options, weighter) = options_for(config.capacity, ASSUMED_BLOB_BYTES);
         Ok(BlobLayer {
             store,
             held: QuickCache::with_options(
                 options,
-                BlobWeighter { by_bytes },
+                weighter,
                 Default::default(),
                 Default::default(),
             ),
@@ -176,6 +154,8 @@ impl BlobStore for BlobLayer {
 #[cfg(test)]
 mod tests {
     use cacheness_core::{Durability, LocalBlobStore};
+
+    use crate::config::Capacity;
 
     use super::*;
 

@@ -12,7 +12,7 @@ use cacheness_core::{
 };
 use quick_cache::sync::Cache as QuickCache;
 use quick_cache::sync::EntryAction;
-use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
+use quick_cache::{DefaultHashBuilder, Lifecycle, Options, OptionsBuilder, Weighter};
 
 use crate::config::{Capacity, MemLayerConfig};
 
@@ -35,16 +35,50 @@ struct Held {
     bytes: u64,
 }
 
-/// Weighs entries by their size in memory under a byte capacity, else as one.
+impl Weighed for Held {
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// What a capacity in bytes counts of an item held: its size in memory.
+pub(crate) trait Weighed {
+    fn bytes(&self) -> u64;
+}
+
+/// Weighs items by their size in bytes under a byte capacity, else as one.
 #[derive(Clone, Copy)]
-struct HeldWeighter {
+pub(crate) struct CapacityWeighter {
     by_bytes: bool,
 }
 
-impl Weighter<CacheKey, Held> for HeldWeighter {
-    fn weight(&self, _key: &CacheKey, held: &Held) -> u64 {
-        if self.by_bytes { held.bytes.max(1) } else { 1 }
+impl<K, V: Weighed> Weighter<K, V> for CapacityWeighter {
+    fn weight(&self, _key: &K, item: &V) -> u64 {
+        if self.by_bytes {
+            item.bytes().max(1)
+        } else {
+            1
+        }
     }
+}
+
+/// quick_cache options for `capacity`, and the weighter that goes with them.
+/// Under a byte capacity, shards are sized for items of `assumed_item_bytes`.
+pub(crate) fn options_for(
+    capacity: Capacity,
+    assumed_item_bytes: u64,
+) -> (Options, CapacityWeighter) {
+    let (by_bytes, weight_capacity, estimated_items) = match capacity {
+        Capacity::Entries(items) => (false, items, items),
+        Capacity::Bytes(bytes) => (true, bytes, bytes / assumed_item_bytes),
+    };
+    let estimated_items = estimated_items.clamp(1, MAX_ESTIMATED_ITEMS);
+    let options = OptionsBuilder::new()
+        .estimated_items_capacity(usize::try_from(estimated_items).unwrap_or(usize::MAX))
+        .weight_capacity(weight_capacity)
+        .build()
+        .expect("both required options are set");
+    (options, CapacityWeighter { by_bytes })
 }
 
 #[derive(Debug, Default)]
@@ -77,7 +111,8 @@ impl Lifecycle<CacheKey, Held> for EvictionAccounting {
     }
 }
 
-type HeldCache = QuickCache<CacheKey, Held, HeldWeighter, DefaultHashBuilder, EvictionAccounting>;
+type HeldCache =
+    QuickCache<CacheKey, Held, CapacityWeighter, DefaultHashBuilder, EvictionAccounting>;
 
 /// A memory layer: recently read entries of `B` kept in memory, so that reads of
 /// hot keys skip the backend. It is a [`MetadataBackend`] itself, so it goes
@@ -461,19 +496,10 @@ impl<B: fmt::Debug> fmt::Debug for MemLayer<B> {
 }
 
 fn new_held_cache(capacity: Capacity, counters: &Arc<LayerCounters>) -> HeldCache {
-    let (by_bytes, weight_capacity, estimated_items) = match capacity {
-        Capacity::Entries(entries) => (false, entries, entries),
-        Capacity::Bytes(bytes) => (true, bytes, bytes / ASSUMED_ENTRY_BYTES),
-    };
-    let estimated_items = estimated_items.clamp(1, MAX_ESTIMATED_ITEMS);
-    let options = OptionsBuilder::new()
-        .estimated_items_capacity(usize::try_from(estimated_items).unwrap_or(usize::MAX))
-        .weight_capacity(weight_capacity)
-        .build()
-        .expect("both required options are set");
+    let (options, weighter) = options_for(capacity, ASSUMED_ENTRY_BYTES);
     QuickCache::with_options(
         options,
-        HeldWeighter { by_bytes },
+        weighter,
         DefaultHashBuilder::default(),
         EvictionAccounting(Arc::clone(counters)),
     )
