@@ -58,7 +58,7 @@ impl FromStr for CacheKey {
 
 impl Serialize for CacheKey {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(hex::Lower::new(&self.0).as_str())
     }
 }
 

@@ -4,12 +4,46 @@ use std::fmt;
 
 const DIGITS: &[u8; 16] = b"0123456789abcdef";
 
-pub(crate) fn write_lower(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
-    for &byte in bytes {
-        out.write_char(char::from(DIGITS[usize::from(byte >> 4)]))?;
-        out.write_char(char::from(DIGITS[usize::from(byte & 0x0f)]))?;
+/// The most bytes [`Lower`] holds: a 32-byte digest.
+const LOWER_MAX: usize = 32;
+
+/// The lower-case hex of up to 32 bytes, in a buffer on the stack.
+///
+/// A JSON backend writes two digests per entry (key and content hash) into
+/// every journal line and snapshot; handing the serializer (or a formatter)
+/// one finished `&str` costs a copy, where writing the digits one `char` at a
+/// time went through the serializer's escaping once per digit.
+pub(crate) struct Lower {
+    digits: [u8; LOWER_MAX * 2],
+    len: usize,
+}
+
+impl Lower {
+    /// # Panics
+    /// If `bytes` is longer than 32 bytes (every caller passes a fixed-size digest).
+    pub(crate) fn new(bytes: &[u8]) -> Lower {
+        assert!(bytes.len() <= LOWER_MAX, "hex of {} bytes", bytes.len());
+        let mut digits = [0u8; LOWER_MAX * 2];
+        for (pair, &byte) in digits.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = DIGITS[usize::from(byte >> 4)];
+            pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        }
+        Lower {
+            digits,
+            len: bytes.len() * 2,
+        }
     }
-    Ok(())
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.digits[..self.len]).expect("hex digits are ASCII")
+    }
+}
+
+pub(crate) fn write_lower(bytes: &[u8], out: &mut impl fmt::Write) -> fmt::Result {
+    bytes
+        .chunks(LOWER_MAX)
+        .try_for_each(|chunk| out.write_str(Lower::new(chunk).as_str()))
 }
 
 pub(crate) fn to_lower(bytes: &[u8]) -> String {
@@ -69,7 +103,7 @@ pub(crate) mod digest {
         digest: &[u8; 32],
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&super::Hex(digest))
+        serializer.serialize_str(super::Lower::new(digest).as_str())
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
@@ -105,6 +139,32 @@ impl fmt::Display for Hex<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_hex_matches_the_formatter_at_every_length_up_to_a_digest() {
+        let bytes: [u8; 32] = std::array::from_fn(|index| (index as u8).wrapping_mul(37) ^ 0xa5);
+        for len in 0..=32 {
+            let expected: String = bytes[..len]
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            assert_eq!(Lower::new(&bytes[..len]).as_str(), expected);
+            assert_eq!(to_lower(&bytes[..len]), expected);
+        }
+        let long: Vec<u8> = (0..=255).collect();
+        let expected: String = long.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(
+            to_lower(&long),
+            expected,
+            "longer inputs go 32 bytes at a time"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "hex of 33 bytes")]
+    fn lower_hex_refuses_more_than_a_digest() {
+        let _ = Lower::new(&[0; 33]);
+    }
 
     #[test]
     fn every_byte_round_trips_in_either_case_and_every_other_digit_is_refused() {
