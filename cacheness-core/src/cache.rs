@@ -861,7 +861,8 @@ impl<C: Codec> Cache<C> {
             stored_size,
             raw_size: raw.len() as u64,
             compression,
-            content_hash: ContentHash::of(stored),
+            // Set below, with the blob or the inline bytes.
+            content_hash: ContentHash([0; 32]),
             location: Location::Inline(Vec::new()),
             signature: None,
             user_metadata: options.user_metadata.clone(),
@@ -870,22 +871,32 @@ impl<C: Codec> Cache<C> {
             .settings
             .inline_limit
             .is_some_and(|limit| stored.len() <= limit);
-        if let Some(signer) = &self.signer {
-            // The signature covers the location's kind, not the blob's name, so it
-            // can be computed before the blob (whose header carries it) is written.
-            if !inline {
-                entry.location = Location::Blob(String::new());
+        // The signature covers the content hash and the location's kind, not the
+        // blob's name, so it goes into the blob's header before the name exists.
+        let signer = self.signer.as_ref();
+        let seal = |entry: &mut Entry, hash: &ContentHash| {
+            entry.content_hash = *hash;
+            if let Some(signer) = signer {
+                entry.signature = Some(signer.sign(entry));
             }
-            entry.signature = Some(signer.sign(&entry));
-        }
+        };
         let written_blob = match (&self.blobs, inline) {
             (_, true) => {
+                seal(&mut entry, &ContentHash::of(stored));
                 entry.location = Location::Inline(stored.to_vec());
                 None
             }
             (Some(blobs), false) => {
-                let header = BlobHeader::from_entry(&entry).encode();
-                let name = blobs.write(&key, &[&header, stored])?;
+                entry.location = Location::Blob(String::new());
+                let (name, hash) = blobs.write_hashed(&key, stored, &mut |hash| {
+                    seal(&mut entry, hash);
+                    BlobHeader::from_entry(&entry).encode()
+                })?;
+                if entry.content_hash != hash {
+                    // The contract has the last `header` call made with the real
+                    // hash; should a store break it, the entry still carries it.
+                    seal(&mut entry, &hash);
+                }
                 entry.location = Location::Blob(name.clone());
                 Some(name)
             }

@@ -147,3 +147,32 @@ fn a_key_file_needs_a_dir() {
         .unwrap_err();
     assert!(error.to_string().contains("signing"), "{error}");
 }
+
+#[test]
+fn a_large_value_hashed_while_written_is_signed_with_its_hash_in_entry_and_header() {
+    // Above the size from which the local blob store hashes on another thread
+    // while it writes: the header is written last, and must carry the real
+    // hash and a signature made over it, as the entry does.
+    // Incompressible, so the stored bytes (what is hashed) are the value's.
+    let mut value = vec![0u8; 5 << 20];
+    blake3::Hasher::new().finalize_xof().fill(&mut value);
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = signed_cache(dir.path(), backend.clone());
+    cache.put_bytes(&key!(large = true), &value).unwrap();
+    let entry = backend.get(&key!(large = true).key()).unwrap().unwrap();
+    assert_eq!(entry.content_hash, cacheness_core::ContentHash::of(&value));
+    assert!(
+        cache
+            .verify(false, &mut no_progress)
+            .unwrap()
+            .corrupted
+            .is_empty()
+    );
+    assert!(cache.get_bytes(&key!(large = true)).unwrap() == Some(value.clone()));
+
+    let rebuilt = signed_cache(dir.path(), Arc::new(MemoryBackend::new()));
+    let report = rebuilt.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 1, "{:?}", report.invalid);
+    assert!(rebuilt.get_bytes(&key!(large = true)).unwrap() == Some(value));
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cacheness_core::{BlobStore, CacheKey, Result};
+use cacheness_core::{BlobStore, CacheKey, ContentHash, Result};
 use quick_cache::sync::Cache as QuickCache;
 
 use crate::config::MemLayerConfig;
@@ -112,6 +112,16 @@ impl BlobStore for BlobLayer {
     fn write(&self, key: &CacheKey, parts: &[&[u8]]) -> Result<String> {
         // Only reads decide what is hot; a write does not push anything out.
         self.store.write(key, parts)
+    }
+
+    fn write_hashed(
+        &self,
+        key: &CacheKey,
+        body: &[u8],
+        header: &mut dyn FnMut(&ContentHash) -> Vec<u8>,
+    ) -> Result<(String, ContentHash)> {
+        // The store's own way: the local one hashes large bodies while writing.
+        self.store.write_hashed(key, body, header)
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
