@@ -602,15 +602,23 @@ fn main() {
         }
         let [json, inline, memory_blobs, memory_inline, floor] =
             std::array::from_fn(|slot| medians(contenders[slot].0, entries, &runs[slot]));
+        // The issue's GET and LIST targets are for 1 000 entries.
+        let target = |met: bool| {
+            if entries == 1_000 {
+                verdict(met)
+            } else {
+                "no target at this N"
+            }
+        };
         println!(
             "  N={entries}: json GET {:.0}/s (target >= 55 000: {}), LIST {:.3} ms (target < 1 ms: {}); \
              vs seed (2 700 PUT/s, 1 100 GET/s): json {:.1}x / {:.0}x, json inline {:.0}x / {:.0}x; \
              json / memory-blobs PUT {:.2} GET {:.2} LIST {:.2}; json inline / memory-inline PUT {:.2} GET {:.2}; \
              json / raw-fs floor PUT {:.2} GET {:.2}",
             json.get,
-            verdict(json.get >= 55_000.0),
+            target(json.get >= 55_000.0),
             json.list_ms,
-            verdict(json.list_ms < 1.0),
+            target(json.list_ms < 1.0),
             json.put / 2_700.0,
             json.get / 1_100.0,
             inline.put / 2_700.0,
