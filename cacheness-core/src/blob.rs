@@ -282,9 +282,7 @@ impl LocalBlobStore {
         }
         Ok(())
     }
-}
 
-impl LocalBlobStore {
     /// Makes a new blob for `key`: `fill` writes its temp file (once more if the
     /// temp dir had to be made again), which is then renamed into place. A
     /// failed write leaves no file behind.
@@ -905,7 +903,7 @@ mod tests {
             1000,
             HASH_WHILE_WRITING_MIN - 1,
             HASH_WHILE_WRITING_MIN,
-            3 << 20,
+            HASH_WHILE_WRITING_MIN + (3 << 20),
         ] {
             let body: Vec<u8> = (0..len).map(|index| (index * 7 % 251) as u8).collect();
             let mut calls = Vec::new();

@@ -365,7 +365,7 @@ impl ContentHash {
 
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(crate::key::hex::Lower::new(&self.0).as_str())
+        crate::key::hex::write_lower(&self.0, f)
     }
 }
 
