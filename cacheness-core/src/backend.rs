@@ -193,6 +193,24 @@ pub trait MetadataBackend: Send + Sync + Debug {
         Ok(removed)
     }
 
+    /// Calls `visit` with the key of each entry the backend holds but cannot read
+    /// (a damaged row or line: bad JSON, nesting past the parser's limit, a column
+    /// of the wrong type), and why. Such an entry never blocks the rest: `scan`
+    /// passes over it and `get` of its key fails naming it. `verify` reports these
+    /// entries and `verify --repair` removes them with
+    /// [`remove_unreadable`](Self::remove_unreadable). The default knows of none.
+    fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> Result<()> {
+        let _ = visit;
+        Ok(())
+    }
+
+    /// Removes the unreadable entry under `key` without decoding it; whether one
+    /// was removed. The default removes nothing.
+    fn remove_unreadable(&self, key: &CacheKey) -> Result<bool> {
+        let _ = key;
+        Ok(false)
+    }
+
     /// Makes buffered writes durable to the level the backend promises.
     fn flush(&self) -> Result<()> {
         Ok(())
@@ -413,6 +431,8 @@ macro_rules! forward_backend {
             fn eviction_candidates(&self, limit: usize) -> Result<Vec<Entry>> { (**self).eviction_candidates(limit) }
             fn remove_if_unchanged(&self, expected: &Entry) -> Result<Option<Entry>> { (**self).remove_if_unchanged(expected) }
             fn clear(&self) -> Result<Vec<Entry>> { (**self).clear() }
+            fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> Result<()> { (**self).unreadable(visit) }
+            fn remove_unreadable(&self, key: &CacheKey) -> Result<bool> { (**self).remove_unreadable(key) }
             fn flush(&self) -> Result<()> { (**self).flush() }
             fn data_version(&self) -> Result<Option<u64>> { (**self).data_version() }
             fn layer_stats(&self) -> Option<LayerStats> { (**self).layer_stats() }

@@ -34,6 +34,7 @@ pub mod codec;
 pub mod conformance;
 pub mod entry;
 pub mod error;
+pub mod files;
 pub mod key;
 pub mod ops;
 pub mod signing;

@@ -472,6 +472,15 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
         result
     }
 
+    fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> Result<()> {
+        self.backend.unreadable(visit)
+    }
+
+    fn remove_unreadable(&self, key: &CacheKey) -> Result<bool> {
+        // An unreadable entry was never served, so the layer holds none of it.
+        self.backend.remove_unreadable(key)
+    }
+
     fn flush(&self) -> Result<()> {
         self.backend.flush()
     }
