@@ -150,7 +150,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
     let backend = match cli.backend {
         Some(backend) => backend,
-        None => cacheness::detect_backend(&dir)
+        None => cacheness::detect_backend(&dir)?
             .ok_or_else(|| {
                 Failure(
                     format!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use cacheness_core::ops::{MigrateReport, Progress};
 use cacheness_core::{Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock};
 
 /// A backend cacheness knows of, and whether this build has it.
@@ -92,6 +93,10 @@ pub struct CacheConfig {
     /// Sign entries with a keyed blake3 MAC (key in `signing.key` in the dir), so
     /// metadata edited by hand is rejected instead of served.
     pub sign_entries: bool,
+    /// Open an existing cache for reading only: nothing in the dir is created,
+    /// migrated, written or deleted (reads record no access and a damaged entry
+    /// reads as a miss). The configured backend must be the dir's current one.
+    pub read_only: bool,
     /// A memory layer for hot keys in front of the backend; `None` for none. A
     /// backend named `memlayer+NAME` adds one with the defaults (1 000 entries,
     /// 300 s).
@@ -117,6 +122,7 @@ impl Default for CacheConfig {
             durability: Durability::Flush,
             access_granularity: cacheness_core::cache::DEFAULT_ACCESS_GRANULARITY,
             sign_entries: false,
+            read_only: false,
             #[cfg(feature = "memlayer")]
             memory_layer: None,
             #[cfg(feature = "json")]
@@ -217,40 +223,143 @@ impl CacheConfig {
         if self.sign_entries {
             builder = builder.sign_entries();
         }
-        if let Some(dir) = &self.dir {
-            // The backend may create files in the dir: it must exist first.
-            if dir.exists() && !dir.is_dir() {
-                return Err(Error::Config {
-                    field: "dir",
-                    reason: format!("{} exists and is not a directory", dir.display()),
-                });
-            }
-            cacheness_core::blob::create_private_dir(dir)?;
+        let Some(dir) = &self.dir else {
+            return builder.open_shared(self.open_backend()?);
+        };
+        check_dir(dir, self.read_only)?;
+        if self.read_only {
+            return self.open_read_only(dir, info.name, builder);
         }
-        let plan = match &self.dir {
-            Some(dir) => crate::migration::plan(dir, info.name),
-            None => crate::migration::Plan::Nothing,
+        // The backend may create files in the dir: it must exist first.
+        cacheness_core::blob::create_private_dir(dir)?;
+        // Decided, and marked on disk, before the backend creates its metadata.
+        let pending = crate::migration::prepare(dir, info.name)?;
+        let rebuild = match &pending {
+            None => crate::migration::RebuildAtOpen::check(dir, info.name)?,
+            Some(_) => None,
         };
         // With a memory layer, the bytes of hot values in blob files are held
         // too, in front of the local blob store.
         #[cfg(feature = "memlayer")]
-        if let (Some(dir), Some(config)) =
-            (&self.dir, self.layer_config(split_layer(&self.backend)?.0))
-        {
+        if let Some(config) = self.layer_config(split_layer(&self.backend)?.0) {
             let local = cacheness_core::LocalBlobStore::open(dir, self.durability)?;
             let layer = cacheness_memlayer::BlobLayer::new(Arc::new(local), &config)?;
             builder = builder.blob_store(Arc::new(layer));
         }
         let backend = self.open_backend()?;
-        if let (crate::migration::Plan::From(from), Some(dir)) = (plan, &self.dir) {
+        if let Some(pending) = pending {
             let source = CacheConfig {
-                backend: from.to_owned(),
+                backend: pending.from.to_owned(),
                 ..self.clone()
             }
             .open_plain_backend()?;
-            crate::migration::run(dir, from, info.name, source.as_ref(), backend.as_ref())?;
+            pending.run(dir, source.as_ref(), backend.as_ref(), &mut log_progress)?;
         }
-        builder.open_shared(backend)
+        let cache = builder.open_shared(backend)?;
+        if let Some(rebuild) = rebuild {
+            rebuild.run(&cache)?;
+        }
+        Ok(cache)
+    }
+
+    /// Opens an existing cache for reading: nothing is created, migrated,
+    /// written or deleted.
+    fn open_read_only(
+        &self,
+        dir: &Path,
+        backend: &'static str,
+        builder: cacheness_core::CacheBuilder,
+    ) -> Result<Cache> {
+        if let Some(needed) = BACKENDS.iter().find(|info| info.name == backend)
+            && needed.needs_dir
+        {
+            match crate::migration::current_backend(dir)? {
+                None => {
+                    return Err(Error::Config {
+                        field: "dir",
+                        reason: format!("{} holds no cache metadata", dir.display()),
+                    });
+                }
+                Some(current) if current != backend => {
+                    return Err(Error::Config {
+                        field: "backend",
+                        reason: format!(
+                            "{} is a {current} cache, not {backend}; open it with backend \
+                             `{current}` or migrate it first",
+                            dir.display()
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        builder.open_shared(self.open_backend()?)
+    }
+
+    /// Copies every entry of the dir's current disk backend into `to` (`json` or
+    /// `sqlite`), under the same lock and with the same markers as the migration
+    /// a writable open runs, so a migration killed half way is redone by the next
+    /// open or call. Afterwards the dir opens with `to`; the old metadata stays.
+    pub fn migrate_to(
+        &self,
+        to: &str,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<MigrateReport> {
+        let dir = self.dir.as_deref().ok_or_else(|| Error::Config {
+            field: "dir",
+            reason: "migration works on a cache dir; set one".into(),
+        })?;
+        let info = backend_info(to)?;
+        if !info.needs_dir {
+            return Err(Error::Config {
+                field: "backend",
+                reason: format!(
+                    "the {to} backend keeps its metadata in memory and cannot hold the entries of {}",
+                    dir.display()
+                ),
+            });
+        }
+        check_dir(dir, true)?;
+        let Some(current) = crate::migration::current_backend(dir)? else {
+            return Err(Error::Config {
+                field: "dir",
+                reason: format!("{} holds no cache metadata to migrate", dir.display()),
+            });
+        };
+        let Some(pending) = crate::migration::prepare(dir, info.name)? else {
+            return Err(Error::Config {
+                field: "backend",
+                reason: format!("{} already uses the {current} backend", dir.display()),
+            });
+        };
+        let config = |backend: &str| CacheConfig {
+            backend: backend.to_owned(),
+            read_only: false,
+            ..self.clone()
+        };
+        let target = config(pending.to).open_plain_backend()?;
+        let source = config(pending.from).open_plain_backend()?;
+        pending.run(dir, source.as_ref(), target.as_ref(), progress)
+    }
+}
+
+/// `dir` must be a directory, or (for a writable open) missing.
+fn check_dir(dir: &Path, must_exist: bool) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Config {
+            field: "dir",
+            reason: format!("{} exists and is not a directory", dir.display()),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !must_exist => Ok(()),
+        Err(source) => Err(Error::io("open cache dir", dir, source)),
+    }
+}
+
+/// Logs a long migration's progress every 1 000 entries.
+fn log_progress(progress: Progress) {
+    if progress.done.is_multiple_of(1_000) {
+        tracing::info!(done = progress.done, total = ?progress.total, "migrating");
     }
 }
 
@@ -400,17 +509,27 @@ pub fn open_backend(name: &str, dir: Option<&Path>) -> Result<Arc<dyn MetadataBa
     .open_backend()
 }
 
-/// The backend whose metadata file is in `dir`, if any: `cache_metadata.db` means
-/// `sqlite`, `metadata.json` or `metadata.journal` mean `json`. When both exist,
-/// `sqlite` is named.
-pub fn detect_backend(dir: &Path) -> Option<&'static str> {
-    if dir.join("cache_metadata.db").exists() {
-        Some("sqlite")
-    } else if dir.join("metadata.json").exists() || dir.join("metadata.journal").exists() {
-        Some("json")
-    } else {
-        None
+/// The disk backend `dir` belongs to: the one whose metadata is there, or when
+/// both are (a migration leaves its source in place), the one the last
+/// migration went to (or came from, while one is unfinished). `Ok(None)` when
+/// the dir holds no metadata; an error naming both files when nothing says which
+/// is current, or when a marker is not a regular file.
+pub fn detect_backend(dir: &Path) -> Result<Option<&'static str>> {
+    crate::migration::current_backend(dir)
+}
+
+/// Migrates the cache in `dir` to the disk backend `to` with default options;
+/// see [`CacheConfig::migrate_to`].
+pub fn migrate_dir(
+    dir: &Path,
+    to: &str,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<MigrateReport> {
+    CacheConfig {
+        dir: Some(dir.to_path_buf()),
+        ..CacheConfig::default()
     }
+    .migrate_to(to, progress)
 }
 
 /// Builds a [`CacheConfig`] and opens the cache; see [`CacheConfig::builder`].
@@ -460,6 +579,12 @@ impl ConfigBuilder {
     /// How hard writes try to reach the disk.
     pub fn durability(mut self, durability: Durability) -> Self {
         self.config.durability = durability;
+        self
+    }
+
+    /// Open an existing cache for reading only; see [`CacheConfig::read_only`].
+    pub fn read_only(mut self) -> Self {
+        self.config.read_only = true;
         self
     }
 

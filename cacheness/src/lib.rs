@@ -49,7 +49,9 @@ pub use cacheness_core::{
     MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, Stats, SystemClock, ToKey,
     Touch, UserMetadata, Value, key,
 };
-pub use config::{BACKENDS, BackendInfo, CacheConfig, ConfigBuilder, detect_backend, open_backend};
+pub use config::{
+    BACKENDS, BackendInfo, CacheConfig, ConfigBuilder, detect_backend, migrate_dir, open_backend,
+};
 
 /// The backend crates compiled in, for direct use, with the option types that
 /// [`CacheConfig`]'s sections take.

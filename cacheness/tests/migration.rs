@@ -177,16 +177,35 @@ fn opening_with_the_other_backend_migrates_once_each_way() {
     assert!(
         dir.path().join("metadata.json").exists() || dir.path().join("metadata.journal").exists()
     );
-    // Both exist now: the configured backend wins and the other is left alone.
+    // Both exist now, and the marker says sqlite is current: the json copy is
+    // stale (it lacks the 301st entry), so opening with json migrates back
+    // instead of serving it, and the switch back to sqlite again.
+    assert_eq!(
+        cacheness::detect_backend(dir.path()).unwrap(),
+        Some("sqlite")
+    );
     let json_again = config(dir.path(), "json").open().unwrap();
     assert_eq!(
         json_again.stats().unwrap().entries,
-        300,
-        "no second migration into json"
+        301,
+        "the current sqlite metadata migrated back into json"
     );
+    assert_eq!(
+        json_again
+            .get::<String>(&key!(index = 300u32))
+            .unwrap()
+            .as_deref(),
+        Some("only in sqlite")
+    );
+    json_again.remove(&key!(index = 0u32)).unwrap();
     drop(json_again);
+    assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
     let sqlite_again = config(dir.path(), "sqlite").open().unwrap();
-    assert_eq!(sqlite_again.stats().unwrap().entries, 301);
+    assert_eq!(
+        sqlite_again.stats().unwrap().entries,
+        300,
+        "the removal made through json is not undone by the stale sqlite copy"
+    );
 
     let other = tempfile::tempdir().unwrap();
     {
@@ -274,4 +293,293 @@ fn a_killed_migration_is_finished_by_the_next_open() {
         assert_eq!(cache.get::<u32>(&key!(index = index)).unwrap(), Some(index));
     }
     assert!(!dir.path().join(".cacheness-migrating").exists());
+}
+
+const BLOCKED_CHILD: &str = "CACHENESS_MIGRATION_BLOCKED_CHILD_DIR";
+
+/// The child role of the lock test: open with sqlite over json metadata.
+#[test]
+fn blocked_migration_child() {
+    let Ok(dir) = std::env::var(BLOCKED_CHILD) else {
+        return;
+    };
+    let _cache = config(Path::new(&dir), "sqlite").open().unwrap();
+}
+
+/// Whether `pid` waits for a file lock (a `->` line of /proc/locks names it).
+fn waits_for_a_lock(pid: u32) -> bool {
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+        locks.lines().any(|line| {
+            line.contains("->")
+                && line
+                    .split_whitespace()
+                    .any(|field| field == pid.to_string())
+        })
+    })
+}
+
+/// The deterministic case: a process that switches backends is killed
+/// while it waits for the migration lock. Before the fix it had already created
+/// the sqlite database, so the next open saw two metadata sets and no marker,
+/// used the empty sqlite one, and `gc` deleted every blob.
+#[test]
+fn a_switch_killed_while_waiting_for_the_lock_leaves_the_cache_whole() {
+    if !Path::new("/proc/locks").exists() {
+        eprintln!("skipped: no /proc/locks to see the child wait");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let values = 200u32;
+    {
+        let cache = config(dir.path(), "json").open().unwrap();
+        for index in 0..values {
+            cache
+                .put(&key!(index = index), &incompressible(index, 2_000))
+                .unwrap();
+        }
+    }
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.path().join(".cacheness-migrate.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["blocked_migration_child", "--exact", "--test-threads=1"])
+        .env(BLOCKED_CHILD, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Bounded: the child reaches the lock within a few seconds or the test fails.
+    let mut waited = false;
+    for _ in 0..20_000 {
+        if waits_for_a_lock(child.id()) {
+            waited = true;
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the child ended early");
+        std::thread::yield_now();
+        std::thread::park_timeout(Duration::from_micros(500));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lock.unlock().unwrap();
+    assert!(waited, "the child never waited for the migration lock");
+    assert!(
+        !dir.path().join("cache_metadata.db").exists(),
+        "the target's metadata is created only under the lock"
+    );
+    for backend in ["sqlite", "json", "sqlite"] {
+        let cache = config(dir.path(), backend).open().unwrap();
+        cache.gc(&mut no_progress).unwrap();
+        assert_eq!(
+            cache.stats().unwrap().entries,
+            u64::from(values),
+            "{backend}"
+        );
+        for index in 0..values {
+            assert_eq!(
+                cache.get::<Vec<u8>>(&key!(index = index)).unwrap(),
+                Some(incompressible(index, 2_000)),
+                "{backend}: entry {index}"
+            );
+        }
+    }
+}
+
+/// A kill at each step of a migration, as the files it leaves: the next open
+/// with either backend sees every entry.
+#[test]
+fn every_state_a_killed_migration_leaves_opens_whole() {
+    // (in-progress marker, target created, done marker)
+    let states = [
+        (true, false, false),
+        (true, true, false),
+        (true, true, true),
+        (false, true, true),
+    ];
+    for (marked, created, done) in states {
+        for reopen in ["sqlite", "json"] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let cache = config(dir.path(), "json").open().unwrap();
+                for index in 0..50u32 {
+                    cache
+                        .put(&key!(index = index), &incompressible(index, 500))
+                        .unwrap();
+                }
+            }
+            if created {
+                // A partial copy, or a whole one once the done marker is written.
+                let partial = backend("sqlite", dir.path());
+                let source = backend("json", dir.path());
+                let copy = if done { 50 } else { 25 };
+                let mut copied = 0;
+                source
+                    .scan(&cacheness::ScanFilter::all(), &mut |entry| {
+                        if copied < copy {
+                            partial.put(entry).unwrap();
+                            copied += 1;
+                        }
+                        std::ops::ControlFlow::Continue(())
+                    })
+                    .unwrap();
+            }
+            if done {
+                std::fs::write(dir.path().join(".cacheness-migrated-json-to-sqlite"), "").unwrap();
+            }
+            if marked {
+                std::fs::write(dir.path().join(".cacheness-migrating"), "json -> sqlite\n")
+                    .unwrap();
+            }
+            let state = format!("marked={marked} created={created} done={done} reopen={reopen}");
+            let cache = config(dir.path(), reopen).open().unwrap();
+            cache.gc(&mut no_progress).unwrap();
+            if !marked && done {
+                // The copy finished; only its marker's removal was cut short.
+                assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some(reopen));
+            }
+            assert_eq!(cache.stats().unwrap().entries, 50, "{state}");
+            for index in 0..50u32 {
+                assert_eq!(
+                    cache.get::<Vec<u8>>(&key!(index = index)).unwrap(),
+                    Some(incompressible(index, 500)),
+                    "{state}: entry {index}"
+                );
+            }
+            assert!(!dir.path().join(".cacheness-migrating").exists(), "{state}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn migration_markers_are_private_and_never_follow_links() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "json").open().unwrap();
+        cache.put(&key!(id = 1), &incompressible(1, 1_000)).unwrap();
+    }
+    drop(config(dir.path(), "sqlite").open().unwrap());
+    for name in [
+        ".cacheness-migrate.lock",
+        ".cacheness-migrated-json-to-sqlite",
+    ] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+
+    // A sqlite cache with an empty journal planted beside it, and every marker
+    // name a link to a file outside the dir.
+    let planted = tempfile::tempdir().unwrap();
+    {
+        let cache = config(planted.path(), "sqlite").open().unwrap();
+        cache.put(&key!(id = 2), &incompressible(2, 1_000)).unwrap();
+    }
+    std::fs::write(planted.path().join("metadata.journal"), "").unwrap();
+    assert_eq!(
+        cacheness::detect_backend(planted.path()).unwrap(),
+        Some("sqlite")
+    );
+    let names = [
+        ".cacheness-migrating",
+        ".cacheness-migrating.tmp",
+        ".cacheness-migrate.lock",
+        ".cacheness-migrated-json-to-sqlite",
+        ".cacheness-migrated-sqlite-to-json",
+    ];
+    for name in names {
+        let target = outside.path().join(name);
+        std::fs::write(&target, "precious").unwrap();
+        symlink(&target, planted.path().join(name)).unwrap();
+    }
+    for backend in ["sqlite", "json"] {
+        match config(planted.path(), backend).open() {
+            Ok(cache) => {
+                assert_eq!(
+                    cache.get::<Vec<u8>>(&key!(id = 2)).unwrap(),
+                    Some(incompressible(2, 1_000))
+                )
+            }
+            Err(error) => assert!(error.to_string().contains("symbolic link"), "{error}"),
+        }
+    }
+    for name in names {
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join(name)).unwrap(),
+            "precious"
+        );
+    }
+}
+
+#[test]
+fn migrate_to_switches_the_dir_and_refuses_what_cannot_hold_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        for index in 0..20u32 {
+            cache
+                .put(&key!(index = index), &incompressible(index, 700))
+                .unwrap();
+        }
+    }
+    for refused in ["memory", "sqlite-memory", "sqlite"] {
+        let error = cacheness::migrate_dir(dir.path(), refused, &mut no_progress).unwrap_err();
+        assert!(error.to_string().contains(refused), "{refused}: {error}");
+    }
+    let report = cacheness::migrate_dir(dir.path(), "json", &mut no_progress).unwrap();
+    assert_eq!(report.copied, 20);
+    assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
+    // A read-only open with the stale backend is refused, naming the current one.
+    let error = CacheConfig {
+        read_only: true,
+        ..config(dir.path(), "sqlite")
+    }
+    .open()
+    .unwrap_err();
+    assert!(error.to_string().contains("json cache"), "{error}");
+    let cache = config(dir.path(), "json").open().unwrap();
+    assert_eq!(cache.stats().unwrap().entries, 20);
+}
+
+#[test]
+fn a_missing_sqlite_database_is_rebuilt_from_the_blobs_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        for index in 0..30u32 {
+            cache
+                .put(&key!(index = index), &incompressible(index, 900))
+                .unwrap();
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("cache_metadata.db{suffix}")));
+    }
+    let cache = config(dir.path(), "sqlite").open().unwrap();
+    assert_eq!(cache.stats().unwrap().entries, 30);
+    assert_eq!(
+        cache.get::<Vec<u8>>(&key!(index = 29u32)).unwrap(),
+        Some(incompressible(29, 900))
+    );
+}
+
+/// Bytes lz4 cannot shrink, so they go to a blob file.
+fn incompressible(seed: u32, len: usize) -> Vec<u8> {
+    let mut state = u64::from(seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
 }
