@@ -21,8 +21,19 @@ use crate::entry::{
     Compression, ContentHash, Entry, ListedEntry, Location, SharedEntry, UserMetadata,
 };
 use crate::error::{Error, Result};
-use crate::key::{CacheKey, Params, ToKey};
+use crate::key::{CacheKey, MAX_NESTING, Params, ToKey};
 use crate::signing::Signer;
+
+/// The longest description a put accepts, in bytes. With the other limits
+/// ([`MAX_USER_METADATA_LEN`], [`MAX_PARAMS_LEN`](crate::key::MAX_PARAMS_LEN),
+/// [`MAX_NESTING`](crate::key::MAX_NESTING), a prefix of at most 255 bytes) it
+/// keeps a blob file's header (which also carries the description, escaped as
+/// JSON: at most six bytes per byte) far below the 64 MiB its reader accepts.
+pub const MAX_DESCRIPTION_LEN: usize = 64 << 10;
+/// The most bytes an entry's user metadata may take as JSON, checked at put.
+/// Its nesting is limited to [`MAX_NESTING`](crate::key::MAX_NESTING) levels,
+/// the object itself not counted.
+pub const MAX_USER_METADATA_LEN: usize = 1 << 20;
 
 /// Values up to this many stored bytes live inline in the entry by default.
 pub const DEFAULT_INLINE_THRESHOLD: usize = 4 * 1024;
@@ -188,6 +199,13 @@ impl<C: Codec> CacheBuilder<C> {
 
     /// The most stored bytes the cache holds before it evicts the least recently
     /// accessed entries (default: no limit).
+    ///
+    /// The limit counts the values' stored bytes (`stored_size`), not the
+    /// metadata around them (parameters, description, user metadata, the blob
+    /// header that repeats them). That part is bounded per entry at put, at most
+    /// [`MAX_PARAMS_LEN`](crate::key::MAX_PARAMS_LEN) of encoded parameters,
+    /// [`MAX_DESCRIPTION_LEN`] and [`MAX_USER_METADATA_LEN`], so a put can no
+    /// longer hide megabytes of parameters behind an 11-byte value.
     pub fn max_size(mut self, bytes: impl Into<Option<u64>>) -> Self {
         self.max_size = bytes.into();
         self
@@ -823,6 +841,7 @@ impl<C: Codec> Cache<C> {
         options: &PutOptions,
     ) -> Result<()> {
         validate_prefix(&options.prefix)?;
+        check_entry_limits(key, params, options)?;
         let now = self.clock.now_ms();
         let compressed = compress(raw);
         let (compression, stored) = match &compressed {
@@ -1311,6 +1330,97 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
             reason: reason.into(),
         }),
         None => Ok(()),
+    }
+}
+
+/// Checks what a put would store against the limits that keep it readable
+/// everywhere: the parameters (see [`Params::check_limits`]), the description
+/// and the user metadata.
+fn check_entry_limits(key: CacheKey, params: Option<&Params>, options: &PutOptions) -> Result<()> {
+    if let Some(params) = params {
+        params.check_limits()?;
+    }
+    let over = |what, actual: usize, limit: usize| Error::LimitExceeded {
+        key,
+        what,
+        actual: actual as u64,
+        limit: limit as u64,
+    };
+    if options.description.len() > MAX_DESCRIPTION_LEN {
+        return Err(over(
+            "length of the description (bytes)",
+            options.description.len(),
+            MAX_DESCRIPTION_LEN,
+        ));
+    }
+    if options.user_metadata.is_empty() {
+        return Ok(());
+    }
+    if let Some(depth) = options
+        .user_metadata
+        .values()
+        .map(json_depth)
+        .max()
+        .filter(|depth| *depth > MAX_NESTING)
+    {
+        return Err(over(
+            "nesting depth of the user metadata (levels)",
+            depth,
+            MAX_NESTING,
+        ));
+    }
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, &options.user_metadata).map_err(|error| {
+        Error::InvalidInput {
+            what: "user metadata",
+            value: key.to_string(),
+            reason: error.to_string(),
+        }
+    })?;
+    if counter.0 > MAX_USER_METADATA_LEN {
+        return Err(over(
+            "size of the user metadata as JSON (bytes)",
+            counter.0,
+            MAX_USER_METADATA_LEN,
+        ));
+    }
+    Ok(())
+}
+
+/// How deeply arrays and objects nest in `value` (0 for a scalar), measured
+/// without recursion so any depth is safe to measure.
+fn json_depth(value: &serde_json::Value) -> usize {
+    use serde_json::Value as Json;
+    // Each value with the number of arrays and objects around it.
+    let mut deepest = 0;
+    let mut pending = vec![(value, 0usize)];
+    while let Some((value, around)) = pending.pop() {
+        match value {
+            Json::Array(items) => {
+                deepest = deepest.max(around + 1);
+                pending.extend(items.iter().map(|item| (item, around + 1)));
+            }
+            Json::Object(fields) => {
+                deepest = deepest.max(around + 1);
+                pending.extend(fields.values().map(|item| (item, around + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Counts the bytes written to it, to size JSON without building it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -112,6 +112,25 @@ pub enum Error {
         reason: String,
     },
 
+    /// A put was refused because part of the entry is over one of the limits that
+    /// keep every stored entry readable by every backend (see
+    /// [`MAX_DESCRIPTION_LEN`](crate::cache::MAX_DESCRIPTION_LEN),
+    /// [`MAX_USER_METADATA_LEN`](crate::cache::MAX_USER_METADATA_LEN) and
+    /// [`MAX_NESTING`](crate::key::MAX_NESTING)). Parameters over their limits
+    /// are [`Error::Key`].
+    #[error("entry {key}: the {what} is {actual}, over the limit of {limit}")]
+    LimitExceeded {
+        /// The entry's key.
+        key: CacheKey,
+        /// What is measured, with its unit, e.g. "nesting depth of the user
+        /// metadata (levels)".
+        what: &'static str,
+        /// The figure of this entry.
+        actual: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// Data read from disk is damaged and cannot be used.
     #[error("corrupted {what} {path}: {reason}")]
     Corrupted {

@@ -197,3 +197,204 @@ fn an_entry_damaged_after_it_was_read_is_still_caught() {
         "dropped as corrupted"
     );
 }
+
+/// `leaf` inside `levels` nested lists.
+fn nested_params_value(levels: usize) -> cacheness_core::Value {
+    let mut value = cacheness_core::Value::from(1);
+    for _ in 0..levels {
+        value = cacheness_core::Value::List(vec![value]);
+    }
+    value
+}
+
+/// `1` inside `levels` nested JSON arrays and objects, alternating.
+fn nested_json(levels: usize) -> serde_json::Value {
+    let mut value = serde_json::json!(1);
+    for level in 0..levels {
+        value = if level % 2 == 0 {
+            serde_json::json!([value])
+        } else {
+            serde_json::json!({ "inner": value })
+        };
+    }
+    value
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for item in fs::read_dir(&at).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Issue 21 item 6: what `put` accepts, every read path can read. Before the
+/// limits, a 64 MiB+1 parameter was stored and its blob header then refused by
+/// the reader (the first get deleted the entry), and JSON nested past serde's
+/// recursion limit was stored and then dropped (json) or wedged every read of the
+/// cache (sqlite).
+#[test]
+fn parameters_and_metadata_over_the_limits_are_refused_at_put() {
+    use cacheness_core::PutOptions;
+    use cacheness_core::cache::{MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN};
+    use cacheness_core::key::{KeyError, MAX_NESTING, MAX_PARAMS_LEN, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(0)
+        .open(MemoryBackend::new())
+        .unwrap();
+    let value = vec![7u8; 100];
+
+    let huge = key!(blob = Value::bytes(vec![0u8; (64 << 20) + 1]));
+    let error = cache.put(&huge, &value).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Key(KeyError::TooLarge { size, limit: MAX_PARAMS_LEN }) if size > 64 << 20
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&MAX_PARAMS_LEN.to_string()) && message.contains("67108"),
+        "the message names the limit and the size: {message}"
+    );
+    assert!(cache.entry(&huge).unwrap().is_none());
+
+    let deep = key!(deep = nested_params_value(70));
+    let message = cache.put(&deep, &value).unwrap_err().to_string();
+    assert!(
+        message.contains("deep")
+            && message.contains("70")
+            && message.contains(&MAX_NESTING.to_string()),
+        "{message}"
+    );
+    assert!(cache.entry(&deep).unwrap().is_none());
+
+    let plain = key!(plain = true);
+    let deep_metadata = PutOptions::new().metadata("deep", nested_json(200));
+    let error = cache.put_with(&plain, &value, &deep_metadata).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(error, Error::LimitExceeded { actual: 200, .. })
+            && message.contains("user metadata")
+            && message.contains(&MAX_NESTING.to_string()),
+        "{message}"
+    );
+    let large_metadata = PutOptions::new().metadata("large", "x".repeat(MAX_USER_METADATA_LEN + 1));
+    let message = cache
+        .put_with(&plain, &value, &large_metadata)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("user metadata") && message.contains(&MAX_USER_METADATA_LEN.to_string()),
+        "{message}"
+    );
+    let long_description = PutOptions::new().description("d".repeat(MAX_DESCRIPTION_LEN + 1));
+    let message = cache
+        .put_with(&plain, &value, &long_description)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("description") && message.contains(&MAX_DESCRIPTION_LEN.to_string()),
+        "{message}"
+    );
+    assert!(cache.entry(&plain).unwrap().is_none());
+    assert_eq!(
+        files_under(&dir.path().join("blobs")),
+        Vec::<String>::new(),
+        "a refused put leaves no blob"
+    );
+
+    // Built from a struct, the same nesting is refused when the params are made.
+    #[derive(Serialize)]
+    struct Deep {
+        deep: serde_json::Value,
+    }
+    let error = cacheness_core::Params::from_serialize(&Deep {
+        deep: nested_json(70),
+    })
+    .unwrap_err();
+    assert!(
+        matches!(error, KeyError::TooDeep { depth: 70, .. }),
+        "{error:?}"
+    );
+}
+
+#[test]
+fn parameters_and_metadata_at_the_limits_round_trip() {
+    use cacheness_core::cache::{MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN};
+    use cacheness_core::key::{MAX_NESTING, MAX_PARAMS_LEN, Value};
+    use cacheness_core::ops::no_progress;
+    use cacheness_core::{Entry, PutOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(64)
+        .open(MemoryBackend::new())
+        .unwrap();
+    let deep = nested_params_value(MAX_NESTING);
+    let room = MAX_PARAMS_LEN
+        - key!(blob = Value::bytes(Vec::new()), deep = deep.clone())
+            .encode()
+            .len();
+    // Control characters: the JSON form of the bytes is base64, of the
+    // description escapes, both larger than the bytes.
+    let params = key!(blob = Value::bytes(vec![1u8; room]), deep = deep);
+    assert_eq!(params.encode().len(), MAX_PARAMS_LEN);
+    // The metadata: nested to the limit, and as large as allowed in JSON.
+    let mut options = PutOptions::new()
+        .description("\u{1}".repeat(MAX_DESCRIPTION_LEN))
+        .metadata("deep", nested_json(MAX_NESTING));
+    let used = serde_json::to_vec(&options.user_metadata).unwrap().len();
+    // `,"pad":""` around the padding.
+    let pad = MAX_USER_METADATA_LEN - used - r#","pad":"""#.len();
+    options = options.metadata("pad", "p".repeat(pad));
+    assert_eq!(
+        serde_json::to_vec(&options.user_metadata).unwrap().len(),
+        MAX_USER_METADATA_LEN
+    );
+    let value: Vec<u8> = (0..400u32)
+        .flat_map(|block| *blake3::hash(&block.to_le_bytes()).as_bytes())
+        .collect();
+    cache.put_bytes_with(&params, &value, &options).unwrap();
+    let small = key!(small = nested_params_value(MAX_NESTING));
+    cache.put_with(&small, &1u8, &options).unwrap();
+
+    let (_, entry) = cache.get_with_entry::<u8>(&small).unwrap().unwrap();
+    assert_eq!(entry.params.as_ref(), Some(&small));
+    assert_eq!(entry.user_metadata, options.user_metadata);
+    let stored = cache.entry(&params).unwrap().unwrap();
+    assert_eq!(cache.get_bytes(&params).unwrap(), Some(value.clone()));
+    assert!(stored.blob_name().is_some());
+    // As the json and sqlite backends store it: JSON, read back by serde_json.
+    for entry in [&entry, &stored] {
+        let json = serde_json::to_vec(entry).unwrap();
+        let back: Entry = serde_json::from_slice(&json).unwrap();
+        assert_eq!(&back, entry);
+    }
+    // The blob header carries it all and is read back by rebuild.
+    let rebuilt = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(64)
+        .open(MemoryBackend::new())
+        .unwrap();
+    let report = rebuilt.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 1, "{:?}", report.invalid);
+    assert_eq!(rebuilt.get_bytes(&params).unwrap(), Some(value));
+    assert_eq!(
+        rebuilt.entry(&params).unwrap().unwrap().params,
+        Some(params)
+    );
+}

@@ -68,6 +68,23 @@ pub use integer::Integer;
 pub use params::Params;
 pub use value::{FileDigest, Value};
 
+/// The deepest nesting of lists and maps a parameter value may have (a bare
+/// integer is 0 levels, `[1]` is 1, `{"a": [1]}` is 2); the same limit holds for
+/// user metadata. The JSON forms the backends store parse with a recursion
+/// limit of 128 (serde_json's and simd-json's), and each level of a [`Value`]
+/// takes two of those (`{"list":[...]}`), so 32 levels leave room for the
+/// entry around them. Checked by [`Params::from_serialize`],
+/// [`Params::insert`] and every put.
+pub const MAX_NESTING: usize = 32;
+
+/// The most bytes the canonical encoding of one entry's parameters
+/// ([`Params::encode`]) may take, checked at every put. The parameters are
+/// written into every blob file's header, whose reader refuses headers over
+/// 64 MiB; their JSON form takes at most about eight times the encoding (a
+/// string of control characters, a list of `none`s), so 1 MiB keeps a header
+/// well within that.
+pub const MAX_PARAMS_LEN: usize = 1 << 20;
+
 /// Why a key or its parameters could not be built, parsed or decoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,6 +120,24 @@ pub enum KeyError {
     /// A `Serialize` impl reported an error of its own.
     #[error("{0}")]
     Serialize(String),
+    /// A parameter value nests lists and maps deeper than [`MAX_NESTING`].
+    #[error("parameter `{name}` is nested {depth} levels deep, over the limit of {limit} levels")]
+    TooDeep {
+        /// The parameter's name.
+        name: String,
+        /// How deep its value nests.
+        depth: usize,
+        /// The limit, [`MAX_NESTING`].
+        limit: usize,
+    },
+    /// The parameters' encoding is larger than [`MAX_PARAMS_LEN`].
+    #[error("the parameters take {size} bytes encoded, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The length of [`Params::encode`].
+        size: usize,
+        /// The limit, [`MAX_PARAMS_LEN`].
+        limit: usize,
+    },
 }
 
 /// Anything that names an entry: [`Params`], a bare [`CacheKey`], or a

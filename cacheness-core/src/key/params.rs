@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::cache_key::CacheKey;
 use super::codec::{self, Field};
 use super::value::{Value, write_human};
-use super::{KeyError, ser};
+use super::{KeyError, MAX_NESTING, MAX_PARAMS_LEN, ser};
 
 /// Named parameters, sorted by name; order of insertion never matters.
 ///
@@ -35,18 +35,21 @@ impl Params {
     ///
     /// # Errors
     ///
-    /// [`KeyError::DuplicateName`] if `name` is already present; the params
-    /// are then left unchanged.
+    /// [`KeyError::DuplicateName`] if `name` is already present, and
+    /// [`KeyError::TooDeep`] if the value nests lists and maps deeper than
+    /// [`MAX_NESTING`]; the params are then left unchanged.
     pub fn insert(
         &mut self,
         name: impl Into<String>,
         value: impl Into<Value>,
     ) -> Result<(), KeyError> {
         let name = name.into();
+        let value = value.into();
+        check_depth(&name, &value)?;
         match self.position(&name) {
             Ok(_) => Err(KeyError::DuplicateName { name }),
             Err(at) => {
-                self.0.insert(at, (Cow::Owned(name), value.into()));
+                self.0.insert(at, (Cow::Owned(name), value));
                 Ok(())
             }
         }
@@ -56,7 +59,7 @@ impl Params {
     ///
     /// # Errors
     ///
-    /// [`KeyError::DuplicateName`] if `name` is already present.
+    /// As [`Params::insert`].
     pub fn with(
         mut self,
         name: impl Into<String>,
@@ -153,11 +156,52 @@ impl Params {
     /// [`KeyError::Unsupported`] if the top level is not a struct or a map,
     /// or a map key is not a string; [`KeyError::DuplicateName`] if a name
     /// (or a nested map key) appears twice, as `#[serde(flatten)]` can cause;
-    /// [`KeyError::Serialize`] if the value's `Serialize` impl fails.
+    /// [`KeyError::Serialize`] if the value's `Serialize` impl fails;
+    /// [`KeyError::TooDeep`] if a field nests lists and maps deeper than
+    /// [`MAX_NESTING`] (enum variants with content count as a map).
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Params, KeyError> {
-        value
+        let params = value
             .serialize(ser::TopLevelSerializer)
-            .map(Params::from_sorted)
+            .map(Params::from_sorted)?;
+        for (name, value) in params.iter() {
+            check_depth(name, value)?;
+        }
+        Ok(params)
+    }
+
+    /// Checks the limits every put enforces, so that what is stored can be read
+    /// back by every backend: no value nests deeper than [`MAX_NESTING`] and
+    /// the encoding takes at most [`MAX_PARAMS_LEN`] bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::TooDeep`] or [`KeyError::TooLarge`], naming the limit and
+    /// the actual figure.
+    ///
+    /// ```
+    /// use cacheness_core::key::{KeyError, MAX_NESTING, Value};
+    /// use cacheness_core::key;
+    ///
+    /// let mut deep = Value::from(1);
+    /// for _ in 0..MAX_NESTING {
+    ///     deep = Value::List(vec![deep]);
+    /// }
+    /// assert!(key!(x = deep.clone()).check_limits().is_ok());
+    /// let too_deep = key!(x = Value::List(vec![deep]));
+    /// assert!(matches!(too_deep.check_limits(), Err(KeyError::TooDeep { depth: 33, .. })));
+    /// ```
+    pub fn check_limits(&self) -> Result<(), KeyError> {
+        for (name, value) in self.iter() {
+            check_depth(name, value)?;
+        }
+        let size = codec::encoded_len(&self.0);
+        if size > MAX_PARAMS_LEN {
+            return Err(KeyError::TooLarge {
+                size,
+                limit: MAX_PARAMS_LEN,
+            });
+        }
+        Ok(())
     }
 
     /// Used by [`key!`](crate::key!), which proves at compile time that
@@ -195,6 +239,31 @@ impl Params {
         );
         debug_assert!(params.0.windows(2).all(|pair| pair[0].0 < pair[1].0));
         params
+    }
+}
+
+/// Refuses a value nested deeper than [`MAX_NESTING`].
+fn check_depth(name: &str, value: &Value) -> Result<(), KeyError> {
+    if !deeper_than(value, MAX_NESTING) {
+        return Ok(());
+    }
+    // Only now the exact figure, for the message.
+    Err(KeyError::TooDeep {
+        name: name.to_owned(),
+        depth: value.depth(),
+        limit: MAX_NESTING,
+    })
+}
+
+/// Whether `value` nests deeper than `limit`, recursing at most `limit + 1`
+/// levels and allocating nothing (every put checks its parameters).
+fn deeper_than(value: &Value, limit: usize) -> bool {
+    match value {
+        Value::List(items) => limit == 0 || items.iter().any(|item| deeper_than(item, limit - 1)),
+        Value::Map(entries) => {
+            limit == 0 || entries.values().any(|item| deeper_than(item, limit - 1))
+        }
+        _ => false,
     }
 }
 

@@ -945,3 +945,43 @@ fn a_repeated_hidden_insert_replaces_like_a_map() {
     assert_eq!(params, key!(a = true, b = ()));
     assert_eq!(params.len(), 2);
 }
+
+#[test]
+fn nesting_is_limited_when_params_are_built_and_measured_exactly() {
+    use super::{MAX_NESTING, MAX_PARAMS_LEN};
+    let nested = |levels: usize| {
+        let mut value = Value::from("leaf");
+        for level in 0..levels {
+            value = if level % 2 == 0 {
+                Value::List(vec![Value::None, value])
+            } else {
+                Value::Map(BTreeMap::from([("k".to_owned(), value)]))
+            };
+        }
+        value
+    };
+    assert_eq!(Value::from(1).depth(), 0);
+    assert_eq!(Value::List(Vec::new()).depth(), 1);
+    assert_eq!(nested(70).depth(), 70);
+    let very_deep = nested(100_000);
+    assert_eq!(very_deep.depth(), 100_000, "measured without recursion");
+    // Dropping it would recurse 100 000 levels: it is leaked instead.
+    std::mem::forget(very_deep);
+    let mut params = Params::new();
+    params.insert("ok", nested(MAX_NESTING)).unwrap();
+    let error = params.insert("deep", nested(MAX_NESTING + 1)).unwrap_err();
+    assert!(
+        matches!(error, KeyError::TooDeep { ref name, depth: 33, limit: 32 } if name == "deep"),
+        "{error:?}"
+    );
+    assert_eq!(params.len(), 1, "a refused insert changes nothing");
+    assert!(params.check_limits().is_ok());
+    let large = key!(b = Value::bytes(vec![0; MAX_PARAMS_LEN]));
+    assert!(matches!(
+        large.check_limits(),
+        Err(KeyError::TooLarge {
+            limit: MAX_PARAMS_LEN,
+            ..
+        })
+    ));
+}

@@ -86,6 +86,29 @@ impl Value {
         Value::Bytes(bytes.into())
     }
 
+    /// How deeply lists and maps nest in this value: 0 for a scalar, 1 for a
+    /// list or map of scalars, and so on. Walks the value without recursing, so
+    /// any depth is measured without exhausting the stack.
+    pub fn depth(&self) -> usize {
+        // Each value with the number of lists and maps around it.
+        let mut deepest = 0;
+        let mut pending = vec![(self, 0usize)];
+        while let Some((value, around)) = pending.pop() {
+            match value {
+                Value::List(items) => {
+                    deepest = deepest.max(around + 1);
+                    pending.extend(items.iter().map(|item| (item, around + 1)));
+                }
+                Value::Map(entries) => {
+                    deepest = deepest.max(around + 1);
+                    pending.extend(entries.values().map(|item| (item, around + 1)));
+                }
+                _ => {}
+            }
+        }
+        deepest
+    }
+
     /// A [`Value::File`] holding the blake3 digest of the file's content, so
     /// the key changes when the content changes and not when the file moves.
     ///
