@@ -22,7 +22,7 @@ use crate::entry::{
 };
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, MAX_NESTING, Params, ToKey};
-use crate::signing::Signer;
+use crate::signing::{MismatchLog, Signer, check_dir_key};
 
 /// The longest description a put accepts, in bytes. With the other limits
 /// ([`MAX_USER_METADATA_LEN`], [`MAX_PARAMS_LEN`](crate::key::MAX_PARAMS_LEN),
@@ -92,6 +92,8 @@ pub struct Cache<C: Codec = JsonCodec> {
     codec: C,
     clock: Arc<dyn Clock>,
     signer: Option<Signer>,
+    /// Entries whose signature did not match, logged once each.
+    mismatches: MismatchLog,
     settings: Settings,
     pending: Mutex<PendingAccess>,
     session: SessionCounters,
@@ -258,15 +260,28 @@ impl<C: Codec> CacheBuilder<C> {
     }
 
     /// Sign every entry with a keyed blake3 MAC, the key kept in `signing.key` in
-    /// the cache dir (created 0600 with random bytes if missing). Reads reject, log
-    /// and remove entries whose metadata does not match its signature, such as a
-    /// size, hash or expiry edited by hand; content hashes are then always checked.
+    /// the cache dir (created 0600 with random bytes if missing); content hashes
+    /// are then always checked.
+    ///
+    /// A read of an entry whose metadata does not match its signature (a size,
+    /// hash or expiry edited by hand, another key, or no signature at all) is a
+    /// miss, logged once per entry; the entry and its blob are **kept**, and
+    /// [`verify`](Cache::verify) reports them (its repair removes them). Turning
+    /// signing on for a cache that has unsigned entries therefore hides them
+    /// until [`sign_unsigned`](Cache::sign_unsigned) signs them in place.
+    ///
+    /// The dir records its key (`signing.key`, or for a key given with
+    /// [`signing_key`](Self::signing_key) its fingerprint in `signing.id`), and
+    /// an open with another key fails with [`Error::Config`] naming the file.
     pub fn sign_entries(mut self) -> Self {
         self.signing = Signing::KeyFile;
         self
     }
 
     /// Sign every entry with this key (see [`sign_entries`](Self::sign_entries)).
+    /// With a cache dir, the first signed open records a fingerprint of the key
+    /// (never the key) in `signing.id`, 0600; later opens with another key are
+    /// refused.
     pub fn signing_key(mut self, key: [u8; 32]) -> Self {
         self.signing = Signing::Key(Signer::new(key));
         self
@@ -352,6 +367,9 @@ impl<C: Codec> CacheBuilder<C> {
                 });
             }
         };
+        if let (Some(signer), Some(dir)) = (&signer, &self.dir) {
+            check_dir_key(dir, signer, backend.as_ref(), false)?;
+        }
         let approx_total_size = match self.max_size {
             Some(_) => backend.total_size()?,
             None => 0,
@@ -362,6 +380,7 @@ impl<C: Codec> CacheBuilder<C> {
             codec: self.codec,
             clock: self.clock,
             signer,
+            mismatches: MismatchLog::default(),
             settings: Settings {
                 dir: self.dir,
                 default_ttl: self.default_ttl,
@@ -1069,6 +1088,16 @@ impl<C: Codec> Cache<C> {
                 self.record_miss(now);
                 return Ok(None);
             };
+            // Checked first, and never a reason to delete: an entry signed with
+            // another key (or not yet signed) is a miss that stays, so a handle
+            // with the wrong key cannot empty the cache. `verify` reports it.
+            if let Some(signer) = &self.signer
+                && !signer.verify(&entry)
+            {
+                self.mismatches.warn(&entry);
+                self.record_miss(now);
+                return Ok(None);
+            }
             if entry.is_expired(now) {
                 if let Some(gone) = self.backend.remove_if_unchanged(&entry)? {
                     self.delete_blob(&gone);
@@ -1084,16 +1113,7 @@ impl<C: Codec> Cache<C> {
                 return Ok(None);
             }
             let checked = entry.is_checked();
-            let signature_ok = self
-                .signer
-                .as_ref()
-                .is_none_or(|signer| signer.verify(&entry));
-            let read = if signature_ok {
-                self.read_stored(&mut entry, keep_inline, checked)?
-            } else {
-                Err(Damage::Invalid("signature does not match the entry".into()))
-            };
-            match read {
+            match self.read_stored(&mut entry, keep_inline, checked)? {
                 Ok(bytes) => {
                     if !checked && self.settings.verify_integrity {
                         // Its parameters and any inline bytes were hashed above.

@@ -1,16 +1,37 @@
 //! Entry signing: a keyed blake3 MAC over an entry's fields, so metadata edited by
 //! hand (a size, a hash, a blob name, an expiry) is rejected instead of served.
+//!
+//! A cache dir records which key signs it: `signing.key` holds the key itself
+//! when the cache made it ([`CacheBuilder::sign_entries`](crate::CacheBuilder::sign_entries)),
+//! and `signing.id` a fingerprint of the key (never the key) from the first
+//! signed open on. A handle with another key is refused at open, so it cannot
+//! read the whole cache as forged. An entry whose signature does not match is a
+//! miss and is kept: reads never delete for a signature; `verify` reports such
+//! entries and `verify --repair` removes them.
 
-use std::fs;
-use std::io::Write;
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Mutex;
 
+use crate::backend::{MetadataBackend, ScanFilter};
 use crate::blob::create_private_file;
 use crate::entry::{Entry, Location};
 use crate::error::{Error, Result};
+use crate::files::open_regular_read;
+use crate::key::CacheKey;
 
 /// The name of the key file a cache creates in its dir when signing is on.
 pub const KEY_FILE: &str = "signing.key";
+
+/// The name of the file that records which key signs a cache dir: the key's
+/// [`fingerprint`](Signer::fingerprint), 64 hex characters and a newline.
+pub const ID_FILE: &str = "signing.id";
+
+/// At the first signed open of a dir that has no [`ID_FILE`] yet, up to this
+/// many entries are read to see whether they were signed with another key.
+const FIRST_OPEN_SAMPLE: usize = 256;
 
 /// Signs and checks entries with a 32-byte secret key.
 #[derive(Clone)]
@@ -36,6 +57,19 @@ impl Signer {
     /// agree on one key: the file is created exclusively and the losers read it.
     pub fn from_key_file(dir: &Path) -> Result<Self> {
         let path = dir.join(KEY_FILE);
+        // A dir that records another key must not get a new key file that would
+        // then disagree with the record.
+        let id = dir.join(ID_FILE);
+        if std::fs::symlink_metadata(&path).is_err() && read_fingerprint(&id)?.is_some() {
+            return Err(Error::Config {
+                field: "signing",
+                reason: format!(
+                    "{} records the key this cache is signed with, and {} does not exist: pass that key",
+                    id.display(),
+                    path.display()
+                ),
+            });
+        }
         match create_private_file(&path) {
             Ok(mut file) => {
                 let mut key = [0u8; 32];
@@ -51,13 +85,8 @@ impl Signer {
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
                 // A creator may still be writing it: an empty or short file is retried.
                 for _ in 0..100 {
-                    let bytes = fs::read(&path)
-                        .map_err(|source| Error::io("read signing key", &path, source))?;
-                    if let Ok(key) = <[u8; 32]>::try_from(bytes.as_slice()) {
-                        return Ok(Signer::new(key));
-                    }
-                    if bytes.len() > 32 {
-                        break;
+                    if let Some(signer) = Signer::read_key_file(dir)? {
+                        return Ok(signer);
                     }
                     std::thread::yield_now();
                 }
@@ -69,6 +98,40 @@ impl Signer {
             }
             Err(source) => Err(Error::io("create signing key", path, source)),
         }
+    }
+
+    /// The signer whose key is in `dir/signing.key`, without creating the file:
+    /// `None` if it does not exist or is shorter than a key (a creator may still
+    /// be writing it). What read-only opens use.
+    pub fn read_key_file(dir: &Path) -> Result<Option<Self>> {
+        let path = dir.join(KEY_FILE);
+        let bytes = match read_small_file(&path, 33) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::io("read signing key", &path, source)),
+        };
+        match <[u8; 32]>::try_from(bytes.as_slice()) {
+            Ok(key) => Ok(Some(Signer::new(key))),
+            Err(_) if bytes.len() < 32 => Ok(None),
+            Err(_) => Err(Error::Corrupted {
+                what: "signing key",
+                path,
+                reason: "longer than 32 bytes".into(),
+            }),
+        }
+    }
+
+    /// A fingerprint of the key: 64 hex characters that tell two keys apart and
+    /// reveal nothing of the key (a keyed blake3 hash of a fixed text).
+    pub fn fingerprint(&self) -> String {
+        blake3::keyed_hash(&self.key, b"cacheness signing key fingerprint v1")
+            .to_hex()
+            .to_string()
+    }
+
+    /// Whether `other` signs with the same key, compared in constant time.
+    fn same_key(&self, other: &Signer) -> bool {
+        blake3::Hash::from_bytes(self.key) == blake3::Hash::from_bytes(other.key)
     }
 
     /// The signature of `entry`: 64 hex characters.
@@ -131,11 +194,178 @@ impl Signer {
     }
 }
 
+/// Checks that `signer` is the key `dir` is signed with, refusing it
+/// ([`Error::Config`], field "signing", naming the file) when `signing.key`
+/// holds another key or `signing.id` records another one. At the first signed
+/// open of a dir (no `signing.id` yet) the entries already there are sampled:
+/// if they are signed and none with this key, the key is refused; otherwise
+/// `signing.id` is created (mode 0600), unless `read_only`.
+pub(crate) fn check_dir_key(
+    dir: &Path,
+    signer: &Signer,
+    backend: &dyn MetadataBackend,
+    read_only: bool,
+) -> Result<()> {
+    let refuse = |reason: String| Error::Config {
+        field: "signing",
+        reason,
+    };
+    if let Some(on_disk) = Signer::read_key_file(dir)?
+        && !on_disk.same_key(signer)
+    {
+        return Err(refuse(format!(
+            "the cache dir is signed with the key in {}, not the key given",
+            dir.join(KEY_FILE).display()
+        )));
+    }
+    let id_path = dir.join(ID_FILE);
+    let fingerprint = signer.fingerprint();
+    let recorded = match read_fingerprint(&id_path)? {
+        Some(recorded) => recorded,
+        None => {
+            if !sample_verifies(backend, signer)? {
+                return Err(refuse(format!(
+                    "the entries in the cache dir {} are signed with another key",
+                    dir.display()
+                )));
+            }
+            if read_only {
+                return Ok(());
+            }
+            match record_fingerprint(&id_path, &fingerprint)? {
+                None => return Ok(()),
+                Some(recorded) => recorded,
+            }
+        }
+    };
+    if recorded != fingerprint {
+        return Err(refuse(format!(
+            "the cache dir is signed with another key (its fingerprint is in {})",
+            id_path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the signed entries among the first few are signed with `signer`'s
+/// key (true when there are none): one that verifies is enough, since an entry
+/// edited by hand can fail on its own.
+fn sample_verifies(backend: &dyn MetadataBackend, signer: &Signer) -> Result<bool> {
+    let mut signed = 0;
+    let mut verified = false;
+    backend.scan(&ScanFilter::all().limit(FIRST_OPEN_SAMPLE), &mut |entry| {
+        if entry.signature.is_some() {
+            signed += 1;
+            if signer.verify(&entry) {
+                verified = true;
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    })?;
+    Ok(verified || signed == 0)
+}
+
+/// The fingerprint recorded in `path`; `None` if there is no such file.
+fn read_fingerprint(path: &Path) -> Result<Option<String>> {
+    // A creator writes it in one call; an empty or partial file is retried.
+    for _ in 0..100 {
+        let bytes = match read_small_file(path, 128) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(Error::io("read signing id", path, source)),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let fingerprint = text.trim_end();
+        if fingerprint.len() == 64 && fingerprint.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Ok(Some(fingerprint.to_ascii_lowercase()));
+        }
+        if bytes.len() > 65 || text.ends_with('\n') {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    Err(Error::Corrupted {
+        what: "signing id",
+        path: path.to_owned(),
+        reason: "not a 64-hex-digit key fingerprint".into(),
+    })
+}
+
+/// Creates `path` (0600) holding `fingerprint`; `Some(recorded)` if another
+/// process created it first.
+fn record_fingerprint(path: &Path, fingerprint: &str) -> Result<Option<String>> {
+    match create_private_file(path) {
+        Ok(mut file) => {
+            file.write_all(format!("{fingerprint}\n").as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(|source| Error::io("write signing id", path, source))?;
+            Ok(None)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read_fingerprint(path),
+        Err(source) => Err(Error::io("create signing id", path, source)),
+    }
+}
+
+/// At most `limit` bytes of the regular file `path` (links and FIFOs refused).
+fn read_small_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_regular_read(path)?
+        .take(limit)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Keys whose signature mismatch was logged, so a read loop over a cache signed
+/// with another key (or not signed yet) logs each entry once, not on every get.
+#[derive(Debug, Default)]
+pub(crate) struct MismatchLog {
+    warned: Mutex<HashSet<CacheKey>>,
+}
+
+/// Keys [`MismatchLog`] remembers; past this it logs one last line and stops.
+const MISMATCH_LOG_KEYS: usize = 1024;
+
+impl MismatchLog {
+    /// Logs that `entry` failed its signature check, once per key.
+    pub(crate) fn warn(&self, entry: &Entry) {
+        let mut warned = self
+            .warned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if warned.len() > MISMATCH_LOG_KEYS || !warned.insert(entry.key) {
+            return;
+        }
+        if warned.len() > MISMATCH_LOG_KEYS {
+            tracing::warn!(
+                "more than {MISMATCH_LOG_KEYS} entries fail their signature check; no more are logged"
+            );
+        } else if entry.signature.is_none() {
+            tracing::warn!(
+                key = %entry.key,
+                "entry is not signed (written before signing was turned on?); read as a miss and kept: Cache::sign_unsigned signs it"
+            );
+        } else {
+            tracing::warn!(
+                key = %entry.key,
+                "entry's signature does not match (edited, or signed with another key); read as a miss and kept: verify reports it"
+            );
+        }
+    }
+
+    /// How many keys were logged.
+    #[cfg(test)]
+    fn logged(&self) -> usize {
+        self.warned.lock().map(|warned| warned.len()).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::entry::{Compression, ContentHash, UserMetadata};
-    use crate::key::CacheKey;
 
     fn entry() -> Entry {
         Entry {
@@ -209,5 +439,32 @@ mod tests {
         }
         fs::write(dir.path().join(KEY_FILE), b"short").unwrap();
         assert!(Signer::from_key_file(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_fingerprint_tells_keys_apart_without_the_key() {
+        let one = Signer::new([1; 32]);
+        assert_eq!(one.fingerprint(), Signer::new([1; 32]).fingerprint());
+        assert_ne!(one.fingerprint(), Signer::new([2; 32]).fingerprint());
+        assert_eq!(one.fingerprint().len(), 64);
+        assert!(!one.fingerprint().contains(&"01".repeat(32)));
+    }
+
+    #[test]
+    fn mismatches_are_logged_once_per_key_and_then_not_at_all() {
+        let log = MismatchLog::default();
+        let mut unsigned = entry();
+        for _ in 0..3 {
+            log.warn(&unsigned);
+        }
+        assert_eq!(log.logged(), 1);
+        for index in 0..(MISMATCH_LOG_KEYS as u32 + 10) {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&index.to_le_bytes());
+            bytes[15] = 1;
+            unsigned.key = CacheKey::from_bytes(bytes);
+            log.warn(&unsigned);
+        }
+        assert_eq!(log.logged(), MISMATCH_LOG_KEYS + 1, "the set stays bounded");
     }
 }

@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use cacheness_core::ops::no_progress;
-use cacheness_core::{Cache, Entry, Location, MetadataBackend, key};
+use cacheness_core::signing::{ID_FILE, KEY_FILE};
+use cacheness_core::{
+    BlobStore, Cache, Durability, Entry, Error, LocalBlobStore, Location, MetadataBackend, key,
+};
 use cacheness_memory::MemoryBackend;
 
 fn signed_cache(dir: &std::path::Path, backend: Arc<MemoryBackend>) -> Cache {
@@ -20,8 +23,11 @@ fn signed_cache(dir: &std::path::Path, backend: Arc<MemoryBackend>) -> Cache {
 /// A change made to an entry behind the cache's back.
 type Edit = fn(&mut Entry);
 
+/// A signature that does not match is a miss that keeps the entry and its blob
+/// (issue 21 item 4: a wrong key must never delete); `verify` reports it and
+/// `verify --repair` may remove it.
 #[test]
-fn hand_edited_metadata_is_rejected_and_removed() {
+fn hand_edited_metadata_is_rejected_and_kept() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(MemoryBackend::new());
     let cache = signed_cache(dir.path(), backend.clone());
@@ -65,10 +71,16 @@ fn hand_edited_metadata_is_rejected_and_removed() {
             None,
             "{what}: edited large entry rejected"
         );
-        assert!(
-            backend.get(&large.key()).unwrap().is_none(),
-            "{what}: and removed"
-        );
+        if *what == "blob name" {
+            // The name is not signed: the entry names a blob that is not there,
+            // which is damage, removed as any missing blob is.
+            assert!(backend.get(&large.key()).unwrap().is_none(), "{what}");
+        } else {
+            let kept = backend.get(&large.key()).unwrap();
+            assert!(kept.is_some(), "{what}: kept");
+            let path = cache.blob_path(&kept.unwrap()).unwrap();
+            assert!(path.exists(), "{what}: and its blob");
+        }
         if *what == "blob name" {
             // An inline entry has no blob name to edit: it is intact.
             assert_eq!(cache.get::<usize>(&small).unwrap(), Some(index));
@@ -80,19 +92,23 @@ fn hand_edited_metadata_is_rejected_and_removed() {
             "{what}: edited small entry rejected"
         );
         assert!(
-            backend.get(&small.key()).unwrap().is_none(),
-            "{what}: and removed"
+            backend.get(&small.key()).unwrap().is_some(),
+            "{what}: and kept"
         );
     }
 }
 
+/// Issue 21 item 4: before, a handle with another key removed every entry and
+/// blob it read. Now the dir records its key and another one is refused at open.
 #[test]
-fn the_key_file_is_reused_and_another_key_rejects_everything() {
+fn the_key_file_is_reused_and_another_key_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(MemoryBackend::new());
-    signed_cache(dir.path(), backend.clone())
-        .put(&key!(a = 1), &"kept")
-        .unwrap();
+    let cache = signed_cache(dir.path(), backend.clone());
+    cache.put(&key!(a = 1), &"kept").unwrap();
+    cache.put_bytes(&key!(a = 2), &[5u8; 300]).unwrap();
+    let blob = cache.blob_path(&cache.entry(&key!(a = 2)).unwrap().unwrap());
+    drop(cache);
     let reopened = signed_cache(dir.path(), backend.clone());
     assert_eq!(
         reopened.get::<String>(&key!(a = 1)).unwrap().as_deref(),
@@ -100,13 +116,187 @@ fn the_key_file_is_reused_and_another_key_rejects_everything() {
     );
     drop(reopened);
 
-    let other_key = Cache::builder()
+    let error = Cache::builder()
         .dir(dir.path())
         .signing_key([9; 32])
         .open_shared(backend.clone())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(KEY_FILE), "{error}");
+    assert_eq!(backend.len().unwrap(), 2, "nothing removed");
+    assert!(blob.unwrap().exists());
+    assert_eq!(
+        signed_cache(dir.path(), backend.clone())
+            .get::<String>(&key!(a = 1))
+            .unwrap()
+            .as_deref(),
+        Some("kept")
+    );
+}
+
+#[test]
+fn a_dir_signed_with_a_given_key_records_its_fingerprint_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let open = |key: [u8; 32]| {
+        Cache::builder()
+            .dir(dir.path())
+            .inline_threshold(64)
+            .signing_key(key)
+            .open_shared(backend.clone())
+    };
+    let cache = open([1; 32]).unwrap();
+    cache.put(&key!(a = 1), &"kept").unwrap();
+    cache.put_bytes(&key!(a = 2), &[5u8; 300]).unwrap();
+    drop(cache);
+    let id = dir.path().join(ID_FILE);
+    let recorded = std::fs::read(&id).unwrap();
+    assert!(
+        !recorded.windows(32).any(|window| window == [1; 32]),
+        "the key itself is not written"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&id).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let before = files_under(dir.path());
+
+    let error = open([2; 32]).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(ID_FILE), "{error}");
+    // A key file made now would be another key: refused before it is made.
+    let error = Cache::builder()
+        .dir(dir.path())
+        .sign_entries()
+        .open_shared(backend.clone())
+        .unwrap_err();
+    assert!(error.to_string().contains(ID_FILE), "{error}");
+    assert_eq!(files_under(dir.path()), before, "no key file made");
+    assert_eq!(backend.len().unwrap(), 2);
+
+    let cache = open([1; 32]).unwrap();
+    assert_eq!(
+        cache.get::<String>(&key!(a = 1)).unwrap().as_deref(),
+        Some("kept")
+    );
+    assert_eq!(cache.get_bytes(&key!(a = 2)).unwrap(), Some(vec![5u8; 300]));
+}
+
+/// A dir signed before the key was recorded (no `signing.id`): the first open
+/// with another key finds the entries' signatures do not match and refuses,
+/// instead of recording the wrong key.
+#[test]
+fn a_first_open_with_another_key_than_the_entries_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = Cache::builder()
+        .dir(dir.path())
+        .signing_key([1; 32])
+        .open_shared(backend.clone())
         .unwrap();
-    assert_eq!(other_key.get::<String>(&key!(a = 1)).unwrap(), None);
-    assert!(backend.get(&key!(a = 1).key()).unwrap().is_none());
+    cache.put(&key!(a = 1), &"kept").unwrap();
+    drop(cache);
+    std::fs::remove_file(dir.path().join(ID_FILE)).unwrap();
+    let error = Cache::builder()
+        .dir(dir.path())
+        .signing_key([2; 32])
+        .open_shared(backend.clone())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(!dir.path().join(ID_FILE).exists());
+    assert_eq!(backend.len().unwrap(), 1);
+}
+
+/// Where the dir cannot record a key (no dir: a blob store given directly), a
+/// handle with another key reads every entry as a miss and removes nothing.
+#[test]
+fn entries_signed_with_another_key_are_misses_that_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let store: Arc<dyn BlobStore> =
+        Arc::new(LocalBlobStore::open(dir.path(), Durability::Flush).unwrap());
+    let open = |key: [u8; 32]| {
+        Cache::builder()
+            .blob_store(store.clone())
+            .inline_threshold(64)
+            .signing_key(key)
+            .open_shared(backend.clone())
+            .unwrap()
+    };
+    let right = open([1; 32]);
+    for index in 0..20u32 {
+        right.put(&key!(small = index), &index).unwrap();
+        right
+            .put_bytes(&key!(large = index), &[index as u8; 300])
+            .unwrap();
+    }
+    let blobs_before = files_under(dir.path());
+    let wrong = open([2; 32]);
+    for _ in 0..3 {
+        for index in 0..20u32 {
+            assert_eq!(wrong.get::<u32>(&key!(small = index)).unwrap(), None);
+            assert_eq!(wrong.get_bytes(&key!(large = index)).unwrap(), None);
+        }
+    }
+    wrong.flush().unwrap();
+    assert_eq!(backend.len().unwrap(), 40, "no entry removed");
+    assert_eq!(files_under(dir.path()), blobs_before, "no blob removed");
+    let report = wrong.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.corrupted.len(), 40, "verify reports them");
+    for index in 0..20u32 {
+        assert_eq!(right.get::<u32>(&key!(small = index)).unwrap(), Some(index));
+        assert_eq!(
+            right.get_bytes(&key!(large = index)).unwrap(),
+            Some(vec![index as u8; 300])
+        );
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for item in std::fs::read_dir(&at).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 #[test]
