@@ -1502,7 +1502,7 @@ fn compress(raw: &[u8]) -> Option<Vec<u8>> {
 
 /// Decompresses stored lz4 bytes whose raw size the entry records; the size the
 /// data claims is checked first so damaged bytes cannot ask for a huge buffer.
-fn decompress(stored: &[u8], raw_size: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn decompress(stored: &[u8], raw_size: u64) -> Result<Vec<u8>, String> {
     let Some(prefix) = stored.get(..4) else {
         return Err("compressed data is shorter than its size prefix".into());
     };

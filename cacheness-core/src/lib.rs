@@ -53,4 +53,4 @@ pub use entry::{
 pub use error::{BoxError, Error, Result};
 pub use key::{CacheKey, Params, ToKey, Value};
 pub use ops::{GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate};
-pub use signing::Signer;
+pub use signing::{SignReport, Signer};

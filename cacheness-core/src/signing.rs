@@ -14,13 +14,17 @@ use std::io::{Read, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
-use crate::blob::create_private_file;
-use crate::entry::{Entry, Location};
+use crate::blob::{BlobHeader, create_private_file, payload_offset, validate_blob_name};
+use crate::cache::{Cache, decompress};
+use crate::codec::Codec;
+use crate::entry::{Compression, ContentHash, Entry, Location};
 use crate::error::{Error, Result};
 use crate::files::open_regular_read;
 use crate::key::CacheKey;
+use crate::ops::Progress;
 
 /// The name of the key file a cache creates in its dir when signing is on.
 pub const KEY_FILE: &str = "signing.key";
@@ -32,6 +36,13 @@ pub const ID_FILE: &str = "signing.id";
 /// At the first signed open of a dir that has no [`ID_FILE`] yet, up to this
 /// many entries are read to see whether they were signed with another key.
 const FIRST_OPEN_SAMPLE: usize = 256;
+
+/// [`Cache::sign_unsigned`] reads entries in pages of this many.
+const SIGN_PAGE: usize = 1_000;
+
+/// Why [`Cache::sign_unsigned`] leaves an entry that changed under it.
+const CHANGED: &str =
+    "changed by another writer while it was being signed; left to the newer version";
 
 /// Signs and checks entries with a 32-byte secret key.
 #[derive(Clone)]
@@ -191,6 +202,266 @@ impl Signer {
         }
         field(&serde_json::to_vec(&entry.user_metadata).unwrap_or_default());
         hasher.finalize()
+    }
+}
+
+/// What [`Cache::sign_unsigned`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignReport {
+    /// Entries read.
+    pub entries: u64,
+    /// Unsigned entries signed now.
+    pub signed: u64,
+    /// Entries that already carried their valid signature.
+    pub already_signed: u64,
+    /// Entries left as they were, and why: a signature that does not match
+    /// (edited by hand, or made with another key: never signed again), bytes
+    /// that fail their size or hash check, parameters that do not hash to the
+    /// key, a missing blob, or a newer version put by another writer meanwhile.
+    pub refused: Vec<(CacheKey, String)>,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl<C: Codec> Cache<C> {
+    /// Signs, in place, every entry that has no signature yet: what a cache
+    /// that turned [`sign_entries`](crate::CacheBuilder::sign_entries) on has
+    /// from before. Until then such entries read as misses (they are kept, and
+    /// [`verify`](Cache::verify) lists them as corrupted).
+    ///
+    /// Only an intact entry is signed: its stored bytes must match their size
+    /// and content hash (and decompress), and its parameters must hash to its
+    /// key. An entry whose signature exists but does not match is never signed
+    /// again: that is what an edit by hand looks like. Each refusal is in the
+    /// report with its reason; nothing is removed.
+    ///
+    /// A blob's header carries the signature too (rebuild checks it), so the
+    /// bytes of a blob entry are written to a new blob with a signed header,
+    /// the entry is pointed at it, and the old blob is removed; blob names are
+    /// never reused, so no reader or memory layer can see a mix.
+    ///
+    /// Other writers may work meanwhile. An entry is replaced only if it is
+    /// still the version that was checked: it is read again right before the
+    /// put, and if the put reports that it replaced another version (a writer
+    /// got in between, a window of microseconds), that version is put back and
+    /// the signed copy removed, so the newer entry wins. Readers may see the
+    /// older, signed version during that window, and reads recorded in it
+    /// are lost from the access statistics.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the cache has no signing key; backend and blob
+    /// store errors.
+    ///
+    /// ```
+    /// use cacheness_core::{Cache, key, ops::no_progress};
+    /// use cacheness_memory::MemoryBackend;
+    /// use std::sync::Arc;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let backend = Arc::new(MemoryBackend::new());
+    /// // A cache written without signing...
+    /// Cache::builder().dir(dir.path()).open_shared(backend.clone())?
+    ///     .put(&key!(model = "xgboost"), &[0.1, 0.9])?;
+    /// // ...opened with signing on: the old entry is a miss, and kept.
+    /// let cache = Cache::builder().dir(dir.path()).sign_entries().open_shared(backend)?;
+    /// assert_eq!(cache.get::<Vec<f64>>(&key!(model = "xgboost"))?, None);
+    ///
+    /// let report = cache.sign_unsigned(&mut no_progress)?;
+    /// assert_eq!((report.signed, report.refused.len()), (1, 0));
+    /// assert_eq!(cache.get::<Vec<f64>>(&key!(model = "xgboost"))?, Some(vec![0.1, 0.9]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sign_unsigned(&self, progress: &mut dyn FnMut(Progress)) -> Result<SignReport> {
+        let started = Instant::now();
+        let Some(signer) = self.signer() else {
+            return Err(Error::Config {
+                field: "signing",
+                reason: "the cache has no signing key to sign entries with (open it with sign_entries or signing_key)".into(),
+            });
+        };
+        let backend = self.backend();
+        let total = backend.len().ok();
+        let mut report = SignReport::default();
+        let mut after = None;
+        loop {
+            let mut filter = ScanFilter::all().limit(SIGN_PAGE);
+            filter.after = after;
+            let mut page = Vec::with_capacity(SIGN_PAGE);
+            backend.scan(&filter, &mut |entry| {
+                page.push(entry);
+                ControlFlow::Continue(())
+            })?;
+            let full = page.len() == SIGN_PAGE;
+            after = page.last().map(|entry| entry.key);
+            for entry in page {
+                report.entries += 1;
+                if signer.verify(&entry) {
+                    report.already_signed += 1;
+                } else if entry.signature.is_some() {
+                    report.refused.push((
+                        entry.key,
+                        "its signature does not match (edited by hand, or made with another key); not signed again".into(),
+                    ));
+                } else {
+                    match self.sign_in_place(signer, &entry)? {
+                        Ok(()) => report.signed += 1,
+                        Err(reason) => report.refused.push((entry.key, reason)),
+                    }
+                }
+                progress(Progress {
+                    phase: "entries",
+                    done: report.entries,
+                    total,
+                });
+            }
+            if !full {
+                break;
+            }
+        }
+        backend.flush()?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Signs one unsigned entry if it is intact; `Ok(Err(reason))` if not.
+    fn sign_in_place(
+        &self,
+        signer: &Signer,
+        entry: &Entry,
+    ) -> Result<std::result::Result<(), String>> {
+        if let Some(params) = &entry.params
+            && params.key() != entry.key
+        {
+            return Ok(Err("its parameters do not hash to its key".into()));
+        }
+        let mut signed = entry.clone();
+        let new_blob = match &entry.location {
+            Location::Inline(bytes) => {
+                if let Err(reason) = check_stored(entry, bytes) {
+                    return Ok(Err(reason));
+                }
+                signed.signature = Some(signer.sign(&signed));
+                None
+            }
+            Location::Blob(name) => {
+                let Some(blobs) = self.blob_store() else {
+                    return Ok(Err("it names a blob but the cache has no blob store".into()));
+                };
+                if validate_blob_name(name).is_err()
+                    || name.get(3..35) != Some(entry.key.to_hex().as_str())
+                {
+                    return Ok(Err(format!(
+                        "its blob name `{}` is not one of its key",
+                        name.escape_debug()
+                    )));
+                }
+                let file = match blobs.read_stored(name) {
+                    Ok(Some(file)) => file,
+                    Ok(None) => return Ok(Err("its blob file is missing".into())),
+                    Err(error) => return Ok(Err(error.to_string())),
+                };
+                let stored = match payload_offset(&file) {
+                    Ok(offset) => &file[offset..],
+                    Err(reason) => return Ok(Err(reason)),
+                };
+                if let Err(reason) = check_stored(entry, stored) {
+                    return Ok(Err(reason));
+                }
+                // The signature covers the location's kind, not the blob's
+                // name, so it goes into the new header before the name exists.
+                signed.signature = Some(signer.sign(&signed));
+                let header = BlobHeader::from_entry(&signed).encode();
+                let name = blobs.write(&entry.key, &[&header, stored])?;
+                signed.location = Location::Blob(name.clone());
+                Some(name)
+            }
+        };
+        self.replace_if_unchanged(entry, signed, new_blob.as_deref())
+    }
+
+    /// Puts `signed` in place of `read` if the backend still holds that
+    /// version (see [`sign_unsigned`](Cache::sign_unsigned) for the race this
+    /// accepts); removes the blob that lost.
+    fn replace_if_unchanged(
+        &self,
+        read: &Entry,
+        mut signed: Entry,
+        new_blob: Option<&str>,
+    ) -> Result<std::result::Result<(), String>> {
+        let backend = self.backend();
+        let discard = |name: Option<&str>| {
+            if let (Some(blobs), Some(name)) = (self.blob_store(), name)
+                && let Err(error) = blobs.remove(name)
+            {
+                tracing::warn!(blob = name, %error, "could not delete a blob");
+            }
+        };
+        // Most concurrent changes are seen here, before anything is written.
+        match backend.get(&read.key)? {
+            Some(current) if current.same_version(read) && current.signature.is_none() => {
+                signed.accessed_at = current.accessed_at;
+                signed.access_count = current.access_count;
+            }
+            _ => {
+                discard(new_blob);
+                return Ok(Err(CHANGED.into()));
+            }
+        }
+        let displaced = backend.put(signed.clone())?;
+        if let Some(replaced) = &displaced
+            && replaced.same_version(read)
+        {
+            if new_blob.is_some() {
+                discard(replaced.blob_name());
+            }
+            return Ok(Ok(()));
+        }
+        // Another writer got in between the look and the put: its version
+        // goes back, and the signed copy goes.
+        match displaced {
+            None => {
+                // Removed meanwhile: so is the signed copy, if still there.
+                if backend.remove_if_unchanged(&signed)?.is_some() {
+                    discard(new_blob);
+                }
+            }
+            Some(newer) => match backend.put(newer)? {
+                Some(back) if back.same_version(&signed) => discard(new_blob),
+                Some(third) => {
+                    // A third writer replaced the signed copy (and removed its
+                    // blob) before the newer version went back: the third is
+                    // the latest, so it goes back too.
+                    tracing::warn!(key = %read.key, "entries changed quickly while being signed; the latest put back");
+                    backend.put(third)?;
+                }
+                None => {}
+            },
+        }
+        Ok(Err(CHANGED.into()))
+    }
+}
+
+/// Checks stored bytes against their entry: size, content hash, and that
+/// compressed bytes decompress to the raw size.
+fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
+    if stored.len() as u64 != entry.stored_size {
+        return Err(format!(
+            "{} stored bytes, the entry says {}",
+            stored.len(),
+            entry.stored_size
+        ));
+    }
+    if ContentHash::of(stored) != entry.content_hash {
+        return Err("its stored bytes do not match their content hash".into());
+    }
+    match entry.compression {
+        Compression::Lz4 => decompress(stored, entry.raw_size).map(|_| ()),
+        Compression::None if entry.raw_size != entry.stored_size => {
+            Err("raw size differs from stored size without compression".into())
+        }
+        Compression::None => Ok(()),
     }
 }
 

@@ -10,7 +10,7 @@ use cacheness_core::{
 };
 use cacheness_memory::MemoryBackend;
 
-fn signed_cache(dir: &std::path::Path, backend: Arc<MemoryBackend>) -> Cache {
+fn signed_cache(dir: &std::path::Path, backend: Arc<impl MetadataBackend + 'static>) -> Cache {
     Cache::builder()
         .dir(dir)
         .inline_threshold(64)
@@ -365,4 +365,239 @@ fn a_large_value_hashed_while_written_is_signed_with_its_hash_in_entry_and_heade
     let report = rebuilt.rebuild(&mut no_progress).unwrap();
     assert_eq!(report.restored, 1, "{:?}", report.invalid);
     assert!(rebuilt.get_bytes(&key!(large = true)).unwrap() == Some(value));
+}
+
+/// `len` bytes that do not compress, different for each `seed`.
+fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.finalize_xof().fill(&mut bytes);
+    bytes
+}
+
+/// Issue 21 item 17: turning signing on for a cache with unsigned entries hid
+/// them (and, before item 4, deleted them as they were read). They are now
+/// kept, reported by verify, and `sign_unsigned` signs the intact ones in
+/// place, blob headers included, so a rebuild after that accepts them.
+#[test]
+fn sign_unsigned_signs_old_entries_in_place_and_rebuild_accepts_them() {
+    use cacheness_core::{BlobHeader, ContentHash};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let unsigned = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(64)
+        .open_shared(backend.clone())
+        .unwrap();
+    for index in 0..5u32 {
+        unsigned.put(&key!(small = index), &index).unwrap();
+        unsigned
+            .put_bytes(&key!(large = index), &noise(index, 300))
+            .unwrap();
+    }
+    // Three damaged ones, which must not be signed: a blob byte flipped, an
+    // inline byte flipped, parameters that do not hash to the key.
+    unsigned
+        .put_bytes(&key!(damaged = "blob"), &noise(99, 300))
+        .unwrap();
+    let path = unsigned
+        .blob_path(&unsigned.entry(&key!(damaged = "blob")).unwrap().unwrap())
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    unsigned.put(&key!(damaged = "inline"), &12345u32).unwrap();
+    let mut entry = backend
+        .get(&key!(damaged = "inline").key())
+        .unwrap()
+        .unwrap();
+    if let Location::Inline(bytes) = &mut entry.location {
+        bytes[0] ^= 1;
+    }
+    backend.put(entry).unwrap();
+    unsigned.put(&key!(damaged = "params"), &1u32).unwrap();
+    let mut entry = backend
+        .get(&key!(damaged = "params").key())
+        .unwrap()
+        .unwrap();
+    entry.params = Some(key!(damaged = "other"));
+    backend.put(entry).unwrap();
+    drop(unsigned);
+    let old_blobs = files_under(&dir.path().join("blobs"));
+
+    let signed = signed_cache(dir.path(), backend.clone());
+    for index in 0..5u32 {
+        assert_eq!(signed.get::<u32>(&key!(small = index)).unwrap(), None);
+        assert_eq!(signed.get_bytes(&key!(large = index)).unwrap(), None);
+    }
+    assert_eq!(backend.len().unwrap(), 13, "unsigned entries are kept");
+    let report = signed.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.corrupted.len(), 13, "and listed by verify");
+
+    let mut progress = Vec::new();
+    let report = signed
+        .sign_unsigned(&mut |step| progress.push(step.done))
+        .unwrap();
+    assert_eq!(
+        (report.entries, report.signed, report.already_signed),
+        (13, 10, 0),
+        "{report:?}"
+    );
+    let mut refused: Vec<_> = report.refused.iter().map(|(key, _)| *key).collect();
+    refused.sort();
+    let mut damaged = vec![
+        key!(damaged = "blob").key(),
+        key!(damaged = "inline").key(),
+        key!(damaged = "params").key(),
+    ];
+    damaged.sort();
+    assert_eq!(refused, damaged, "{:?}", report.refused);
+    assert_eq!(progress.last(), Some(&13));
+    for index in 0..5u32 {
+        assert_eq!(
+            signed.get::<u32>(&key!(small = index)).unwrap(),
+            Some(index)
+        );
+        assert_eq!(
+            signed.get_bytes(&key!(large = index)).unwrap(),
+            Some(noise(index, 300))
+        );
+        // The blob was written again with a signed header; the old one is gone.
+        let entry = backend.get(&key!(large = index).key()).unwrap().unwrap();
+        let file = std::fs::read(signed.blob_path(&entry).unwrap()).unwrap();
+        let (header, _) = BlobHeader::decode(&file).unwrap();
+        assert_eq!(header.signature, entry.signature);
+        assert!(header.signature.is_some());
+        assert_eq!(header.content_hash, ContentHash::of(&noise(index, 300)));
+    }
+    let new_blobs = files_under(&dir.path().join("blobs"));
+    assert_eq!(
+        old_blobs
+            .iter()
+            .filter(|old| new_blobs.contains(old))
+            .count(),
+        1,
+        "only the damaged blob is still there: {old_blobs:?} {new_blobs:?}"
+    );
+    assert_eq!(new_blobs.len(), 6);
+    let again = signed.sign_unsigned(&mut no_progress).unwrap();
+    assert_eq!(
+        (again.entries, again.signed, again.already_signed),
+        (13, 0, 10),
+        "a second run finds them signed: {again:?}"
+    );
+    assert_eq!(again.refused.len(), 3);
+    drop(signed);
+
+    let rebuilt = signed_cache(dir.path(), Arc::new(MemoryBackend::new()));
+    let report = rebuilt.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 5, "{:?}", report.invalid);
+    assert_eq!(
+        report.invalid.len(),
+        1,
+        "the damaged blob: {:?}",
+        report.invalid
+    );
+    for index in 0..5u32 {
+        assert_eq!(
+            rebuilt.get_bytes(&key!(large = index)).unwrap(),
+            Some(noise(index, 300))
+        );
+    }
+}
+
+#[test]
+fn sign_unsigned_needs_a_signing_key() {
+    let cache = Cache::builder().open(MemoryBackend::new()).unwrap();
+    let error = cache.sign_unsigned(&mut no_progress).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
+
+/// A backend that lets another writer in between a read and the next put of
+/// one key: the put first stores `newer`, as a concurrent writer would.
+#[derive(Debug)]
+struct Racing {
+    inner: Arc<MemoryBackend>,
+    newer: std::sync::Mutex<Option<Entry>>,
+}
+
+impl MetadataBackend for Racing {
+    fn get(&self, key: &cacheness_core::CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.inner.get(key)
+    }
+
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        let newer = self.newer.lock().unwrap().take();
+        if let Some(newer) = newer {
+            self.inner.put(newer)?;
+        }
+        self.inner.put(entry)
+    }
+
+    fn remove(&self, key: &cacheness_core::CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.inner.remove(key)
+    }
+
+    fn touch(&self, batch: &cacheness_core::AccessBatch) -> cacheness_core::Result<()> {
+        self.inner.touch(batch)
+    }
+
+    fn scan(
+        &self,
+        filter: &cacheness_core::ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> std::ops::ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        self.inner.scan(filter, visit)
+    }
+}
+
+/// A writer that replaces an entry while `sign_unsigned` works on it wins: its
+/// newer version is what stays, and the signed copy of the old one is removed.
+#[test]
+fn sign_unsigned_does_not_overwrite_a_newer_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner = Arc::new(MemoryBackend::new());
+    let racing = Arc::new(Racing {
+        inner: inner.clone(),
+        newer: std::sync::Mutex::new(None),
+    });
+    Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(64)
+        .open_shared(inner.clone())
+        .unwrap()
+        .put_bytes(&key!(k = 1), &noise(1, 300))
+        .unwrap();
+    let old_blob = files_under(&dir.path().join("blobs"));
+    // The newer version, written by a signed writer elsewhere.
+    let elsewhere = Arc::new(MemoryBackend::new());
+    signed_cache(dir.path(), elsewhere.clone())
+        .put_bytes(&key!(k = 1), &noise(2, 300))
+        .unwrap();
+    let newer = elsewhere.get(&key!(k = 1).key()).unwrap().unwrap();
+    *racing.newer.lock().unwrap() = Some(newer.clone());
+
+    let signed = signed_cache(dir.path(), racing.clone());
+    let report = signed.sign_unsigned(&mut no_progress).unwrap();
+    assert_eq!(report.signed, 0, "{report:?}");
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert!(report.refused[0].1.contains("changed"), "{report:?}");
+    let stays = inner.get(&key!(k = 1).key()).unwrap().unwrap();
+    assert!(stays.same_version(&newer), "{stays:?}");
+    assert_eq!(signed.get_bytes(&key!(k = 1)).unwrap(), Some(noise(2, 300)));
+    // The old blob (the writer's to delete), the newer one, and no signed copy.
+    let mut expected = old_blob.clone();
+    expected.push(newer.blob_name().unwrap().to_owned());
+    expected.sort();
+    assert_eq!(files_under(&dir.path().join("blobs")), expected);
 }
