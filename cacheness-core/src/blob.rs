@@ -144,6 +144,30 @@ impl LocalBlobStore {
         Ok(store)
     }
 
+    /// Opens the blob store under the cache dir `dir` for reading only: it
+    /// creates nothing (no `blobs/`, no `tmp/`) and collects no temp files, so
+    /// it opens on a read-only mount and in a dir without those subdirs; a
+    /// missing `blobs/` reads as every blob missing. A symlink at `blobs/` is
+    /// refused, as [`open`](Self::open) refuses it.
+    ///
+    /// The store's own writes are not blocked (a write would make `tmp/`): a
+    /// caller that must never write, as a read-only [`Cache`](crate::Cache)
+    /// does, does not call them.
+    pub fn open_read_only(dir: &Path) -> Result<Self> {
+        let store = LocalBlobStore {
+            blobs_dir: dir.join("blobs"),
+            tmp_dir: dir.join("tmp"),
+            durability: Durability::default(),
+            #[cfg(target_os = "linux")]
+            beneath: beneath::BlobsDir::default(),
+        };
+        match refuse_symlink(&store.blobs_dir) {
+            Ok(()) => Ok(store),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(store),
+            Err(source) => Err(Error::io("open blob store", &store.blobs_dir, source)),
+        }
+    }
+
     /// The path of the blob `name`, if its shard directory and the blobs
     /// directory are real directories: a symlink planted there could lead
     /// reads and deletes outside the cache dir, so it is treated as no shard

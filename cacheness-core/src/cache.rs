@@ -26,12 +26,12 @@ use crate::signing::{MismatchLog, Signer, check_dir_key};
 
 /// The longest description a put accepts, in bytes. With the other limits
 /// ([`MAX_USER_METADATA_LEN`], [`MAX_PARAMS_LEN`](crate::key::MAX_PARAMS_LEN),
-/// [`MAX_NESTING`](crate::key::MAX_NESTING), a prefix of at most 255 bytes) it
+/// [`MAX_NESTING`], a prefix of at most 255 bytes) it
 /// keeps a blob file's header (which also carries the description, escaped as
 /// JSON: at most six bytes per byte) far below the 64 MiB its reader accepts.
 pub const MAX_DESCRIPTION_LEN: usize = 64 << 10;
 /// The most bytes an entry's user metadata may take as JSON, checked at put.
-/// Its nesting is limited to [`MAX_NESTING`](crate::key::MAX_NESTING) levels,
+/// Its nesting is limited to [`MAX_NESTING`] levels,
 /// the object itself not counted.
 pub const MAX_USER_METADATA_LEN: usize = 1 << 20;
 
@@ -112,6 +112,8 @@ struct Settings {
     /// Stored values up to this size go inline; `usize::MAX` without a blob store,
     /// and `None` when the backend cannot hold inline values.
     inline_limit: Option<usize>,
+    /// Never write: see [`CacheBuilder::read_only`].
+    read_only: bool,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +157,7 @@ pub struct CacheBuilder<C: Codec = JsonCodec> {
     codec: C,
     blob_store: Option<Arc<dyn BlobStore>>,
     signing: Signing,
+    read_only: bool,
 }
 
 /// Where a cache's signing key comes from.
@@ -180,6 +183,7 @@ impl Default for CacheBuilder<JsonCodec> {
             codec: JsonCodec,
             blob_store: None,
             signing: Signing::Off,
+            read_only: false,
         }
     }
 }
@@ -287,6 +291,48 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// Open the cache for reading only (default: no). The engine then never
+    /// writes:
+    ///
+    /// - puts, removals, [`clear`](Cache::clear),
+    ///   [`cleanup_expired`](Cache::cleanup_expired), [`gc`](Cache::gc),
+    ///   [`sign_unsigned`](Cache::sign_unsigned) and blob writes fail with
+    ///   [`Error::ReadOnly`];
+    /// - gets serve hits but record no access (the hit and miss counts stay in
+    ///   this process), and an expired or damaged entry is a miss that stays;
+    /// - the dir must exist but is neither created nor required to be
+    ///   writable, and the local blob store is opened with
+    ///   [`LocalBlobStore::open_read_only`], which creates no `blobs/` or
+    ///   `tmp/` (a missing `blobs/` reads as every blob missing);
+    /// - with signing, `signing.key` is read if present and never created, and
+    ///   no `signing.id` is recorded.
+    ///
+    /// The backend is opened by the caller: open it read-only too (the facade
+    /// does), since a backend may write on its own when it opens.
+    ///
+    /// ```
+    /// use cacheness_core::{Cache, Error, key};
+    /// use cacheness_memory::MemoryBackend;
+    /// use std::sync::Arc;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let backend = Arc::new(MemoryBackend::new());
+    /// Cache::builder().dir(dir.path()).open_shared(backend.clone())?
+    ///     .put(&key!(model = "xgboost"), &[0.1, 0.9])?;
+    ///
+    /// let reader = Cache::builder().dir(dir.path()).read_only(true).open_shared(backend)?;
+    /// assert_eq!(reader.get::<Vec<f64>>(&key!(model = "xgboost"))?, Some(vec![0.1, 0.9]));
+    /// assert!(matches!(
+    ///     reader.put(&key!(model = "lightgbm"), &[0.5]),
+    ///     Err(Error::ReadOnly { operation: "put" })
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// A blob store to use instead of the local directory.
     pub fn blob_store(mut self, store: Arc<dyn BlobStore>) -> Self {
         self.blob_store = Some(store);
@@ -308,6 +354,7 @@ impl<C: Codec> CacheBuilder<C> {
             codec,
             blob_store: self.blob_store,
             signing: self.signing,
+            read_only: self.read_only,
         }
     }
 
@@ -331,8 +378,18 @@ impl<C: Codec> CacheBuilder<C> {
                 reason: format!("{} is not in (0, 1]", self.low_watermark),
             });
         }
+        let read_only = self.read_only;
+        if let (true, Some(dir)) = (read_only, &self.dir) {
+            inspect_dir(dir)?;
+        }
         let blobs = match (self.blob_store, &self.dir) {
+            (Some(store), _) if read_only => {
+                Some(Arc::new(ReadOnlyBlobs(store)) as Arc<dyn BlobStore>)
+            }
             (Some(store), _) => Some(store),
+            (None, Some(dir)) if read_only => Some(Arc::new(ReadOnlyBlobs(Arc::new(
+                LocalBlobStore::open_read_only(dir)?,
+            ))) as Arc<dyn BlobStore>),
             (None, Some(dir)) => {
                 prepare_dir(dir)?;
                 Some(Arc::new(LocalBlobStore::open(dir, self.durability)?) as Arc<dyn BlobStore>)
@@ -358,6 +415,15 @@ impl<C: Codec> CacheBuilder<C> {
         let signer = match (self.signing, &self.dir) {
             (Signing::Off, _) => None,
             (Signing::Key(signer), _) => Some(signer),
+            (Signing::KeyFile, Some(dir)) if read_only => {
+                Some(Signer::read_key_file(dir)?.ok_or_else(|| Error::Config {
+                    field: "signing",
+                    reason: format!(
+                        "{} does not exist, and a read-only open does not create it",
+                        dir.join(crate::signing::KEY_FILE).display()
+                    ),
+                })?)
+            }
             (Signing::KeyFile, Some(dir)) => Some(Signer::from_key_file(dir)?),
             (Signing::KeyFile, None) => {
                 return Err(Error::Config {
@@ -368,7 +434,7 @@ impl<C: Codec> CacheBuilder<C> {
             }
         };
         if let (Some(signer), Some(dir)) = (&signer, &self.dir) {
-            check_dir_key(dir, signer, backend.as_ref(), false)?;
+            check_dir_key(dir, signer, backend.as_ref(), read_only)?;
         }
         let approx_total_size = match self.max_size {
             Some(_) => backend.total_size()?,
@@ -389,6 +455,7 @@ impl<C: Codec> CacheBuilder<C> {
                 verify_integrity: self.verify_integrity,
                 access_granularity_ms: duration_ms(self.access_granularity),
                 inline_limit,
+                read_only,
             },
             pending: Mutex::new(PendingAccess {
                 last_flush_ms: now,
@@ -419,6 +486,69 @@ fn prepare_dir(dir: &Path) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Checks the cache dir of a read-only open: it must exist and be a directory;
+/// nothing is created and it need not be writable.
+fn inspect_dir(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(Error::Config {
+            field: "dir",
+            reason: format!("{} exists and is not a directory", dir.display()),
+        }),
+        Err(source) => Err(Error::io("open cache directory read-only", dir, source)),
+    }
+}
+
+/// The blob store of a read-only cache: reads go through, writes and removals
+/// are refused, and temp files are not collected.
+#[derive(Debug)]
+struct ReadOnlyBlobs(Arc<dyn BlobStore>);
+
+impl BlobStore for ReadOnlyBlobs {
+    fn write(&self, _key: &CacheKey, _parts: &[&[u8]]) -> Result<String> {
+        Err(Error::ReadOnly {
+            operation: "write a blob",
+        })
+    }
+
+    fn write_hashed(
+        &self,
+        _key: &CacheKey,
+        _body: &[u8],
+        _header: &mut dyn FnMut(&ContentHash) -> Vec<u8>,
+    ) -> Result<(String, ContentHash)> {
+        Err(Error::ReadOnly {
+            operation: "write a blob",
+        })
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.0.read(name)
+    }
+
+    fn read_stored(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.0.read_stored(name)
+    }
+
+    fn remove(&self, _name: &str) -> Result<()> {
+        Err(Error::ReadOnly {
+            operation: "remove a blob",
+        })
+    }
+
+    fn list(&self, visit: &mut dyn FnMut(&str)) -> Result<()> {
+        self.0.list(visit)
+    }
+
+    fn collect_temp_files(&self) -> Result<u64> {
+        Ok(0)
+    }
+
+    fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.0.local_path(name)
+    }
 }
 
 /// When an entry stops being served.
@@ -694,6 +824,7 @@ impl<C: Codec> Cache<C> {
 
     /// Removes the entry under `key` and its blob; whether there was one.
     pub fn remove(&self, key: &impl ToKey) -> Result<bool> {
+        self.check_writable("remove")?;
         let removed = self.backend.remove(&key.to_key())?;
         if let Some(entry) = &removed {
             self.delete_blob(entry);
@@ -703,6 +834,7 @@ impl<C: Codec> Cache<C> {
 
     /// Removes every entry filed under `prefix`; how many.
     pub fn remove_prefix(&self, prefix: &str) -> Result<u64> {
+        self.check_writable("remove")?;
         validate_prefix(prefix)?;
         let mut removed = 0;
         loop {
@@ -782,6 +914,7 @@ impl<C: Codec> Cache<C> {
 
     /// Removes every expired entry and its blob; how many.
     pub fn cleanup_expired(&self) -> Result<u64> {
+        self.check_writable("clean up expired entries")?;
         let now = self.clock.now_ms();
         let mut removed = 0;
         loop {
@@ -804,6 +937,7 @@ impl<C: Codec> Cache<C> {
 
     /// Removes every entry and its blob; how many.
     pub fn clear(&self) -> Result<u64> {
+        self.check_writable("clear")?;
         self.lock_pending().touches.clear();
         let removed = self.backend.clear()?;
         for entry in &removed {
@@ -813,8 +947,12 @@ impl<C: Codec> Cache<C> {
         Ok(removed.len() as u64)
     }
 
-    /// Writes buffered reads to the backend and flushes it.
+    /// Writes buffered reads to the backend and flushes it (nothing, on a
+    /// read-only cache).
     pub fn flush(&self) -> Result<()> {
+        if self.settings.read_only {
+            return Ok(());
+        }
         self.flush_access()?;
         self.backend.flush()
     }
@@ -845,6 +983,21 @@ impl<C: Codec> Cache<C> {
         self.settings.dir.as_deref()
     }
 
+    /// Whether the cache was opened read-only ([`CacheBuilder::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.settings.read_only
+    }
+
+    /// [`Error::ReadOnly`] naming `operation` if the cache is read-only: every
+    /// operation that writes checks this first.
+    pub(crate) fn check_writable(&self, operation: &'static str) -> Result<()> {
+        if self.settings.read_only {
+            Err(Error::ReadOnly { operation })
+        } else {
+            Ok(())
+        }
+    }
+
     /// The current time of the cache's clock, in ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
@@ -859,6 +1012,7 @@ impl<C: Codec> Cache<C> {
         type_tag: &str,
         options: &PutOptions,
     ) -> Result<()> {
+        self.check_writable("put")?;
         validate_prefix(&options.prefix)?;
         check_entry_limits(key, params, options)?;
         let now = self.clock.now_ms();
@@ -961,6 +1115,7 @@ impl<C: Codec> Cache<C> {
     /// Evicts down to the low watermark if the cache is over its size limit now;
     /// how many entries went.
     pub(crate) fn enforce_limit_now(&self) -> Result<u64> {
+        self.check_writable("evict")?;
         let Some(limit) = self.settings.max_size else {
             return Ok(0);
         };
@@ -1099,7 +1254,9 @@ impl<C: Codec> Cache<C> {
                 return Ok(None);
             }
             if entry.is_expired(now) {
-                if let Some(gone) = self.backend.remove_if_unchanged(&entry)? {
+                if !self.settings.read_only
+                    && let Some(gone) = self.backend.remove_if_unchanged(&entry)?
+                {
                     self.delete_blob(&gone);
                 }
                 self.record_miss(now);
@@ -1129,6 +1286,16 @@ impl<C: Codec> Cache<C> {
                         Damage::Invalid(reason) => reason,
                     };
                     let path = self.blob_path(&entry);
+                    if self.settings.read_only {
+                        tracing::warn!(
+                            key = %key,
+                            path = ?path,
+                            reason = %reason,
+                            "corrupted cache entry read as a miss (read-only: kept)"
+                        );
+                        self.record_miss(now);
+                        return Ok(None);
+                    }
                     tracing::warn!(
                         key = %key,
                         path = ?path,
@@ -1262,8 +1429,8 @@ impl<C: Codec> Cache<C> {
 
     fn record_hit(&self, key: CacheKey, now: u64, recorded_access: u64) {
         self.session.hits.fetch_add(1, Ordering::Relaxed);
-        let record_access =
-            now >= recorded_access.saturating_add(self.settings.access_granularity_ms);
+        let record_access = !self.settings.read_only
+            && now >= recorded_access.saturating_add(self.settings.access_granularity_ms);
         let due = {
             let mut pending = self.lock_pending();
             if record_access {
@@ -1272,8 +1439,9 @@ impl<C: Codec> Cache<C> {
                 touch.1 += 1;
             }
             pending.counters.hits += 1;
-            pending.touches.len() >= FLUSH_MAX_TOUCHES
-                || now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS
+            !self.settings.read_only
+                && (pending.touches.len() >= FLUSH_MAX_TOUCHES
+                    || now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS)
         };
         if due {
             self.flush_access_logged();
@@ -1285,7 +1453,8 @@ impl<C: Codec> Cache<C> {
         let due = {
             let mut pending = self.lock_pending();
             pending.counters.misses += 1;
-            now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS
+            !self.settings.read_only
+                && now.saturating_sub(pending.last_flush_ms) >= FLUSH_INTERVAL_MS
         };
         if due {
             self.flush_access_logged();
@@ -1299,6 +1468,10 @@ impl<C: Codec> Cache<C> {
     }
 
     fn flush_access(&self) -> Result<()> {
+        if self.settings.read_only {
+            // Reads of a read-only cache are counted in this process only.
+            return Ok(());
+        }
         let batch = {
             let mut pending = self.lock_pending();
             pending.last_flush_ms = self.clock.now_ms();

@@ -131,6 +131,14 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A write was asked of a cache opened read-only
+    /// ([`CacheBuilder::read_only`](crate::CacheBuilder::read_only)).
+    #[error("cannot {operation}: the cache is open read-only")]
+    ReadOnly {
+        /// What was refused, e.g. "put" or "clear".
+        operation: &'static str,
+    },
+
     /// Data read from disk is damaged and cannot be used.
     #[error("corrupted {what} {path}: {reason}")]
     Corrupted {

@@ -251,8 +251,8 @@ impl<C: Codec> Cache<C> {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if the cache has no signing key; backend and blob
-    /// store errors.
+    /// [`Error::Config`] if the cache has no signing key, [`Error::ReadOnly`]
+    /// on a read-only cache; backend and blob store errors.
     ///
     /// ```
     /// use cacheness_core::{Cache, key, ops::no_progress};
@@ -275,6 +275,7 @@ impl<C: Codec> Cache<C> {
     /// ```
     pub fn sign_unsigned(&self, progress: &mut dyn FnMut(Progress)) -> Result<SignReport> {
         let started = Instant::now();
+        self.check_writable("sign entries")?;
         let Some(signer) = self.signer() else {
             return Err(Error::Config {
                 field: "signing",

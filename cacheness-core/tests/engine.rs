@@ -398,3 +398,251 @@ fn parameters_and_metadata_at_the_limits_round_trip() {
         Some(params)
     );
 }
+
+/// Every file and dir under `dir` with what a write would change: size, mtime
+/// and mode.
+fn snapshot_of(dir: &std::path::Path) -> Vec<(String, u64, std::time::SystemTime, u32)> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for item in fs::read_dir(&at).unwrap() {
+            let path = item.unwrap().path();
+            let metadata = fs::symlink_metadata(&path).unwrap();
+            #[cfg(unix)]
+            let mode = std::os::unix::fs::PermissionsExt::mode(&metadata.permissions());
+            #[cfg(not(unix))]
+            let mode = 0;
+            found.push((
+                path.strip_prefix(dir).unwrap().display().to_string(),
+                metadata.len(),
+                metadata.modified().unwrap(),
+                mode,
+            ));
+            if metadata.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Makes `dir` and everything in it read-only (or writable again).
+#[cfg(unix)]
+fn set_read_only(dir: &std::path::Path, read_only: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut pending = vec![dir.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(at) = pending.pop() {
+        all.push((at.clone(), true));
+        for item in fs::read_dir(&at).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                all.push((path, false));
+            }
+        }
+    }
+    // Dirs last when locking, first when unlocking, so the walk can go on.
+    all.sort_by_key(|(_, is_dir)| *is_dir == read_only);
+    for (path, is_dir) in all {
+        let mode = match (is_dir, read_only) {
+            (true, true) => 0o555,
+            (true, false) => 0o700,
+            (false, true) => 0o444,
+            (false, false) => 0o600,
+        };
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Every entry of `backend`, in key order.
+fn entries_of(backend: &MemoryBackend) -> Vec<cacheness_core::Entry> {
+    use cacheness_core::{MetadataBackend, ScanFilter};
+    let mut entries = Vec::new();
+    backend
+        .scan(&ScanFilter::all(), &mut |entry| {
+            entries.push(entry);
+            std::ops::ControlFlow::Continue(())
+        })
+        .unwrap();
+    entries
+}
+
+/// Issue 21 item 16: a read-only open serves reads and writes nothing: no
+/// file, no dir, no access record, no removal of expired or damaged entries;
+/// every write is refused with `Error::ReadOnly`. (Root ignores the modes set
+/// here, so "writes nothing" is checked on the dir's listing.)
+#[test]
+fn a_read_only_cache_serves_reads_and_changes_nothing() {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cacheness_core::ops::no_progress;
+    use cacheness_core::{ManualClock, PutOptions};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cache");
+    let clock = ManualClock::new(1_000_000);
+    let backend = Arc::new(MemoryBackend::new());
+    let builder = || {
+        Cache::builder()
+            .dir(&dir)
+            .inline_threshold(64)
+            .access_granularity(Duration::ZERO)
+            .clock(clock.clone())
+            .sign_entries()
+    };
+    let large = |seed: u8| -> Vec<u8> {
+        (0..20u8)
+            .flat_map(|block| *blake3::hash(&[seed, block]).as_bytes())
+            .collect()
+    };
+    {
+        let writer = builder().open_shared(backend.clone()).unwrap();
+        writer.put(&key!(k = "small"), &1u32).unwrap();
+        writer.put_bytes(&key!(k = "large"), &large(1)).unwrap();
+        let expiring = PutOptions::new().ttl(Duration::from_secs(10));
+        writer
+            .put_bytes_with(&key!(k = "expiring"), &large(2), &expiring)
+            .unwrap();
+        writer.put_bytes(&key!(k = "damaged"), &large(3)).unwrap();
+        writer.put_bytes(&key!(k = "missing"), &large(4)).unwrap();
+        let damaged = writer
+            .blob_path(&writer.entry(&key!(k = "damaged")).unwrap().unwrap())
+            .unwrap();
+        let mut bytes = fs::read(&damaged).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&damaged, bytes).unwrap();
+        let missing = writer
+            .blob_path(&writer.entry(&key!(k = "missing")).unwrap().unwrap())
+            .unwrap();
+        fs::remove_file(missing).unwrap();
+    }
+    clock.advance(Duration::from_secs(20));
+    #[cfg(unix)]
+    set_read_only(&dir, true);
+    let files_before = snapshot_of(&dir);
+    let entries_before = entries_of(&backend);
+
+    let cache = builder()
+        .read_only(true)
+        .open_shared(backend.clone())
+        .unwrap();
+    assert!(cache.is_read_only());
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(120));
+        assert_eq!(cache.get::<u32>(&key!(k = "small")).unwrap(), Some(1));
+        assert_eq!(cache.get_bytes(&key!(k = "large")).unwrap(), Some(large(1)));
+        for miss in ["expiring", "damaged", "missing"] {
+            assert_eq!(cache.get_bytes(&key!(k = miss)).unwrap(), None, "{miss}");
+        }
+    }
+    assert_eq!(cache.stats().unwrap().hits, 6);
+    assert_eq!(cache.list(&Default::default()).unwrap().len(), 4);
+
+    let refused: Vec<(&str, Error)> = vec![
+        ("put", cache.put(&key!(k = "new"), &2u32).unwrap_err()),
+        (
+            "put_bytes",
+            cache.put_bytes(&key!(k = "new"), b"x").unwrap_err(),
+        ),
+        ("remove", cache.remove(&key!(k = "small")).unwrap_err()),
+        ("remove_prefix", cache.remove_prefix("").unwrap_err()),
+        ("clear", cache.clear().unwrap_err()),
+        ("cleanup_expired", cache.cleanup_expired().unwrap_err()),
+        ("gc", cache.gc(&mut no_progress).unwrap_err()),
+        (
+            "sign_unsigned",
+            cache.sign_unsigned(&mut no_progress).unwrap_err(),
+        ),
+        (
+            "blob write",
+            cache
+                .blob_store()
+                .unwrap()
+                .write(&key!(k = "new").key(), &[b"x"])
+                .unwrap_err(),
+        ),
+    ];
+    for (what, error) in refused {
+        assert!(matches!(error, Error::ReadOnly { .. }), "{what}: {error:?}");
+        assert!(error.to_string().contains("read-only"), "{what}: {error}");
+    }
+    cache.flush().unwrap();
+    drop(cache);
+
+    assert_eq!(snapshot_of(&dir), files_before, "no file or dir changed");
+    assert_eq!(
+        entries_of(&backend),
+        entries_before,
+        "no entry removed, no access recorded"
+    );
+    #[cfg(unix)]
+    set_read_only(&dir, false);
+}
+
+/// A read-only open needs no `blobs/`, `tmp/` or key file and makes none; a
+/// missing `blobs/` reads as every blob missing, and the entries stay.
+#[test]
+fn a_read_only_open_creates_nothing_and_needs_nothing_but_the_dir() {
+    use std::sync::Arc;
+
+    use cacheness_core::MetadataBackend;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cache");
+    let backend = Arc::new(MemoryBackend::new());
+    {
+        let writer = Cache::builder()
+            .dir(&dir)
+            .inline_threshold(64)
+            .open_shared(backend.clone())
+            .unwrap();
+        writer.put(&key!(k = "small"), &1u32).unwrap();
+        writer.put_bytes(&key!(k = "large"), &[7u8; 500]).unwrap();
+    }
+    fs::remove_dir_all(dir.join("blobs")).unwrap();
+    fs::remove_dir_all(dir.join("tmp")).unwrap();
+    let before = snapshot_of(root.path());
+
+    let cache = Cache::builder()
+        .dir(&dir)
+        .inline_threshold(64)
+        .read_only(true)
+        .open_shared(backend.clone())
+        .unwrap();
+    assert_eq!(cache.get::<u32>(&key!(k = "small")).unwrap(), Some(1));
+    assert_eq!(cache.get_bytes(&key!(k = "large")).unwrap(), None);
+    drop(cache);
+    assert_eq!(
+        backend.len().unwrap(),
+        2,
+        "the entry without its blob stays"
+    );
+
+    // Signing reads the key file, and never makes one.
+    let error = Cache::builder()
+        .dir(&dir)
+        .sign_entries()
+        .read_only(true)
+        .open_shared(backend.clone())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    // A dir that is not there is not made.
+    let error = Cache::builder()
+        .dir(root.path().join("absent"))
+        .read_only(true)
+        .open(MemoryBackend::new())
+        .unwrap_err();
+    assert!(error.to_string().contains("absent"), "{error}");
+    assert_eq!(snapshot_of(root.path()), before, "nothing created");
+}
