@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use cacheness_core::files::open_regular_read;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry, ListedEntry,
     MetadataBackend, ScanFilter, SharedEntry,
@@ -444,7 +445,7 @@ impl JsonBackend {
     /// comes; anything the streaming parse does not accept is read whole and
     /// parsed as before, for the same result or error.
     fn read_snapshot(&self) -> Result<SnapshotRead, JsonError> {
-        let streamed = match File::open(&self.snapshot_path) {
+        let streamed = match open_regular_read(&self.snapshot_path) {
             Ok(file) => parse_by_entry_from(&file, READ_CHUNK)
                 .map_err(|source| JsonError::io("read", &self.snapshot_path, source))?,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -472,11 +473,14 @@ impl JsonBackend {
 
     /// The whole snapshot file, parsed; `None` if it is gone.
     fn read_whole_snapshot(&self) -> Result<Option<ParsedSnapshot>, JsonError> {
-        let mut bytes = match fs::read(&self.snapshot_path) {
-            Ok(bytes) => bytes,
+        let mut bytes = Vec::new();
+        match open_regular_read(&self.snapshot_path)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+        {
+            Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(JsonError::io("read", &self.snapshot_path, source)),
-        };
+        }
         let len = bytes.len() as u64;
         Ok(Some(
             parse_snapshot(&mut bytes, Parser::SimdJson).map(|snapshot| (snapshot, len)),

@@ -4,7 +4,7 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use cacheness_core::blob::refuse_symlinked_file;
+use cacheness_core::files;
 
 use crate::error::JsonError;
 
@@ -74,7 +74,8 @@ pub(crate) struct HeldDir {
 
 impl HeldDir {
     /// The identity and length of the file `name` in the dir at `dir`, or `None`
-    /// if it does not exist. Symlinks are followed, as by `fs::metadata`.
+    /// if it does not exist. A symbolic link is not followed: its own identity
+    /// differs from any file's, so the view reloads and the open refuses it.
     #[cfg(target_os = "linux")]
     pub(crate) fn stat(&mut self, dir: &Path, name: &str) -> io::Result<Option<(Identity, u64)>> {
         use rustix::fs::{AtFlags, Mode, OFlags};
@@ -86,7 +87,7 @@ impl HeldDir {
                 Mode::empty(),
             )?),
         };
-        match rustix::fs::statat(&*fd, name, AtFlags::empty()) {
+        match rustix::fs::statat(&*fd, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => Ok(Some((
                 (stat.st_dev, stat.st_ino),
                 u64::try_from(stat.st_size).unwrap_or(0),
@@ -132,14 +133,40 @@ fn private_options() -> OpenOptions {
     options
 }
 
-/// Opens `path` for reading and appending, creating it if missing.
+/// [`files::open_regular`], whose refusal also says what was found when the
+/// open itself failed on a special file: opening a FIFO for writing without a
+/// reader fails with `ENXIO` ("no such device or address") before the
+/// regular-file check can run.
+pub(crate) fn open_regular(path: &Path, options: &OpenOptions) -> io::Result<File> {
+    files::open_regular(path, options).map_err(|error| explain_special(path, error))
+}
+
+#[cfg(unix)]
+fn explain_special(path: &Path, error: io::Error) -> io::Error {
+    use std::os::unix::fs::FileTypeExt;
+    let is_fifo = fs::symlink_metadata(path).is_ok_and(|found| found.file_type().is_fifo());
+    if is_fifo && error.kind() != io::ErrorKind::InvalidInput {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a FIFO, not a regular file; cacheness opens only regular files in its cache dir",
+        )
+    } else {
+        error
+    }
+}
+
+#[cfg(not(unix))]
+fn explain_special(_path: &Path, error: io::Error) -> io::Error {
+    error
+}
+
+/// Opens `path` for reading and appending, creating it if missing. Only a
+/// regular file is opened: a symbolic link or a FIFO planted there is refused.
 pub(crate) fn open_append(path: &Path, create: bool) -> io::Result<File> {
-    refuse_symlinked_file(path)?;
-    private_options()
-        .read(true)
-        .append(true)
-        .create(create)
-        .open(path)
+    open_regular(
+        path,
+        private_options().read(true).append(true).create(create),
+    )
 }
 
 /// The temp file a replacement of `path` is written to. Temp files are only
@@ -156,12 +183,10 @@ pub(crate) fn temp_path(path: &Path) -> std::path::PathBuf {
 pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), JsonError> {
     let temp = temp_path(path);
     let written = (|| {
-        refuse_symlinked_file(&temp)?;
-        let mut file = private_options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
+        let mut file = open_regular(
+            &temp,
+            private_options().write(true).create(true).truncate(true),
+        )?;
         file.write_all(bytes)?;
         file.sync_all()
     })();

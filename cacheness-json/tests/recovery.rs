@@ -97,6 +97,44 @@ fn deleting_all_metadata_rebuilds_every_entry_from_the_blobs() {
     assert_all_present(dir.path(), 29);
 }
 
+/// The rebuild at open only reads: a temp file of a writer that looks dead (its
+/// pid is not running) stays, for the blob store's own collection to judge.
+#[test]
+fn the_rebuild_at_open_deletes_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 5);
+    let temp = dir
+        .path()
+        .join("tmp")
+        .join("4294967294-0000000000000001.tmp");
+    fs::write(&temp, b"a dead writer's half-written blob").unwrap();
+    let before = all_files(dir.path());
+    fs::remove_file(dir.path().join("metadata.json")).unwrap();
+    fs::remove_file(dir.path().join("metadata.journal")).unwrap();
+
+    let backend = JsonBackend::open(dir.path()).unwrap();
+    assert_eq!(backend.len().unwrap(), 5);
+    let after = all_files(dir.path());
+    let missing: Vec<_> = before.difference(&after).collect();
+    assert!(missing.is_empty(), "the rebuild deleted {missing:?}");
+}
+
+fn all_files(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut found = std::collections::BTreeSet::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for item in fs::read_dir(&at).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                found.insert(path);
+            }
+        }
+    }
+    found
+}
+
 #[test]
 fn a_corrupted_snapshot_is_kept_aside_and_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
