@@ -129,11 +129,19 @@ impl State {
             Record::Header { .. } => Vec::new(),
             Record::Put(entry) => {
                 self.total_size = self.total_size.saturating_add(entry.stored_size);
+                let blob = entry.blob_name().map(str::to_owned);
                 let replaced = self
                     .entries
                     .insert(entry.key, Arc::new(SharedEntry::new(*entry)));
                 self.forget_sizes(replaced.iter().map(|shared| shared.entry()));
-                replaced.into_iter().map(SharedEntry::into_entry).collect()
+                // An entry naming the put's own blob is that put, rebuilt from its
+                // blob before it committed: not something it displaced (the
+                // engine deletes what a put displaced).
+                replaced
+                    .filter(|old| blob.is_none() || old.blob_name() != blob.as_deref())
+                    .into_iter()
+                    .map(SharedEntry::into_entry)
+                    .collect()
             }
             Record::Remove { key } => {
                 let removed = self.entries.remove(&key);

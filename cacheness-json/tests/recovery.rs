@@ -135,6 +135,41 @@ fn all_files(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
     found
 }
 
+/// A put in progress elsewhere has renamed its blob into place and not yet
+/// committed; a rebuild in between makes an entry of that blob. The put's
+/// commit must not report that entry as the one it replaced: the engine
+/// deletes the blob of whatever `put` replaced, which would be the put's own.
+#[test]
+fn a_put_whose_blob_a_rebuild_already_found_does_not_replace_its_own_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 3);
+    let writer = JsonBackend::open(dir.path()).unwrap();
+    let key = key!(recovery = 1u64).key();
+    let entry = writer.get(&key).unwrap().expect("filled");
+    // The blob file without its entry: as between a put's rename and its commit.
+    writer.remove(&key).unwrap();
+    fs::remove_file(dir.path().join("metadata.json")).unwrap();
+    fs::remove_file(dir.path().join("metadata.journal")).unwrap();
+    let rebuilt = JsonBackend::open(dir.path()).unwrap();
+    assert_eq!(
+        rebuilt
+            .get(&key)
+            .unwrap()
+            .and_then(|found| found.blob_name().map(str::to_owned)),
+        entry.blob_name().map(str::to_owned),
+        "the rebuild found the uncommitted blob"
+    );
+
+    let replaced = writer.put(entry.clone()).unwrap();
+    assert_eq!(
+        replaced, None,
+        "the rebuilt entry is the put itself, not an older one"
+    );
+    assert_eq!(writer.get(&key).unwrap(), Some(entry));
+    drop((writer, rebuilt));
+    assert_all_present(dir.path(), 3);
+}
+
 #[test]
 fn a_corrupted_snapshot_is_kept_aside_and_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
