@@ -20,8 +20,9 @@ use crate::files::{
     remove_stale_temp_files, replace_file,
 };
 use crate::format::{
-    Entries, FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, check_entry,
-    check_version, complete_lines, encode_record, encode_snapshot, parse_record, parse_snapshot,
+    Entries, FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, UnreadableEntries,
+    check_entry, check_version, complete_lines, encode_record, encode_snapshot, parse_record,
+    parse_snapshot, parse_snapshot_tolerant,
 };
 use crate::options::JsonOptions;
 use crate::rebuild::rebuild_from_blobs;
@@ -64,6 +65,9 @@ impl std::fmt::Debug for JsonBackend {
 #[derive(Debug, Default)]
 struct State {
     entries: Entries,
+    /// Entries on disk that cannot be decoded, kept as written; never also in
+    /// `entries`.
+    unreadable: UnreadableEntries,
     total_size: u64,
     counters: Counters,
     /// The generation of the snapshot the view starts from.
@@ -128,6 +132,7 @@ impl State {
         match record {
             Record::Header { .. } => Vec::new(),
             Record::Put(entry) => {
+                self.unreadable.remove(&entry.key);
                 self.total_size = self.total_size.saturating_add(entry.stored_size);
                 let blob = entry.blob_name().map(str::to_owned);
                 let replaced = self
@@ -144,6 +149,7 @@ impl State {
                     .collect()
             }
             Record::Remove { key } => {
+                self.unreadable.remove(&key);
                 let removed = self.entries.remove(&key);
                 self.forget_sizes(removed.iter().map(|shared| shared.entry()));
                 removed.into_iter().map(SharedEntry::into_entry).collect()
@@ -161,11 +167,19 @@ impl State {
                 Vec::new()
             }
             Record::Clear {} => {
+                self.unreadable.clear();
                 self.total_size = 0;
                 std::mem::take(&mut self.entries)
                     .into_values()
                     .map(SharedEntry::into_entry)
                     .collect()
+            }
+            Record::Unreadable { key, entry } => {
+                // The newest write of the key: the older entry is not served.
+                let shadowed = self.entries.remove(&key);
+                self.forget_sizes(shadowed.iter().map(|shared| shared.entry()));
+                self.unreadable.insert(key, entry);
+                Vec::new()
             }
         }
     }
@@ -254,6 +268,22 @@ impl JsonBackend {
         let mut state = self.lock_state();
         self.refresh(&mut state, false)?;
         Ok(read(&state))
+    }
+
+    /// The entry under `key`; an error naming it if it is there but cannot be
+    /// read.
+    fn get_shared_or_unreadable(
+        &self,
+        key: &CacheKey,
+    ) -> Result<Option<Arc<SharedEntry>>, JsonError> {
+        self.read(|state| match state.unreadable.get(key) {
+            Some(unreadable) => Err(JsonError::Unreadable {
+                key: key.to_string(),
+                dir: self.dir.clone(),
+                reason: unreadable.reason.clone(),
+            }),
+            None => Ok(state.entries.get(key).cloned()),
+        })?
     }
 
     /// Writes the record `decide` chooses (if any) under the exclusive lock, on a
@@ -358,6 +388,16 @@ impl JsonBackend {
     fn parse_line(&self, line: &[u8]) -> Option<Record> {
         match parse_record(line) {
             Ok(Record::Header { .. }) => None,
+            Ok(Record::Unreadable { key, mut entry }) => {
+                entry.reason = format!("{JOURNAL_FILE}: {}", entry.reason);
+                tracing::warn!(
+                    journal = %self.journal_path.display(),
+                    %key,
+                    reason = %entry.reason,
+                    "an entry cannot be read; kept as written until removed"
+                );
+                Some(Record::Unreadable { key, entry })
+            }
             Ok(record) => Some(record),
             Err(refusal) => {
                 tracing::warn!(
@@ -444,6 +484,16 @@ impl JsonBackend {
             tracing::warn!(snapshot = %self.snapshot_path.display(), %reason, "rejecting an entry");
         }
         let mut state = State::from_entries(snapshot.entries.by_key, snapshot.counters.into());
+        state.unreadable = snapshot.entries.unreadable;
+        for (key, entry) in &mut state.unreadable {
+            entry.reason = format!("{SNAPSHOT_FILE}: {}", entry.reason);
+            tracing::warn!(
+                snapshot = %self.snapshot_path.display(),
+                %key,
+                reason = %entry.reason,
+                "an entry cannot be read; kept as written until removed"
+            );
+        }
         state.generation = snapshot.generation;
         state.snapshot_len = len;
         state
@@ -490,9 +540,19 @@ impl JsonBackend {
             Err(source) => return Err(JsonError::io("read", &self.snapshot_path, source)),
         }
         let len = bytes.len() as u64;
-        Ok(Some(
-            parse_snapshot(&mut bytes, Parser::SimdJson).map(|snapshot| (snapshot, len)),
-        ))
+        // simd-json uses the bytes as scratch space; a refused snapshot is
+        // parsed again, tolerating entries that cannot be decoded.
+        let pristine = bytes.clone();
+        let parsed = match parse_snapshot(&mut bytes, Parser::SimdJson) {
+            Err(Refusal::Malformed(reason)) => {
+                parse_snapshot_tolerant(&pristine).map_err(|tolerant| match tolerant {
+                    Refusal::Newer(found) => Refusal::Newer(found),
+                    Refusal::Malformed(_) => Refusal::Malformed(reason),
+                })
+            }
+            parsed => parsed,
+        };
+        Ok(Some(parsed.map(|snapshot| (snapshot, len))))
     }
 
     fn read_journal(&self) -> Result<Option<JournalRead>, JsonError> {
@@ -618,13 +678,16 @@ impl JsonBackend {
     /// The caller holds the exclusive lock and an up-to-date view.
     fn compact_locked(&self, state: &mut State) -> Result<(), JsonError> {
         let generation = state.generation + 1;
-        let bytes =
-            encode_snapshot(&state.entries, state.counters, generation).map_err(|source| {
-                JsonError::Serialize {
-                    key: "snapshot".into(),
-                    source,
-                }
-            })?;
+        let bytes = encode_snapshot(
+            &state.entries,
+            &state.unreadable,
+            state.counters,
+            generation,
+        )
+        .map_err(|source| JsonError::Serialize {
+            key: "snapshot".into(),
+            source,
+        })?;
         replace_file(&self.snapshot_path, &bytes)?;
         // From here the old journal is stale: everything in it is in the snapshot.
         state.generation = generation;
@@ -687,7 +750,7 @@ impl JsonBackend {
 fn record_key(record: &Record) -> String {
     match record {
         Record::Put(entry) => entry.key.to_string(),
-        Record::Remove { key } => key.to_string(),
+        Record::Remove { key } | Record::Unreadable { key, .. } => key.to_string(),
         _ => "batch".into(),
     }
 }
@@ -702,11 +765,13 @@ impl MetadataBackend for JsonBackend {
     }
 
     fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
-        Ok(self.read(|state| state.entries.get(key).map(|shared| shared.entry().clone()))?)
+        Ok(self
+            .get_shared_or_unreadable(key)?
+            .map(|shared| shared.entry().clone()))
     }
 
     fn get_shared(&self, key: &CacheKey) -> cacheness_core::Result<Option<Arc<SharedEntry>>> {
-        Ok(self.read(|state| state.entries.get(key).cloned())?)
+        Ok(self.get_shared_or_unreadable(key)?)
     }
 
     fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
@@ -718,12 +783,14 @@ impl MetadataBackend for JsonBackend {
         Ok(displaced.pop())
     }
 
+    /// Removes the entry under `key`, or the unreadable one (then returning
+    /// `None`: there is no entry to return).
     fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
         let mut displaced = self.commit(|state| {
-            Ok(state
-                .entries
-                .contains_key(key)
-                .then_some(Record::Remove { key: *key }))
+            Ok(
+                (state.entries.contains_key(key) || state.unreadable.contains_key(key))
+                    .then_some(Record::Remove { key: *key }),
+            )
         })?;
         Ok(displaced.pop())
     }
@@ -827,7 +894,33 @@ impl MetadataBackend for JsonBackend {
     }
 
     fn clear(&self) -> cacheness_core::Result<Vec<Entry>> {
-        Ok(self.commit(|state| Ok((!state.entries.is_empty()).then_some(Record::Clear {})))?)
+        Ok(self.commit(|state| {
+            Ok((!state.entries.is_empty() || !state.unreadable.is_empty())
+                .then_some(Record::Clear {}))
+        })?)
+    }
+
+    fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> cacheness_core::Result<()> {
+        let found: Vec<(CacheKey, String)> = self.read(|state| {
+            state
+                .unreadable
+                .iter()
+                .map(|(key, entry)| (*key, entry.reason.clone()))
+                .collect()
+        })?;
+        for (key, reason) in found {
+            visit(key, reason);
+        }
+        Ok(())
+    }
+
+    fn remove_unreadable(&self, key: &CacheKey) -> cacheness_core::Result<bool> {
+        let mut found = false;
+        self.commit(|state| {
+            found = state.unreadable.contains_key(key);
+            Ok(found.then_some(Record::Remove { key: *key }))
+        })?;
+        Ok(found)
     }
 
     fn data_version(&self) -> cacheness_core::Result<Option<u64>> {

@@ -324,7 +324,7 @@ mod tests {
             .into_iter()
             .map(|entry| (entry.key, Arc::new(SharedEntry::new(entry))))
             .collect();
-        encode_snapshot(&entries, Counters::default(), 3).unwrap()
+        encode_snapshot(&entries, &Default::default(), Counters::default(), 3).unwrap()
     }
 
     /// Applies each `(where, kind, byte)`: kind 0 removes a byte, 1 inserts

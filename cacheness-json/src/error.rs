@@ -51,6 +51,20 @@ pub enum JsonError {
         reason: String,
     },
 
+    /// An entry is in the metadata but cannot be decoded (nested past the
+    /// parser's depth limit, a field of the wrong type). It is kept as written
+    /// until removed (`MetadataBackend::remove_unreadable`, `cacheness verify
+    /// --repair`) or replaced by a new put of its key.
+    #[error("entry {key} in the json metadata of {dir} cannot be read: {reason}")]
+    Unreadable {
+        /// The entry's key.
+        key: String,
+        /// The cache dir.
+        dir: PathBuf,
+        /// Why it cannot be decoded, and in which file.
+        reason: String,
+    },
+
     /// Listing the blob files for a rebuild failed.
     #[error("cannot list the blob files to rebuild the metadata: {0}")]
     Blobs(#[source] cacheness_core::Error),

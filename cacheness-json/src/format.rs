@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use cacheness_core::blob::validate_blob_name;
 use cacheness_core::{CacheKey, Counters, Entry, SharedEntry};
+use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::by_entry::parse_by_entry;
 
@@ -17,6 +19,26 @@ pub const FORMAT_VERSION: u64 = 1;
 /// takes a reference count, not a copy, and a change to an entry someone holds
 /// copies it first ([`SharedEntry::make_mut`]).
 pub(crate) type Entries = BTreeMap<CacheKey, Arc<SharedEntry>>;
+
+/// An entry on disk that cannot be decoded (nested past the parser's depth
+/// limit, a field of the wrong type): kept as written, so that compaction
+/// carries it over unchanged until it is removed.
+#[derive(Debug, Clone)]
+pub(crate) struct Unreadable {
+    /// The entry's JSON text, as found (valid JSON: it was parsed as a value).
+    pub raw: Box<RawValue>,
+    /// Why it cannot be decoded.
+    pub reason: String,
+}
+
+impl PartialEq for Unreadable {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw.get() == other.raw.get() && self.reason == other.reason
+    }
+}
+
+/// The unreadable entries, by the key each names.
+pub(crate) type UnreadableEntries = BTreeMap<CacheKey, Unreadable>;
 
 /// Hit, miss and eviction totals as stored in the snapshot and in touch records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +99,10 @@ pub(crate) enum Record {
     },
     /// Every entry removed.
     Clear {},
+    /// A `put` whose entry names a key but cannot be decoded. Only ever parsed
+    /// (by [`parse_record`]), never written as such.
+    #[serde(skip)]
+    Unreadable { key: CacheKey, entry: Unreadable },
 }
 
 fn is_zero(counters: &StoredCounters) -> bool {
@@ -100,10 +126,24 @@ pub(crate) enum Refusal {
 }
 
 /// Parses one journal line (without its newline). Entries whose blob name could
-/// point outside the cache dir are refused.
+/// point outside the cache dir are refused. A `put` whose entry names a key but
+/// cannot be decoded is [`Record::Unreadable`].
+///
+/// serde_json reads lines (fast on small ones); a line it refuses is read
+/// again with simd-json, which reads what the snapshot reader reads (its depth
+/// limit is 1024, serde_json's 128), so an entry is readable in the journal
+/// exactly when it is in the snapshot.
 pub(crate) fn parse_record(line: &[u8]) -> Result<Record, Refusal> {
-    let record: Record =
-        serde_json::from_slice(line).map_err(|error| Refusal::Malformed(error.to_string()))?;
+    let record: Record = match serde_json::from_slice(line) {
+        Ok(record) => record,
+        Err(error) => match simd_json::serde::from_slice::<Record>(&mut line.to_vec()) {
+            Ok(record) => record,
+            Err(deep_error) => {
+                return salvage_put(line, deep_error.to_string())
+                    .ok_or_else(|| Refusal::Malformed(error.to_string()));
+            }
+        },
+    };
     match &record {
         Record::Put(entry) => check_entry(entry).map_err(Refusal::Malformed)?,
         Record::Header { format_version, .. } if *format_version > FORMAT_VERSION => {
@@ -112,6 +152,37 @@ pub(crate) fn parse_record(line: &[u8]) -> Result<Record, Refusal> {
         _ => {}
     }
     Ok(record)
+}
+
+/// A `put` line whose entry cannot be decoded, as [`Record::Unreadable`], if
+/// the line is a `put` of one JSON value that names a key.
+fn salvage_put(line: &[u8], reason: String) -> Option<Record> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PutLine {
+        put: Box<RawValue>,
+    }
+    let line: PutLine = serde_json::from_slice(line).ok()?;
+    let key = key_of_raw(&line.put)?;
+    Some(Record::Unreadable {
+        key,
+        entry: Unreadable {
+            raw: line.put,
+            reason,
+        },
+    })
+}
+
+/// The key an entry's JSON names, found without decoding the rest of it:
+/// serde_json skips the other fields without a depth limit.
+fn key_of_raw(raw: &RawValue) -> Option<CacheKey> {
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        key: CacheKey,
+    }
+    serde_json::from_str::<KeyOnly>(raw.get())
+        .ok()
+        .map(|found| found.key)
 }
 
 /// Refuses an entry whose blob name is not one the blob store makes (`..`,
@@ -146,20 +217,45 @@ struct SnapshotOut<'a> {
     format_version: u64,
     generation: u64,
     counters: StoredCounters,
-    #[serde(serialize_with = "entries_in_key_order")]
-    entries: &'a Entries,
+    entries: AllEntries<'a>,
 }
 
-fn entries_in_key_order<S: Serializer>(
-    entries: &&Entries,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_seq(entries.values().map(|shared| shared.entry()))
+/// The readable entries and the unreadable ones (as written), merged in key
+/// order.
+struct AllEntries<'a> {
+    readable: &'a Entries,
+    unreadable: &'a UnreadableEntries,
 }
 
-/// The bytes of a snapshot of `entries`.
+impl Serialize for AllEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq =
+            serializer.serialize_seq(Some(self.readable.len() + self.unreadable.len()))?;
+        let mut readable = self.readable.iter().peekable();
+        let mut unreadable = self.unreadable.iter().peekable();
+        loop {
+            let raw_first = match (readable.peek(), unreadable.peek()) {
+                (None, None) => break,
+                (Some((key, _)), Some((raw_key, _))) => raw_key < key,
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if raw_first {
+                if let Some((_, entry)) = unreadable.next() {
+                    seq.serialize_element(&*entry.raw)?;
+                }
+            } else if let Some((_, shared)) = readable.next() {
+                seq.serialize_element(shared.entry())?;
+            }
+        }
+        seq.end()
+    }
+}
+
+/// The bytes of a snapshot of `entries` and `unreadable`.
 pub(crate) fn encode_snapshot(
     entries: &Entries,
+    unreadable: &UnreadableEntries,
     counters: Counters,
     generation: u64,
 ) -> Result<Vec<u8>, serde_json::Error> {
@@ -170,7 +266,10 @@ pub(crate) fn encode_snapshot(
             format_version: FORMAT_VERSION,
             generation,
             counters: counters.into(),
-            entries,
+            entries: AllEntries {
+                readable: entries,
+                unreadable,
+            },
         },
     )?;
     out.push(b'\n');
@@ -193,6 +292,9 @@ pub(crate) struct Snapshot {
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotEntries {
     pub by_key: Entries,
+    /// Entries that name a key but cannot be decoded (only found by
+    /// [`parse_snapshot_tolerant`]).
+    pub unreadable: UnreadableEntries,
     /// Why each entry [`check_entry`] refused was left out.
     pub rejected: Vec<String>,
 }
@@ -201,10 +303,35 @@ impl SnapshotEntries {
     pub(crate) fn add(&mut self, entry: Entry) {
         match check_entry(&entry) {
             Ok(()) => {
+                self.unreadable.remove(&entry.key);
                 self.by_key
                     .insert(entry.key, Arc::new(SharedEntry::new(entry)));
             }
             Err(reason) => self.rejected.push(reason),
+        }
+    }
+
+    /// Adds the entry `raw` as the snapshot reader reads one (simd-json), or
+    /// as unreadable if it cannot be decoded but names a key.
+    fn add_raw(&mut self, raw: Box<RawValue>) {
+        let decoded = simd_json::serde::from_slice::<Entry>(&mut raw.get().as_bytes().to_vec());
+        match decoded {
+            Ok(entry) => self.add(entry),
+            Err(error) => match key_of_raw(&raw) {
+                Some(key) => {
+                    self.by_key.remove(&key);
+                    self.unreadable.insert(
+                        key,
+                        Unreadable {
+                            raw,
+                            reason: error.to_string(),
+                        },
+                    );
+                }
+                None => self.rejected.push(format!(
+                    "an entry that names no key cannot be read: {error}"
+                )),
+            },
         }
     }
 }
@@ -283,6 +410,37 @@ pub(crate) fn parse_snapshot(bytes: &mut [u8], parser: Parser) -> Result<Snapsho
     check_version(parsed.map_err(Refusal::Malformed)?)
 }
 
+/// Parses a snapshot that [`parse_snapshot`] refused, one entry at a time: the
+/// document must be valid JSON of the snapshot's shape, but an entry that
+/// cannot be decoded (nested deeper than simd-json's limit, a field of the
+/// wrong type) is kept aside as unreadable instead of failing the whole.
+/// serde_json checks each entry's syntax and finds its key at any depth.
+pub(crate) fn parse_snapshot_tolerant(bytes: &[u8]) -> Result<Snapshot, Refusal> {
+    #[derive(Deserialize)]
+    struct Tolerant {
+        format_version: u64,
+        generation: u64,
+        #[serde(default)]
+        counters: StoredCounters,
+        entries: Vec<Box<RawValue>>,
+    }
+    if let Some(version) = probe_version(bytes).filter(|&version| version > FORMAT_VERSION) {
+        return Err(Refusal::Newer(version));
+    }
+    let tolerant: Tolerant =
+        serde_json::from_slice(bytes).map_err(|error| Refusal::Malformed(error.to_string()))?;
+    let mut entries = SnapshotEntries::default();
+    for raw in tolerant.entries {
+        entries.add_raw(raw);
+    }
+    check_version(Snapshot {
+        format_version: tolerant.format_version,
+        generation: tolerant.generation,
+        counters: tolerant.counters,
+        entries,
+    })
+}
+
 /// Refuses a parsed snapshot of a newer or impossible format version.
 pub(crate) fn check_version(snapshot: Snapshot) -> Result<Snapshot, Refusal> {
     if snapshot.format_version > FORMAT_VERSION {
@@ -332,7 +490,7 @@ mod tests {
             misses: 2,
             evictions: 1,
         };
-        let bytes = encode_snapshot(&entries, counters, 7).unwrap();
+        let bytes = encode_snapshot(&entries, &UnreadableEntries::new(), counters, 7).unwrap();
         assert!(bytes.starts_with(b"{\n  \"format_version\": 1,\n  \"generation\": 7"));
         for parser in [Parser::SimdJson, Parser::SerdeJson] {
             let snapshot = parse_snapshot(&mut bytes.clone(), parser).unwrap();
@@ -402,11 +560,31 @@ mod tests {
         }
 
         #[test]
+        fn the_tolerant_parse_of_a_readable_snapshot_is_the_strict_one(
+            entries in proptest::collection::vec(arb_entry(), 0..5),
+        ) {
+            let entries: Entries = entries
+                .into_iter()
+                .map(|entry| (entry.key, Arc::new(SharedEntry::new(entry))))
+                .collect();
+            let bytes = encode_snapshot(&entries, &UnreadableEntries::new(), Counters::default(), 2).unwrap();
+            let strict = parse_snapshot(&mut bytes.clone(), Parser::SimdJson).unwrap();
+            let tolerant = parse_snapshot_tolerant(&bytes).unwrap();
+            prop_assert!(tolerant.entries.unreadable.is_empty());
+            let json = |snapshot: &Snapshot| -> Vec<serde_json::Value> {
+                snapshot.entries.by_key.values().map(|shared| serde_json::to_value(shared.entry()).unwrap()).collect()
+            };
+            prop_assert_eq!(json(&tolerant), json(&strict));
+            prop_assert_eq!(tolerant.generation, strict.generation);
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = parse_record(&bytes);
             let _ = complete_lines(&bytes).0.count();
             let _ = parse_snapshot(&mut bytes.clone(), Parser::SimdJson);
             let _ = parse_snapshot(&mut bytes.clone(), Parser::SerdeJson);
+            let _ = parse_snapshot_tolerant(&bytes);
         }
 
         #[test]

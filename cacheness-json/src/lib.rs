@@ -71,6 +71,18 @@
 //!   and a `warn!` says so. A damaged snapshot is kept as `metadata.json.corrupt`.
 //!   Values stored inline (only with [`JsonOptions::inline_values`]) cannot be
 //!   rebuilt.
+//! - An entry that cannot be decoded (nested past simd-json's depth limit of
+//!   1 024, a field of the wrong type), in the journal or the snapshot, never
+//!   fails the open nor hides other entries. It is kept as written (compaction
+//!   carries its text over), `get` of its key is an error naming it
+//!   ([`JsonError::Unreadable`]),
+//!   [`MetadataBackend::unreadable`](cacheness_core::MetadataBackend::unreadable)
+//!   reports it, and `remove_unreadable` (what `cacheness verify --repair`
+//!   calls), `remove`, `clear` or a new put of its key end it. Journal lines
+//!   that serde_json refuses (its depth limit is 128) are read again with
+//!   simd-json, so the journal reads exactly what the snapshot does. A damaged
+//!   line or snapshot element that names no key is logged and passed over, and
+//!   not carried into the next snapshot.
 //! - Metadata of a newer format version is an error ([`JsonError::NewerFormat`]).
 //! - Entries whose blob name could point outside the cache dir (`..`, absolute
 //!   paths) are rejected at load with a `warn!`, and refused by `put`.
