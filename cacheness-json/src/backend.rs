@@ -48,7 +48,10 @@ pub struct JsonBackend {
     journal_path: PathBuf,
     lock_path: PathBuf,
     options: JsonOptions,
-    lock_file: File,
+    /// `None` only for a read-only handle on a dir without a lock file it can
+    /// open: it then reads without locking (see [`JsonBackend::open_read_only`]).
+    lock_file: Option<File>,
+    read_only: bool,
     state: Mutex<State>,
 }
 
@@ -57,6 +60,7 @@ impl std::fmt::Debug for JsonBackend {
         f.debug_struct("JsonBackend")
             .field("dir", &self.dir)
             .field("options", &self.options)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -215,7 +219,8 @@ impl JsonBackend {
             journal_path: dir.join(JOURNAL_FILE),
             lock_path,
             options: options.clone(),
-            lock_file,
+            lock_file: Some(lock_file),
+            read_only: false,
             state: Mutex::new(State::default()),
         };
         {
@@ -228,6 +233,95 @@ impl JsonBackend {
             backend.load(&mut state)?;
         }
         Ok(backend)
+    }
+
+    /// Opens the metadata of the existing cache dir `dir` for reading only: on a
+    /// read-only mount, or to look at a cache without changing it.
+    ///
+    /// It creates, changes and deletes no file: no lock file, journal, snapshot
+    /// or temp file, and no stale temp file is collected. It takes the shared
+    /// lock while it reads when `metadata.lock` exists and can be opened for
+    /// reading; without it, it reads the journal before the snapshot, so a
+    /// compaction by a writer meanwhile is seen as a journal older than its
+    /// snapshot (ignored, then reloaded), never as lost entries. Other
+    /// processes' writes are followed as by a writable handle. Lost or damaged
+    /// metadata is rebuilt from the blob files in memory only. Every write
+    /// ([`put`](MetadataBackend::put), `remove`, `remove_if_unchanged`, `clear`,
+    /// `remove_unreadable`, [`compact`](Self::compact)) is
+    /// [`JsonError::ReadOnly`]; [`touch`](MetadataBackend::touch), which only
+    /// records reads, does nothing. The options' write settings do not apply.
+    ///
+    /// A missing `dir` is an error (nothing is created), and so is a symbolic
+    /// link or FIFO at any metadata file's name.
+    ///
+    /// ```
+    /// use cacheness_core::{MetadataBackend, conformance::{key_of, sample_entry}};
+    /// use cacheness_json::{JsonBackend, JsonOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// JsonBackend::open(dir.path())?.put(sample_entry(key_of(1), 1))?;
+    /// let reader = JsonBackend::open_read_only(dir.path(), &JsonOptions::default())?;
+    /// assert_eq!(reader.len()?, 1);
+    /// assert!(reader.put(sample_entry(key_of(2), 2)).unwrap_err().to_string().contains("opened read-only"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_read_only(dir: &Path, options: &JsonOptions) -> Result<JsonBackend, JsonError> {
+        options.validate()?;
+        match fs::metadata(dir) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => {
+                return Err(JsonError::io(
+                    "open read-only",
+                    dir,
+                    io::Error::new(io::ErrorKind::InvalidInput, "not a directory"),
+                ));
+            }
+            Err(source) => return Err(JsonError::io("open read-only", dir, source)),
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock_file = match open_regular_read(&lock_path) {
+            Ok(file) => Some(file),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                None
+            }
+            Err(source) => return Err(JsonError::io("open lock file", &lock_path, source)),
+        };
+        let backend = JsonBackend {
+            dir: dir.to_path_buf(),
+            snapshot_path: dir.join(SNAPSHOT_FILE),
+            journal_path: dir.join(JOURNAL_FILE),
+            lock_path,
+            options: options.clone(),
+            lock_file,
+            read_only: true,
+            state: Mutex::new(State::default()),
+        };
+        {
+            let mut state = backend.lock_state();
+            let _lock = backend.lock(LockKind::Shared)?;
+            backend.load(&mut state)?;
+        }
+        Ok(backend)
+    }
+
+    /// Whether the handle was opened with [`open_read_only`](Self::open_read_only).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The refusal of a write by a read-only handle.
+    fn refuse_if_read_only(&self) -> Result<(), JsonError> {
+        match self.read_only {
+            true => Err(JsonError::ReadOnly {
+                dir: self.dir.clone(),
+            }),
+            false => Ok(()),
+        }
     }
 
     /// The options the backend was opened with.
@@ -247,6 +341,7 @@ impl JsonBackend {
 
     /// Folds the journal into a new snapshot now, whatever its size.
     pub fn compact(&self) -> Result<(), JsonError> {
+        self.refuse_if_read_only()?;
         let mut state = self.lock_state();
         let _lock = self.lock(LockKind::Exclusive)?;
         self.refresh(&mut state, true)?;
@@ -259,8 +354,18 @@ impl JsonBackend {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock(&self, kind: LockKind) -> Result<LockGuard<'_>, JsonError> {
-        LockGuard::acquire(&self.lock_file, kind, &self.lock_path)
+    /// Takes the cross-process lock; a read-only handle takes the shared lock
+    /// whatever is asked (it never writes), or none if it has no lock file.
+    fn lock(&self, kind: LockKind) -> Result<Option<LockGuard<'_>>, JsonError> {
+        let kind = if self.read_only {
+            LockKind::Shared
+        } else {
+            kind
+        };
+        self.lock_file
+            .as_ref()
+            .map(|file| LockGuard::acquire(file, kind, &self.lock_path))
+            .transpose()
     }
 
     /// Runs `read` on a view that includes every write other processes finished.
@@ -292,6 +397,7 @@ impl JsonBackend {
         &self,
         decide: impl FnOnce(&State) -> Result<Option<Record>, JsonError>,
     ) -> Result<Vec<Entry>, JsonError> {
+        self.refuse_if_read_only()?;
         let mut state = self.lock_state();
         let _lock = self.lock(LockKind::Exclusive)?;
         self.refresh(&mut state, true)?;
@@ -340,7 +446,7 @@ impl JsonBackend {
     fn reload(&self, state: &mut State, exclusive: bool) -> Result<(), JsonError> {
         let _lock = match exclusive {
             true => None,
-            false => Some(self.lock(LockKind::Exclusive)?),
+            false => self.lock(LockKind::Exclusive)?,
         };
         self.load(state)?;
         state.foreign_changes += 1;
@@ -352,7 +458,7 @@ impl JsonBackend {
     fn read_tail(&self, state: &mut State, exclusive: bool) -> Result<(), JsonError> {
         let _lock = match exclusive {
             true => None,
-            false => Some(self.lock(LockKind::Shared)?),
+            false => self.lock(LockKind::Shared)?,
         };
         let Some(journal) = state.journal.as_mut() else {
             return Ok(());
@@ -415,8 +521,11 @@ impl JsonBackend {
     fn load(&self, state: &mut State) -> Result<(), JsonError> {
         // Found again by path: the dir may have been removed and made again.
         state.dir = HeldDir::default();
-        let snapshot = self.read_snapshot()?;
+        // The journal first: a handle without the lock (read-only) that meets a
+        // compaction then finds a journal older than the snapshot (ignored until
+        // the next reload), never one newer than the snapshot (a repair).
         let journal = self.read_journal()?;
+        let snapshot = self.read_snapshot()?;
         let foreign_changes = state.foreign_changes;
         match (snapshot, journal) {
             (SnapshotRead::Found(snapshot, len), journal) => {
@@ -461,7 +570,9 @@ impl JsonBackend {
             }
             (SnapshotRead::Corrupt(reason), journal) => {
                 let aside = self.dir.join(CORRUPT_SNAPSHOT_FILE);
-                if let Err(error) = fs::rename(&self.snapshot_path, &aside) {
+                if self.read_only {
+                    // Left where it is; the repair below stays in memory.
+                } else if let Err(error) = fs::rename(&self.snapshot_path, &aside) {
                     tracing::warn!(%error, "cannot move the corrupted snapshot aside");
                 }
                 let generation = journal
@@ -557,7 +668,11 @@ impl JsonBackend {
 
     fn read_journal(&self) -> Result<Option<JournalRead>, JsonError> {
         let path = &self.journal_path;
-        let file = match open_append(path, false) {
+        let opened = match self.read_only {
+            true => open_regular_read(path),
+            false => open_append(path, false),
+        };
+        let file = match opened {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(JsonError::io("open", path, source)),
@@ -606,12 +721,19 @@ impl JsonBackend {
         let fresh = rebuilt.blobs == 0 && journal.is_none();
         let mut repaired = State::from_entries(rebuilt.entries, Counters::default());
         repaired.generation = generation;
-        let replayed = journal.map_or(0, |journal| {
-            let count = journal.records.len();
-            for record in journal.records {
+        let mut replayed = 0;
+        let followed = journal.map(|mut journal| {
+            let records = std::mem::take(&mut journal.records);
+            replayed = records.len();
+            for record in records {
                 repaired.apply(record);
             }
-            count
+            Journal {
+                file: journal.file,
+                identity: journal.identity,
+                consumed: journal.consumed,
+                stale: false,
+            }
         });
         if !fresh {
             tracing::warn!(
@@ -621,10 +743,17 @@ impl JsonBackend {
                 unreadable_blobs = rebuilt.unreadable,
                 journal_records = replayed,
                 entries = repaired.entries.len(),
+                read_only = self.read_only,
                 "rebuilt the json metadata from the blob files"
             );
         }
-        self.compact_locked(&mut repaired)?;
+        if self.read_only {
+            // Nothing is written: the rebuilt view lives in memory and follows
+            // the journal as found.
+            repaired.journal = followed;
+        } else {
+            self.compact_locked(&mut repaired)?;
+        }
         *state = repaired;
         Ok(())
     }
@@ -795,8 +924,10 @@ impl MetadataBackend for JsonBackend {
         Ok(displaced.pop())
     }
 
+    /// Records reads; a read-only handle drops them (reads through a cache on
+    /// a read-only handle stay reads).
     fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
-        if batch.is_empty() {
+        if batch.is_empty() || self.read_only {
             return Ok(());
         }
         self.commit(|state| {

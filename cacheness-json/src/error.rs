@@ -65,6 +65,13 @@ pub enum JsonError {
         reason: String,
     },
 
+    /// A write through a handle opened with `JsonBackend::open_read_only`.
+    #[error("the json metadata of {dir} was opened read-only; it is not written")]
+    ReadOnly {
+        /// The cache dir.
+        dir: PathBuf,
+    },
+
     /// Listing the blob files for a rebuild failed.
     #[error("cannot list the blob files to rebuild the metadata: {0}")]
     Blobs(#[source] cacheness_core::Error),

@@ -61,6 +61,14 @@
 //! replaced, even across processes. [`MetadataBackend::data_version`](cacheness_core::MetadataBackend::data_version)
 //! counts the times writes of other handles were applied.
 //!
+//! # Read-only
+//!
+//! [`JsonBackend::open_read_only`] reads a cache without writing a byte (on a
+//! read-only mount, or to look without changing anything): no file is created,
+//! changed or deleted, the shared lock is taken only if `metadata.lock` exists
+//! and can be opened, other processes' writes are followed, lost metadata is
+//! rebuilt in memory only, and every write is [`JsonError::ReadOnly`].
+//!
 //! # Crashes and damage
 //!
 //! - A torn last journal line (a writer died mid-append) is ignored by readers
@@ -84,6 +92,11 @@
 //!   line or snapshot element that names no key is logged and passed over, and
 //!   not carried into the next snapshot.
 //! - Metadata of a newer format version is an error ([`JsonError::NewerFormat`]).
+//! - A symbolic link, FIFO or other non-regular file at a metadata file's name
+//!   (`metadata.json`, `metadata.journal`, `metadata.lock`, the temp files of a
+//!   replacement) is an error naming the path and what was found; it is never
+//!   followed or opened in a way that could block. The rebuild passes over
+//!   blob files that are not regular files, and deletes nothing.
 //! - Entries whose blob name could point outside the cache dir (`..`, absolute
 //!   paths) are rejected at load with a `warn!`, and refused by `put`.
 //! - Entries are never dropped at load for their age: expiry is the engine's job.

@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cacheness_core::{Cache, MetadataBackend, key};
-use cacheness_json::{JOURNAL_FILE, JsonBackend, JsonError, LOCK_FILE, SNAPSHOT_FILE};
+use cacheness_json::{JOURNAL_FILE, JsonBackend, JsonError, JsonOptions, LOCK_FILE, SNAPSHOT_FILE};
 
 /// How long an open may take before the test calls it a hang.
 const HANG_GUARD: Duration = Duration::from_secs(10);
@@ -112,13 +112,21 @@ fn a_link_or_fifo_at_a_metadata_file_fails_the_open_without_hanging() {
             let outside = Outside::new(&original);
             let path = dir.path().join(name);
             plant(&path, what, &outside);
-            let at = dir.path().to_path_buf();
-            let opened = without_hanging(&format!("open with a {what:?} at {name}"), move || {
-                JsonBackend::open(&at)
-            });
-            let error = opened.expect_err(&format!("a {what:?} at {name} is refused"));
-            assert_refusal(&error, &path, what);
-            outside.assert_untouched();
+            for read_only in [false, true] {
+                let at = dir.path().to_path_buf();
+                let opened = without_hanging(
+                    &format!("open (read-only: {read_only}) with a {what:?} at {name}"),
+                    move || match read_only {
+                        false => JsonBackend::open(&at),
+                        true => JsonBackend::open_read_only(&at, &JsonOptions::default()),
+                    },
+                );
+                let error = opened.expect_err(&format!(
+                    "a {what:?} at {name} is refused (read-only: {read_only})"
+                ));
+                assert_refusal(&error, &path, what);
+                outside.assert_untouched();
+            }
         }
     }
 }
@@ -206,4 +214,30 @@ fn the_rebuild_at_open_skips_linked_and_fifo_blob_files_without_hanging() {
             .is_symlink(),
         "left in place"
     );
+}
+
+#[test]
+fn a_link_or_fifo_planted_under_an_open_handle_fails_its_next_read_without_hanging() {
+    for what in [Plant::Fifo, Plant::Symlink] {
+        for read_only in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            fill(dir.path(), 3);
+            let backend = match read_only {
+                false => JsonBackend::open(dir.path()).unwrap(),
+                true => JsonBackend::open_read_only(dir.path(), &JsonOptions::default()).unwrap(),
+            };
+            let path = dir.path().join(JOURNAL_FILE);
+            let outside = Outside::new(&fs::read(&path).unwrap());
+            plant(&path, what, &outside);
+            let read =
+                without_hanging(&format!("a read after a {what:?} was planted"), move || {
+                    backend.len()
+                });
+            let error = read
+                .expect_err("the planted journal is refused")
+                .to_string();
+            assert!(error.contains(&path.display().to_string()), "{error}");
+            outside.assert_untouched();
+        }
+    }
 }
