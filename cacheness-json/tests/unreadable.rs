@@ -265,3 +265,42 @@ fn a_journal_line_without_a_key_is_passed_over() {
     assert_readable(&reopened, &[1, 2]);
     assert!(unreadable(&reopened).is_empty());
 }
+
+/// Not only depth: an entry with a field of the wrong type (another tool's, a
+/// hand edit) is kept and reported the same way, in the snapshot and the journal.
+#[test]
+fn entries_with_a_field_of_the_wrong_type_are_reported_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = JsonBackend::open(dir.path()).unwrap();
+    backend.put(sample_entry(key_of(1), 1)).unwrap();
+    backend.compact().unwrap();
+    drop(backend);
+    let snapshot_path = dir.path().join(SNAPSHOT_FILE);
+    let snapshot = fs::read_to_string(&snapshot_path).unwrap();
+    let end = snapshot.rfind("\n  ]\n}").unwrap();
+    let wrong = entry_with_raw(&sample_entry(key_of(2), 2), "created_at", "\"yesterday\"");
+    fs::write(
+        &snapshot_path,
+        format!("{},\n    {wrong}{}", &snapshot[..end], &snapshot[end..]),
+    )
+    .unwrap();
+    let wrong = entry_with_raw(&sample_entry(key_of(3), 3), "stored_size", "-1");
+    append(
+        &dir.path().join(JOURNAL_FILE),
+        &format!("{{\"put\":{wrong}}}\n"),
+    );
+
+    let reopened = JsonBackend::open(dir.path()).unwrap();
+    assert_readable(&reopened, &[1]);
+    assert_eq!(
+        unreadable_keys(&reopened),
+        sorted(vec![key_of(2), key_of(3)])
+    );
+    reopened.compact().unwrap();
+    let compacted = JsonBackend::open(dir.path()).unwrap();
+    assert_readable(&compacted, &[1]);
+    assert_eq!(
+        unreadable_keys(&compacted),
+        sorted(vec![key_of(2), key_of(3)])
+    );
+}
