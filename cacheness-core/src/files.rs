@@ -69,16 +69,23 @@ pub fn refuse_irregular(path: &Path) -> io::Result<()> {
     }
 }
 
-/// `ELOOP` from `O_NOFOLLOW` says only "too many levels of symbolic links".
+/// The open's own error says too little when it met something planted:
+/// `ELOOP` from `O_NOFOLLOW` says "too many levels of symbolic links", and a FIFO
+/// opened for writing with no reader says "no such device or address".
 fn explain_refusal(path: &Path, error: io::Error) -> io::Error {
-    let is_link = std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
-    if is_link {
-        io::Error::new(
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => io::Error::new(
             io::ErrorKind::InvalidInput,
             "is a symbolic link; cacheness does not follow links in its cache dir",
-        )
-    } else {
-        error
+        ),
+        Ok(metadata) if !metadata.file_type().is_file() => io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is a {}, not a regular file; cacheness opens only regular files in its cache dir",
+                describe(&metadata.file_type())
+            ),
+        ),
+        _ => error,
     }
 }
 
@@ -121,6 +128,9 @@ mod tests {
         .unwrap();
         let error = open_regular_read(&path).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert!(error.to_string().contains("FIFO"), "{error}");
+        // Opened for writing, a FIFO without a reader fails the open itself.
+        let error = open_regular(&path, OpenOptions::new().write(true)).unwrap_err();
         assert!(error.to_string().contains("FIFO"), "{error}");
         assert!(refuse_irregular(&path).is_err());
     }
