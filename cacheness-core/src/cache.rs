@@ -1099,14 +1099,20 @@ impl<C: Codec> Cache<C> {
         let replaced = match self.backend.put(entry) {
             Ok(replaced) => replaced,
             Err(error) => {
-                if let (Some(blobs), Some(name)) = (&self.blobs, written_blob) {
-                    let _ = blobs.remove(&name);
+                if let (Some(blobs), Some(name)) = (&self.blobs, &written_blob) {
+                    let _ = blobs.remove(name);
                 }
                 return Err(error);
             }
         };
         let replaced_size = replaced.as_ref().map_or(0, |old| old.stored_size);
-        if let Some(old) = &replaced {
+        // A rebuild running beside this put may have found our blob before we
+        // committed and made an entry of it: that "replaced" entry is our own
+        // value, and its blob is the one we just wrote.
+        if let Some(old) = replaced
+            .as_ref()
+            .filter(|old| old.blob_name() != written_blob.as_deref())
+        {
             self.delete_blob(old);
         }
         self.enforce_size_limit(key, stored_size, replaced_size)

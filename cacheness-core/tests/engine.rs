@@ -646,3 +646,56 @@ fn a_read_only_open_creates_nothing_and_needs_nothing_but_the_dir() {
     assert!(error.to_string().contains("absent"), "{error}");
     assert_eq!(snapshot_of(root.path()), before, "nothing created");
 }
+
+/// A backend whose put reports the entry being put as the one it replaced, as
+/// happens when a rebuild found the put's blob and made an entry of it before
+/// the put committed.
+#[derive(Debug)]
+struct RebuildRaced(MemoryBackend);
+
+impl cacheness_core::MetadataBackend for RebuildRaced {
+    fn get(
+        &self,
+        key: &cacheness_core::CacheKey,
+    ) -> cacheness_core::Result<Option<cacheness_core::Entry>> {
+        self.0.get(key)
+    }
+    fn put(
+        &self,
+        entry: cacheness_core::Entry,
+    ) -> cacheness_core::Result<Option<cacheness_core::Entry>> {
+        let phantom = entry.clone();
+        self.0.put(entry)?;
+        Ok(Some(phantom))
+    }
+    fn remove(
+        &self,
+        key: &cacheness_core::CacheKey,
+    ) -> cacheness_core::Result<Option<cacheness_core::Entry>> {
+        self.0.remove(key)
+    }
+    fn touch(&self, batch: &cacheness_core::AccessBatch) -> cacheness_core::Result<()> {
+        self.0.touch(batch)
+    }
+    fn scan(
+        &self,
+        filter: &cacheness_core::ScanFilter,
+        visit: &mut dyn FnMut(cacheness_core::Entry) -> std::ops::ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        self.0.scan(filter, visit)
+    }
+}
+
+#[test]
+fn a_put_never_deletes_the_blob_it_just_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(0)
+        .open(RebuildRaced(MemoryBackend::new()))
+        .unwrap();
+    let key = key!(value = "raced");
+    let value: Vec<u64> = (0..1_000).map(|index| index * 7_919).collect();
+    cache.put(&key, &value).unwrap();
+    assert_eq!(cache.get::<Vec<u64>>(&key).unwrap(), Some(value));
+}
