@@ -293,7 +293,7 @@ impl CacheConfig {
                 Some(_) => {}
             }
         }
-        builder.open_shared(self.open_backend()?)
+        builder.read_only(true).open_shared(self.open_backend()?)
     }
 
     /// Copies every entry of the dir's current disk backend into `to` (`json` or
@@ -417,9 +417,12 @@ impl CacheConfig {
                 if self.durability == Durability::Sync {
                     options.durability = Durability::Sync;
                 }
-                Ok(Arc::new(cacheness_json::JsonBackend::open_with(
-                    dir, &options,
-                )?))
+                let backend = if self.read_only {
+                    cacheness_json::JsonBackend::open_read_only(dir, &options)?
+                } else {
+                    cacheness_json::JsonBackend::open_with(dir, &options)?
+                };
+                Ok(Arc::new(backend))
             }
             #[cfg(feature = "sqlite")]
             "sqlite" => {

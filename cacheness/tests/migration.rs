@@ -583,3 +583,94 @@ fn incompressible(seed: u32, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Every file under `dir` with its length, contents and mtime.
+fn snapshot_of(dir: &Path) -> Vec<(std::path::PathBuf, u64, Vec<u8>, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for item in std::fs::read_dir(&next).unwrap() {
+            let item = item.unwrap();
+            let metadata = std::fs::symlink_metadata(item.path()).unwrap();
+            if metadata.is_dir() {
+                pending.push(item.path());
+            }
+            let contents = if metadata.is_file() {
+                std::fs::read(item.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            files.push((
+                item.path(),
+                metadata.len(),
+                contents,
+                metadata.modified().unwrap(),
+            ));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn a_read_only_open_serves_reads_and_leaves_every_file_as_it_was() {
+    for backend in ["json", "sqlite"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = config(dir.path(), backend).open().unwrap();
+            for index in 0..20u32 {
+                cache
+                    .put(
+                        &key!(index = index),
+                        &incompressible(index, 300 + index as usize * 10),
+                    )
+                    .unwrap();
+            }
+        }
+        let before = snapshot_of(dir.path());
+        {
+            let cache = CacheConfig {
+                read_only: true,
+                ..config(dir.path(), backend)
+            }
+            .open()
+            .unwrap();
+            for index in 0..20u32 {
+                assert_eq!(
+                    cache.get::<Vec<u8>>(&key!(index = index)).unwrap(),
+                    Some(incompressible(index, 300 + index as usize * 10)),
+                    "{backend}"
+                );
+            }
+            let error = cache.put(&key!(index = 99u32), &1).unwrap_err();
+            assert!(
+                error.to_string().contains("read-only"),
+                "{backend}: {error}"
+            );
+            assert!(cache.verify(false, &mut no_progress).unwrap().is_clean());
+            assert!(cache.gc(&mut no_progress).is_err(), "{backend}: gc writes");
+        }
+        assert_eq!(
+            snapshot_of(dir.path()),
+            before,
+            "{backend}: a read-only open wrote"
+        );
+        // The other backend, read-only, is refused and creates nothing.
+        let other = if backend == "json" { "sqlite" } else { "json" };
+        let error = CacheConfig {
+            read_only: true,
+            ..config(dir.path(), other)
+        }
+        .open()
+        .unwrap_err();
+        assert!(
+            error.to_string().contains(&format!("is a {backend} cache")),
+            "{error}"
+        );
+        assert_eq!(
+            snapshot_of(dir.path()),
+            before,
+            "{backend}: a refused open wrote"
+        );
+    }
+}
