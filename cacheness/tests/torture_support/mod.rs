@@ -2,9 +2,11 @@
 //! configuration they run, child-process spawning and file inspection helpers.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 use cacheness::{Cache, CacheConfig};
 use cacheness_json::JsonOptions;
@@ -148,4 +150,110 @@ pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
 /// The blob files under `dir/blobs`.
 pub fn blob_files(dir: &Path) -> Vec<PathBuf> {
     files_under(&dir.join("blobs"))
+}
+
+/// `len` bytes from `seed`: incompressible, so the value keeps its size when
+/// stored and lands in a blob file once over the inline threshold.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// Waits for `child` for at most `limit`, polling it in short steps (the count
+/// of steps bounds the wait); a child still running then is killed, reaped and
+/// reported as `None`: a hang.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    const STEP: Duration = Duration::from_millis(5);
+    let steps = (limit.as_millis() / STEP.as_millis()).max(1);
+    for _ in 0..steps {
+        if let Some(status) = child.try_wait().expect("the child can be polled") {
+            return Some(status);
+        }
+        std::thread::sleep(STEP);
+    }
+    if let Some(status) = child.try_wait().expect("the child can be polled") {
+        return Some(status);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Copies the directory tree `from` to `to` (regular files and directories only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap_or_else(|error| panic!("create {}: {error}", to.display()));
+    for item in
+        fs::read_dir(from).unwrap_or_else(|error| panic!("list {}: {error}", from.display()))
+    {
+        let item = item.unwrap();
+        let kind = item.file_type().unwrap();
+        let target = to.join(item.file_name());
+        if kind.is_dir() {
+            copy_dir(&item.path(), &target);
+        } else if kind.is_file() {
+            fs::copy(item.path(), &target)
+                .unwrap_or_else(|error| panic!("copy {}: {error}", item.path().display()));
+        }
+    }
+}
+
+/// Every path under `dir` (symlinks and special files included, not followed)
+/// with the bytes of the regular files: what "nothing changed here" compares.
+pub fn tree_snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut found = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        let Ok(listing) = fs::read_dir(&next) else {
+            continue;
+        };
+        for item in listing.flatten() {
+            let path = item.path();
+            match item.file_type() {
+                Ok(kind) if kind.is_dir() => {
+                    found.insert(path.clone(), None);
+                    pending.push(path);
+                }
+                Ok(kind) if kind.is_file() => {
+                    found.insert(path.clone(), fs::read(&path).ok());
+                }
+                _ => {
+                    found.insert(path, None);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A copy of the closed cache dir `from` at `to` for one round of a test:
+/// metadata copied, blob files hard-linked (they are never changed in place,
+/// only renamed into place and unlinked, so the rounds cannot affect each
+/// other through them), which makes a round's copy of hundreds of blobs cheap.
+pub fn clone_cache_dir(from: &Path, to: &Path) {
+    fn clone(from: &Path, to: &Path, link: bool) {
+        fs::create_dir_all(to).unwrap_or_else(|error| panic!("create {}: {error}", to.display()));
+        let listing =
+            fs::read_dir(from).unwrap_or_else(|error| panic!("list {}: {error}", from.display()));
+        for item in listing {
+            let item = item.unwrap();
+            let kind = item.file_type().unwrap();
+            let target = to.join(item.file_name());
+            if kind.is_dir() {
+                clone(&item.path(), &target, link || item.file_name() == "blobs");
+            } else if kind.is_file() {
+                let copied = if link {
+                    fs::hard_link(item.path(), &target)
+                } else {
+                    fs::copy(item.path(), &target).map(drop)
+                };
+                copied.unwrap_or_else(|error| panic!("copy {}: {error}", item.path().display()));
+            }
+        }
+    }
+    clone(from, to, false);
 }
