@@ -20,16 +20,20 @@
 //! 2. Kill points: a child opening a `json` cache with `sqlite` (which migrates
 //!    at open; and the reverse), a child running `rebuild` after the metadata
 //!    was deleted, and a child running `gc` are SIGKILLed at random moments
-//!    (chosen uniformly over the length of an unkilled run). After each kill,
-//!    fresh opens (with the target backend, then the other, then the target
-//!    again; or with the same backend for rebuild and gc) must see every entry
-//!    with its bytes, before and after a `gc`. The deterministic case from issue
-//!    21: the parent holds `.cacheness-migrate.lock`, so the switching child
-//!    waits for it, and kills the child while it waits.
+//!    (uniformly over 1.2 × the longest of three unkilled runs; the sleep before
+//!    the kill is the injected fault, not a wait for anything); the switch is
+//!    also killed right after each file it makes appears (the target's
+//!    metadata, the in-progress marker, the done marker), and, the
+//!    deterministic case of issue 21, while it waits for
+//!    `.cacheness-migrate.lock`, which the parent holds. After each kill, fresh
+//!    opens (the target backend, then the source, then the target again; the
+//!    same backend for rebuild and gc) must each see every entry with its
+//!    bytes, before and after a `gc`.
 //!
 //! Default: 3 writers × 500 puts per backend (then × 200 in the clear phase),
-//! 150 entries and 12 kills per kill-point case; `CACHENESS_TORTURE_LONG=1`:
-//! 3 × 6 000 (× 3 000), 2 000 entries and 150 kills.
+//! 150 entries and 12 kills per random kill-point case, 2 per marker;
+//! `CACHENESS_TORTURE_LONG=1`: 3 × 6 000 (× 3 000), 2 000 entries, 150 kills,
+//! 20 per marker.
 #![cfg(all(unix, feature = "json", feature = "sqlite"))]
 
 mod torture_support;
@@ -819,4 +823,86 @@ fn a_switch_killed_while_it_waits_for_the_migration_lock_loses_nothing() {
     let outcome = check_opens(&dir, n, &["sqlite", "json", "sqlite"]);
     eprintln!("kill while waiting for the migration lock: child {ended}; {n} entries: {outcome:?}");
     outcome.unwrap_or_else(|error| panic!("child {ended}: {error}"));
+}
+
+/// Kills a switching child as soon as `appears` exists in `dir` (polled every
+/// 100 µs, for at most ~10 s), or lets it finish if it never does. Whether the
+/// file was seen.
+fn kill_when_it_appears(mut child: Child, appears: &Path) -> Result<bool, String> {
+    for _ in 0..100_000 {
+        if fs::symlink_metadata(appears).is_ok() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return Ok(true);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return if status.success() {
+                Ok(false)
+            } else {
+                Err(format!(
+                    "child failed ({status}): {}",
+                    stderr_of(&mut child)
+                ))
+            };
+        }
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err("the child neither ended nor made the file in ~10 s".into())
+}
+
+/// Issue 21's "kill points inside migration (before and after each marker)":
+/// the switching child is killed right after each file it makes appears.
+#[test]
+fn a_switch_killed_as_each_marker_appears_loses_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let n = kill_entries();
+    let rounds = scale(2, 20);
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    let mut total = 0;
+    for (from, to, target_file) in [
+        ("json", "sqlite", "cache_metadata.db"),
+        ("sqlite", "json", "metadata.journal"),
+    ] {
+        let template = root.path().join(format!("template-{from}"));
+        fill(from, &template, n);
+        let events = [
+            target_file.to_owned(),
+            ".cacheness-migrating".to_owned(),
+            format!(".cacheness-migrated-{from}-to-{to}"),
+        ];
+        for event in &events {
+            for round in 0..rounds {
+                total += 1;
+                let dir = root.path().join(format!("{from}-{round}"));
+                torture_support::clone_cache_dir(&template, &dir);
+                let context =
+                    format!("{from} to {to}, killed when {event} appeared, round {round}");
+                match kill_when_it_appears(spawn_killed_role("switch", to, &dir), &dir.join(event))
+                {
+                    Ok(true) => seen += 1,
+                    Ok(false) => {
+                        eprintln!("{context}: the file never appeared; the child finished")
+                    }
+                    Err(error) => failures.push(format!("{context}: {error}")),
+                }
+                if let Err(error) = check_opens(&dir, n, &[to, from, to]) {
+                    failures.push(format!("{context}: {error}"));
+                }
+                fs::remove_dir_all(&dir).unwrap();
+            }
+        }
+    }
+    eprintln!(
+        "kill at each marker: {total} rounds, {seen} killed as the file appeared, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} rounds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
