@@ -11,12 +11,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 use crate::error::{Error, Result};
+use crate::files::open_regular_read;
 use crate::key::{CacheKey, Params};
 
 /// The first bytes of every blob file.
@@ -27,6 +28,31 @@ pub const BLOB_FORMAT_VERSION: u8 = 1;
 const PREAMBLE_LEN: usize = 6 + 1 + 1 + 4;
 /// A header larger than this is damage, not metadata.
 const MAX_HEADER_LEN: usize = 64 << 20;
+
+/// How old an unreferenced blob file or a temp file must be before maintenance
+/// may delete it: one hour.
+///
+/// A put writes its blob to a temp file, renames it into place (a rename keeps
+/// the file's modification time) and then commits its metadata, within
+/// milliseconds; until the commit its blob has no entry. A file written within
+/// the grace period may belong to such a put, in this process or in any other,
+/// so `gc` and `verify --repair` leave it alone. The age is the file's
+/// modification time against the system clock ([`SystemTime::now`]), which
+/// every process on the machine shares, whatever its PID namespace.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(3600);
+
+/// Whether a file last modified at `modified` is older than `grace`, told by
+/// the system clock. A zero grace means "any age". Otherwise a time that is
+/// unknown or lies in the future cannot tell, and reads as not old enough: the
+/// file is kept.
+pub fn older_than(modified: Option<SystemTime>, grace: Duration) -> bool {
+    if grace.is_zero() {
+        return true;
+    }
+    modified
+        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
+        .is_some_and(|age| age >= grace)
+}
 
 /// Stores blobs by name. Names are chosen by the store and are unique per write,
 /// so two writers of one key never share a file.
@@ -71,11 +97,25 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Deletes the blob; a blob that is already gone is not an error.
     fn remove(&self, name: &str) -> Result<()>;
 
-    /// Calls `visit` with the name of every blob.
+    /// Calls `visit` with the name of every blob. Only regular files are
+    /// blobs: a symbolic link, FIFO or directory at a blob's name is not listed.
     fn list(&self, visit: &mut dyn FnMut(&str)) -> Result<()>;
 
-    /// Deletes temporary files left by writers that died; returns how many.
-    fn collect_temp_files(&self) -> Result<u64>;
+    /// When the blob was last written, by the system clock ([`SystemTime`]),
+    /// or `None` when that cannot be told (no such blob, or a store that does
+    /// not know). Maintenance deletes an unreferenced blob only once it is
+    /// older than a grace period ([`GRACE_PERIOD`]), since it may belong to a
+    /// put that has not committed its metadata yet; `None` keeps it. The
+    /// default knows nothing, so a store that keeps it never loses a blob to
+    /// `gc` (unless `gc` is told the grace is zero).
+    fn modified(&self, name: &str) -> Option<SystemTime> {
+        let _ = name;
+        None
+    }
+
+    /// Deletes temporary files that are older than `grace` (a writer still at
+    /// work keeps its temp file's modification time fresh); returns how many.
+    fn collect_temp_files(&self, grace: Duration) -> Result<u64>;
 
     /// The file behind a blob, for stores that have one.
     fn local_path(&self, _name: &str) -> Option<PathBuf> {
@@ -127,7 +167,8 @@ pub struct LocalBlobStore {
 
 impl LocalBlobStore {
     /// Opens (creating if needed) the blob store under the cache dir `dir`, and
-    /// collects temporary files that dead writers left behind.
+    /// collects temporary files older than [`GRACE_PERIOD`], which writers that
+    /// died left behind.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
         let store = LocalBlobStore {
             blobs_dir: dir.join("blobs"),
@@ -140,7 +181,7 @@ impl LocalBlobStore {
             create_private_dir(inner)?;
             refuse_symlink(inner).map_err(|source| Error::io("open blob store", inner, source))?;
         }
-        store.collect_temp_files()?;
+        store.collect_temp_files(GRACE_PERIOD)?;
         Ok(store)
     }
 
@@ -390,7 +431,7 @@ impl BlobStore for LocalBlobStore {
         let Some(path) = self.real_shard(name)? else {
             return Ok(None);
         };
-        match open_no_follow(&path).and_then(read_whole) {
+        match open_regular_read(&path).and_then(read_whole) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(Error::io("read blob", path, source)),
@@ -427,6 +468,11 @@ impl BlobStore for LocalBlobStore {
                 .map_err(|source| Error::io("list blobs", &shard_path, source))?;
             for file in files {
                 let file = file.map_err(|source| Error::io("list blobs", &shard_path, source))?;
+                // Not followed either: a link, FIFO or dir at a blob's name is
+                // no blob, so nothing reads through it and gc never deletes it.
+                if !file.file_type().is_ok_and(|kind| kind.is_file()) {
+                    continue;
+                }
                 let (Some(shard_name), Some(file_name)) = (
                     shard.file_name().to_str().map(str::to_owned),
                     file.file_name().to_str().map(str::to_owned),
@@ -442,7 +488,18 @@ impl BlobStore for LocalBlobStore {
         Ok(())
     }
 
-    fn collect_temp_files(&self) -> Result<u64> {
+    fn modified(&self, name: &str) -> Option<SystemTime> {
+        let path = self.real_shard(name).ok()??;
+        // The link's own metadata, never its target's; only a regular file has
+        // an age that speaks for a blob.
+        let metadata = fs::symlink_metadata(&path).ok()?;
+        if !metadata.is_file() {
+            return None;
+        }
+        metadata.modified().ok()
+    }
+
+    fn collect_temp_files(&self, grace: Duration) -> Result<u64> {
         if refuse_symlink(&self.tmp_dir).is_err() {
             tracing::warn!(tmp = %self.tmp_dir.display(), "temp dir is a symlink; not collected");
             return Ok(0);
@@ -455,7 +512,7 @@ impl BlobStore for LocalBlobStore {
         let mut removed = 0;
         for entry in entries.flatten() {
             let path = entry.path();
-            if temp_file_is_stale(&path) && fs::remove_file(&path).is_ok() {
+            if temp_file_is_stale(&path, grace) && fs::remove_file(&path).is_ok() {
                 removed += 1;
             }
         }
@@ -465,18 +522,6 @@ impl BlobStore for LocalBlobStore {
     fn local_path(&self, name: &str) -> Option<PathBuf> {
         self.blob_path(name).ok()
     }
-}
-
-/// Opens `path` for reading; on Unix a symlink as its last component is refused.
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
-    options.open(path)
 }
 
 /// The whole of a blob file in one allocation sized from its length. Blob files
@@ -508,7 +553,7 @@ mod beneath {
     use std::sync::{Arc, Mutex, PoisonError};
 
     use rustix::fd::OwnedFd;
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
     use rustix::io::Errno;
 
     /// The blobs dir, opened on first use and reopened when a blob is not
@@ -544,15 +589,17 @@ mod beneath {
                     Ok(dir) => dir,
                     Err(opened) => return Ok(opened),
                 };
+                // Non-blocking, so a FIFO planted at a blob's name cannot hang
+                // the open; it is refused below like any file that is not regular.
                 let opened = rustix::fs::openat2(
                     &*dir,
                     name,
-                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
                     Mode::empty(),
                     ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
                 );
                 match opened {
-                    Ok(fd) => return Ok(Opened::File(File::from(fd))),
+                    Ok(fd) => return regular(fd),
                     Err(Errno::LOOP | Errno::NOTDIR | Errno::XDEV) => return Ok(Opened::Refused),
                     Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => {
                         self.unsupported.store(true, Ordering::Relaxed);
@@ -571,7 +618,27 @@ mod beneath {
             }
             Ok(Opened::Missing)
         }
+    }
 
+    /// The opened blob as a blocking file if it is a regular file; an error
+    /// naming what it is otherwise (a FIFO, a device, a directory).
+    fn regular(fd: OwnedFd) -> io::Result<Opened> {
+        let stat = rustix::fs::fstat(&fd)?;
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        if kind != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "is a {kind:?}, not a regular file; cacheness reads only regular blob files"
+                ),
+            ));
+        }
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?;
+        Ok(Opened::File(File::from(fd)))
+    }
+
+    impl BlobsDir {
         /// The held blobs dir, opened if needed; `Err` with the verdict when it
         /// cannot be opened.
         fn dir(&self, blobs_dir: &Path) -> io::Result<Result<Arc<OwnedFd>, Opened>> {
@@ -623,32 +690,22 @@ mod beneath {
     }
 }
 
-/// A temp file is stale when the process that wrote it is gone (its name starts
-/// with the writer's pid; Linux tells whether that pid runs through `/proc`), or,
-/// where that cannot be told, when it is over an hour old.
-fn temp_file_is_stale(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+/// A temp file is stale when it was last written more than `grace` ago.
+///
+/// Not by the pid in its name: a writer in another PID namespace (another
+/// container sharing the cache volume) is missing from this process's `/proc`
+/// while it writes, and a pid seen there may be another process. The age holds
+/// across namespaces: a writer at work keeps its file's modification time
+/// fresh, and a put renames its temp file away within moments of its last
+/// write. Only the entry itself is looked at (a symlink is not followed).
+fn temp_file_is_stale(path: &Path, grace: Duration) -> bool {
+    let Ok(metadata) = fs::symlink_metadata(path) else {
         return false;
     };
-    let writer = name
-        .split('-')
-        .next()
-        .and_then(|pid| pid.parse::<u32>().ok());
-    let proc_dir = Path::new("/proc/self");
-    if let Some(pid) = writer {
-        if pid == std::process::id() {
-            return false;
-        }
-        if proc_dir.exists() {
-            return !Path::new("/proc").join(pid.to_string()).exists();
-        }
+    if metadata.is_dir() {
+        return false;
     }
-    const STALE_AFTER_SECS: u64 = 3600;
-    fs::metadata(path)
-        .and_then(|metadata| metadata.modified())
-        .ok()
-        .and_then(|modified| SystemTime::now().duration_since(modified).ok())
-        .is_some_and(|age| age.as_secs() > STALE_AFTER_SECS)
+    older_than(metadata.modified().ok(), grace)
 }
 
 fn blob_name(key: &CacheKey, nonce: u64) -> String {
@@ -1121,20 +1178,96 @@ mod tests {
         assert!(validate_blob_name("ab/abababababababababababababababab-0123456789abcdef").is_ok());
     }
 
+    /// Sets a file's modification time `age` into the past (or the future).
+    fn set_age(path: &Path, age: Duration, future: bool) {
+        let now = SystemTime::now();
+        let time = if future { now + age } else { now - age };
+        File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
     #[test]
-    fn stale_temp_files_of_dead_writers_are_collected() {
+    fn temp_files_are_collected_by_age_not_by_the_pid_in_their_name() {
         let dir = tempfile::tempdir().unwrap();
         fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        // pid 4294967295 never runs; our own pid's files are in flight.
-        let dead = dir.path().join("tmp/4294967295-00.tmp");
+        // pid 4294967295 runs in no PID namespace this process can see: a writer
+        // in another container. Its fresh file is in flight and stays.
+        let other_namespace = dir.path().join("tmp/4294967295-00.tmp");
         let ours = dir
             .path()
             .join(format!("tmp/{}-00.tmp", std::process::id()));
-        fs::write(&dead, b"x").unwrap();
-        fs::write(&ours, b"x").unwrap();
-        let _store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
-        assert!(!dead.exists());
+        let old_dead = dir.path().join("tmp/4294967295-01.tmp");
+        let old_same_pid = dir
+            .path()
+            .join(format!("tmp/{}-01.tmp", std::process::id()));
+        let future = dir.path().join("tmp/4294967295-02.tmp");
+        for path in [&other_namespace, &ours, &old_dead, &old_same_pid, &future] {
+            fs::write(path, b"x").unwrap();
+        }
+        let just_over = GRACE_PERIOD + Duration::from_secs(5);
+        set_age(&old_dead, just_over, false);
+        // A pid in a name may be another process's in another namespace (a
+        // restarted container's pid 1): an old file goes whatever pid it names.
+        set_age(&old_same_pid, just_over, false);
+        set_age(&future, just_over, true);
+        let store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
+        assert!(other_namespace.exists());
         assert!(ours.exists());
+        assert!(future.exists(), "a time in the future cannot tell: kept");
+        assert!(!old_dead.exists());
+        assert!(!old_same_pid.exists());
+        assert_eq!(store.collect_temp_files(GRACE_PERIOD).unwrap(), 0);
+        assert_eq!(store.collect_temp_files(Duration::ZERO).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_blobs_age_is_its_files_modification_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
+        let name = store.write(&key(), &[b"x"]).unwrap();
+        assert!(!older_than(store.modified(&name), GRACE_PERIOD));
+        assert!(older_than(store.modified(&name), Duration::ZERO));
+        set_age(&store.blob_path(&name).unwrap(), GRACE_PERIOD, false);
+        assert!(older_than(store.modified(&name), GRACE_PERIOD));
+        set_age(&store.blob_path(&name).unwrap(), GRACE_PERIOD, true);
+        assert!(!older_than(store.modified(&name), Duration::from_secs(1)));
+        store.remove(&name).unwrap();
+        assert_eq!(store.modified(&name), None);
+        assert!(!older_than(None, Duration::from_secs(1)));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fifo_or_symlink_at_a_blob_name_is_refused_at_once_and_not_listed() {
+        both_read_paths(|setup| {
+            let (_root, store, name, outside) = setup();
+            let path = store.blobs_dir.join(&name);
+            fs::remove_file(&path).unwrap();
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .unwrap();
+            // Would block forever on open without O_NONBLOCK.
+            let error = store.read(&name).unwrap_err().to_string();
+            assert!(error.contains("not a regular file"), "{error}");
+            assert!(store.read_stored(&name).is_err());
+            assert_eq!(store.modified(&name), None);
+            let mut names = Vec::new();
+            store.list(&mut |name| names.push(name.to_owned())).unwrap();
+            assert!(names.is_empty(), "{names:?}");
+
+            fs::remove_file(&path).unwrap();
+            std::os::unix::fs::symlink(outside.join(&name[3..]), &path).unwrap();
+            store.list(&mut |name| names.push(name.to_owned())).unwrap();
+            assert!(names.is_empty(), "a symlink is no blob: {names:?}");
+            assert_eq!(store.modified(&name), None);
+        });
     }
 
     #[test]

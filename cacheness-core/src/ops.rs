@@ -350,7 +350,7 @@ impl<C: Codec> Cache<C> {
                 blobs.remove(name)?;
             }
             report.orphaned_blobs = verified.len() as u64;
-            report.temp_files = blobs.collect_temp_files()?;
+            report.temp_files = blobs.collect_temp_files(crate::blob::GRACE_PERIOD)?;
         }
         progress(Progress {
             phase: "files",

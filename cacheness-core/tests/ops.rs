@@ -209,6 +209,13 @@ fn gc_removes_expired_entries_orphans_temp_files_and_enforces_the_limit() {
     fs::write(&orphan, b"orphan").unwrap();
     let temp = dir.path().join("tmp/4294967295-0000000000000001.tmp");
     fs::write(&temp, b"half a blob").unwrap();
+    // Temp files go by age now, not by the pid in their name.
+    fs::File::options()
+        .write(true)
+        .open(&temp)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - 2 * cacheness_core::blob::GRACE_PERIOD)
+        .unwrap();
     drop(cache);
 
     // Reopen with a limit that the 7 remaining entries exceed.

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use cacheness_core::{BlobStore, CacheKey, ContentHash, Result};
 use quick_cache::sync::Cache as QuickCache;
@@ -152,8 +153,12 @@ impl BlobStore for BlobLayer {
         self.store.list(visit)
     }
 
-    fn collect_temp_files(&self) -> Result<u64> {
-        self.store.collect_temp_files()
+    fn modified(&self, name: &str) -> Option<SystemTime> {
+        self.store.modified(name)
+    }
+
+    fn collect_temp_files(&self, grace: Duration) -> Result<u64> {
+        self.store.collect_temp_files(grace)
     }
 
     fn local_path(&self, name: &str) -> Option<PathBuf> {
