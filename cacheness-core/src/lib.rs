@@ -52,5 +52,8 @@ pub use entry::{
 };
 pub use error::{BoxError, Error, Result};
 pub use key::{CacheKey, Params, ToKey, Value};
-pub use ops::{GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate};
+pub use ops::{
+    GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,
+    migrate,
+};
 pub use signing::{SignReport, Signer};

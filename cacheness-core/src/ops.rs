@@ -7,12 +7,12 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
-use crate::blob::{BlobHeader, BlobStore, payload_offset, validate_blob_name};
+use crate::blob::{BlobHeader, BlobStore, GRACE_PERIOD, older_than, validate_blob_name};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::entry::{Compression, ContentHash, Entry, Location};
 use crate::error::Result;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, Params};
 
 /// Entries are read from a backend in pages of this many.
 const PAGE: usize = 1_000;
@@ -31,6 +31,95 @@ pub struct Progress {
 /// A progress callback that ignores progress.
 pub fn no_progress(_: Progress) {}
 
+/// How [`Cache::gc_with`] works.
+///
+/// ```
+/// use std::time::Duration;
+/// use cacheness_core::GcOptions;
+///
+/// // Only when no other process or thread writes to the cache:
+/// let now = GcOptions::new().grace(Duration::ZERO);
+/// assert_eq!(now.grace, Duration::ZERO);
+/// assert_eq!(GcOptions::default().grace, Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GcOptions {
+    /// How old an unreferenced blob file or a temp file must be before it is
+    /// deleted ([`GRACE_PERIOD`], one hour, by default). Younger ones may
+    /// belong to a put that has not committed yet, in any process. Zero
+    /// deletes them whatever their age: safe only when nothing else writes.
+    pub grace: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: GRACE_PERIOD,
+        }
+    }
+}
+
+impl GcOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        GcOptions::default()
+    }
+
+    /// Sets [`grace`](Self::grace).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
+/// How [`Cache::verify_with`] works.
+///
+/// ```
+/// use cacheness_core::VerifyOptions;
+///
+/// let options = VerifyOptions::new().repair(true);
+/// assert!(options.repair);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VerifyOptions {
+    /// Whether to remove what is found damaged: damaged entries, unreadable
+    /// entries and orphaned blob files. Off by default.
+    pub repair: bool,
+    /// How old a blob file no entry refers to must be to count as orphaned
+    /// (see [`GcOptions::grace`]).
+    pub grace: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            repair: false,
+            grace: GRACE_PERIOD,
+        }
+    }
+}
+
+impl VerifyOptions {
+    /// The defaults: report only, with the default grace period.
+    pub fn new() -> Self {
+        VerifyOptions::default()
+    }
+
+    /// Sets [`repair`](Self::repair).
+    pub fn repair(mut self, repair: bool) -> Self {
+        self.repair = repair;
+        self
+    }
+
+    /// Sets [`grace`](Self::grace).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
 /// What [`Cache::verify`] found (and, with `repair`, removed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -39,12 +128,17 @@ pub struct VerifyReport {
     pub entries: u64,
     /// Stored bytes checked.
     pub bytes: u64,
-    /// Entries whose bytes fail their size, hash or compression check.
+    /// Entries whose bytes fail their size, hash or compression check, whose
+    /// signature does not match, or whose blob file's header disagrees with
+    /// them (or is not a regular file).
     pub corrupted: Vec<CacheKey>,
     /// Entries whose blob file is missing.
     pub missing: Vec<CacheKey>,
-    /// Blob files that no entry refers to.
+    /// Blob files that no entry refers to, older than the grace period.
     pub orphaned: Vec<String>,
+    /// Entries the backend holds but cannot decode, with the reason
+    /// ([`MetadataBackend::unreadable`]).
+    pub unreadable: Vec<(CacheKey, String)>,
     /// Whether the damage found was removed.
     pub repaired: bool,
     /// How long it took.
@@ -54,7 +148,10 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether nothing was found wrong.
     pub fn is_clean(&self) -> bool {
-        self.corrupted.is_empty() && self.missing.is_empty() && self.orphaned.is_empty()
+        self.corrupted.is_empty()
+            && self.missing.is_empty()
+            && self.orphaned.is_empty()
+            && self.unreadable.is_empty()
     }
 }
 
@@ -70,7 +167,8 @@ pub struct RebuildReport {
     pub present: u64,
     /// Blobs passed over for a newer blob of the same key.
     pub superseded: u64,
-    /// Blobs without a valid header, or whose bytes fail their hash: reported, not restored.
+    /// Blobs without a valid header, whose header's parameters do not hash to
+    /// its key, or whose bytes fail their hash: reported, not restored.
     pub invalid: Vec<(String, String)>,
     /// Stored bytes of the restored entries.
     pub bytes: u64,
@@ -86,7 +184,7 @@ pub struct GcReport {
     pub expired: u64,
     /// Blob files no entry referred to, removed.
     pub orphaned_blobs: u64,
-    /// Temporary files of dead writers removed.
+    /// Temporary files older than the grace period removed.
     pub temp_files: u64,
     /// Entries evicted to bring the cache under its size limit.
     pub evicted: u64,
@@ -165,20 +263,91 @@ fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String>
     Ok(())
 }
 
+/// Checks a blob file's header against the entry that names it: the header
+/// must describe this very entry (a header damaged on disk would restore the
+/// entry under other parameters at the next rebuild), and its parameters must
+/// hash to its key. The signature is not compared: it is checked on the entry.
+fn check_header(entry: &Entry, header: &BlobHeader) -> std::result::Result<(), String> {
+    check_header_params(header)?;
+    let disagreeing = [
+        ("key", header.key == entry.key),
+        ("codec", header.codec == entry.codec),
+        ("type tag", header.type_tag == entry.type_tag),
+        ("prefix", header.prefix == entry.prefix),
+        ("description", header.description == entry.description),
+        ("created_at", header.created_at == entry.created_at),
+        ("expires_at", header.expires_at == entry.expires_at),
+        ("stored size", header.stored_size == entry.stored_size),
+        ("raw size", header.raw_size == entry.raw_size),
+        ("compression", header.compression == entry.compression),
+        ("content hash", header.content_hash == entry.content_hash),
+        (
+            "parameters",
+            header.params.as_ref().map(Params::key) == entry.params.as_ref().map(Params::key),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, agrees)| !agrees)
+    .map(|(field, _)| field)
+    .collect::<Vec<_>>();
+    if disagreeing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "blob header disagrees with the entry: {}",
+            disagreeing.join(", ")
+        ))
+    }
+}
+
+/// A header's parameters, when it has them, must hash to its key.
+fn check_header_params(header: &BlobHeader) -> std::result::Result<(), String> {
+    match &header.params {
+        Some(params) if params.key() != header.key => {
+            Err("blob header's parameters do not hash to its key".into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The key a blob name belongs to (`ab/<key>-<nonce>`).
 fn key_of_blob(name: &str) -> Option<CacheKey> {
     validate_blob_name(name).ok()?;
     name.get(3..35)?.parse().ok()
 }
 
+/// What checking one entry found wrong.
+enum Damage {
+    Missing,
+    Corrupted(String),
+}
+
 impl<C: Codec> Cache<C> {
-    /// Checks every entry's bytes against its hash and lists corrupted entries,
-    /// entries whose blob is missing, and blob files no entry refers to. With
-    /// `repair`, removes the damaged entries and the orphaned files.
+    /// [`verify_with`](Self::verify_with) with the default grace period;
+    /// `repair` removes what is found damaged.
     pub fn verify(&self, repair: bool, progress: &mut dyn FnMut(Progress)) -> Result<VerifyReport> {
+        self.verify_with(&VerifyOptions::new().repair(repair), progress)
+    }
+
+    /// Checks every entry's bytes against its hash and its blob file's header
+    /// against the entry, and lists corrupted entries, entries whose blob is
+    /// missing, entries the backend cannot read, and blob files no entry refers
+    /// to that are older than `options.grace`. With `options.repair`, removes
+    /// the damaged and unreadable entries and the orphaned files.
+    ///
+    /// Safe beside writers in this and other processes: an entry found damaged
+    /// is looked up again and counts only if it is still the same version (a
+    /// put or removal that raced with the check is not damage), and a blob file
+    /// younger than the grace period may be a put that has not committed its
+    /// entry yet, so it is never orphaned.
+    pub fn verify_with(
+        &self,
+        options: &VerifyOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<VerifyReport> {
         let started = Instant::now();
         let mut report = VerifyReport {
-            repaired: repair,
+            repaired: options.repair,
             ..VerifyReport::default()
         };
         // Blobs are listed before entries are scanned, so a put racing with the
@@ -186,37 +355,15 @@ impl<C: Codec> Cache<C> {
         let listed = self.list_blobs()?;
         let total = self.backend().len().ok();
         let mut referenced = HashSet::new();
-        let mut damaged = Vec::new();
+        let mut suspects = Vec::new();
         for_each_entry(self.backend(), |entry| {
             report.entries += 1;
             report.bytes += entry.stored_size;
-            let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
-            let outcome = match &entry.location {
-                _ if !signed => Err(Some("signature does not match the entry".to_owned())),
-                Location::Inline(bytes) => check_stored(&entry, bytes).map_err(Some),
-                Location::Blob(name) if key_of_blob(name) != Some(entry.key) => {
-                    referenced.insert(name.clone());
-                    Err(Some("blob belongs to another key".to_owned()))
-                }
-                Location::Blob(name) => {
-                    referenced.insert(name.clone());
-                    match self.read_blob_payload(name) {
-                        Ok(Some(stored)) => check_stored(&entry, &stored).map_err(Some),
-                        Ok(None) => Err(None),
-                        Err(reason) => Err(Some(reason)),
-                    }
-                }
-            };
-            match outcome {
-                Ok(()) => {}
-                Err(Some(_)) => {
-                    report.corrupted.push(entry.key);
-                    damaged.push(entry);
-                }
-                Err(None) => {
-                    report.missing.push(entry.key);
-                    damaged.push(entry);
-                }
+            if let Some(name) = entry.blob_name() {
+                referenced.insert(name.to_owned());
+            }
+            if let Err(damage) = self.check_entry(&entry) {
+                suspects.push((entry, damage));
             }
             progress(Progress {
                 phase: "entries",
@@ -225,13 +372,45 @@ impl<C: Codec> Cache<C> {
             });
             Ok(())
         })?;
+        // A suspect that is no longer the key's current version changed under
+        // us (replaced, removed, expired): not damage.
+        let mut damaged = Vec::new();
+        for (entry, damage) in suspects {
+            let current = self.backend().get(&entry.key)?;
+            if !current.is_some_and(|current| current.same_version(&entry)) {
+                continue;
+            }
+            match &damage {
+                Damage::Missing => {
+                    tracing::warn!(key = %entry.key, blob = ?entry.blob_name(), "verify: blob file is missing");
+                    report.missing.push(entry.key);
+                }
+                Damage::Corrupted(reason) => {
+                    tracing::warn!(key = %entry.key, blob = ?entry.blob_name(), %reason, "verify: entry is damaged");
+                    report.corrupted.push(entry.key);
+                }
+            }
+            damaged.push(entry);
+        }
+        self.backend().unreadable(&mut |key, reason| {
+            tracing::warn!(%key, %reason, "verify: the backend cannot read this entry");
+            report.unreadable.push((key, reason));
+        })?;
+        let unreadable_keys: HashSet<CacheKey> =
+            report.unreadable.iter().map(|(key, _)| *key).collect();
         // ...except one whose entry was put after the scan passed its key.
-        report.orphaned = self.unreferenced(&listed, &referenced)?;
-        if repair {
+        report.orphaned =
+            self.unreferenced(&listed, &referenced, &unreadable_keys, options.grace)?;
+        if options.repair {
+            // Entries first, then files: a kill in between leaves at most an
+            // orphaned file for the next gc.
             for entry in &damaged {
                 if let Some(gone) = self.backend().remove_if_unchanged(entry)? {
                     self.remove_blob_of(&gone);
                 }
+            }
+            for (key, _) in &report.unreadable {
+                self.backend().remove_unreadable(key)?;
             }
             if let Some(blobs) = self.blob_store() {
                 for name in &report.orphaned {
@@ -243,11 +422,41 @@ impl<C: Codec> Cache<C> {
         Ok(report)
     }
 
+    /// Checks one entry: its signature, its stored bytes and, for a blob, that
+    /// the file's header describes it.
+    fn check_entry(&self, entry: &Entry) -> std::result::Result<(), Damage> {
+        if !self.signer().is_none_or(|signer| signer.verify(entry)) {
+            return Err(Damage::Corrupted(
+                "signature does not match the entry".into(),
+            ));
+        }
+        match &entry.location {
+            Location::Inline(bytes) => check_stored(entry, bytes).map_err(Damage::Corrupted),
+            Location::Blob(name) if key_of_blob(name) != Some(entry.key) => {
+                Err(Damage::Corrupted("blob belongs to another key".into()))
+            }
+            Location::Blob(name) => {
+                let Some(blobs) = self.blob_store() else {
+                    return Err(Damage::Corrupted("the cache has no blob store".into()));
+                };
+                let file = match blobs.read_stored(name) {
+                    Ok(Some(file)) => file,
+                    Ok(None) => return Err(Damage::Missing),
+                    Err(error) => return Err(Damage::Corrupted(error.to_string())),
+                };
+                let (header, offset) = BlobHeader::decode(&file).map_err(Damage::Corrupted)?;
+                check_header(entry, &header).map_err(Damage::Corrupted)?;
+                check_stored(entry, &file[offset..]).map_err(Damage::Corrupted)
+            }
+        }
+    }
+
     /// Recreates metadata from the headers of the blob files, after the metadata
     /// was lost or damaged. For each key the newest valid blob wins; blobs without
-    /// a valid header, or whose bytes fail their hash, are reported and left alone.
-    /// Entries already in the metadata are kept. Values that lived inline in the
-    /// lost metadata cannot be recovered (they had no file).
+    /// a valid header, whose header's parameters do not hash to its key, or whose
+    /// bytes fail their hash, are reported and left alone. Entries already in
+    /// the metadata are kept. Values that lived inline in the lost metadata
+    /// cannot be recovered (they had no file).
     pub fn rebuild(&self, progress: &mut dyn FnMut(Progress)) -> Result<RebuildReport> {
         let started = Instant::now();
         let mut report = RebuildReport::default();
@@ -266,20 +475,30 @@ impl<C: Codec> Cache<C> {
             let Some(blobs) = self.blob_store() else {
                 break;
             };
-            let Some(file) = blobs.read_stored(&name)? else {
-                continue;
+            let file = match blobs.read_stored(&name) {
+                Ok(Some(file)) => file,
+                // Gone since it was listed.
+                Ok(None) => continue,
+                // Not a regular file (swapped in since the listing), unreadable:
+                // reported, not restored, and the rest goes on.
+                Err(error) => {
+                    report.invalid.push((name, error.to_string()));
+                    continue;
+                }
             };
             let header = match BlobHeader::decode(&file) {
                 Ok((header, offset)) => {
                     let entry = header.clone().into_entry(name.clone());
                     let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
-                    let checked = check_stored(&entry, &file[offset..]).and_then(|()| {
-                        if signed {
-                            Ok(())
-                        } else {
-                            Err("signature does not match the header".to_owned())
-                        }
-                    });
+                    let checked = check_header_params(&header)
+                        .and_then(|()| check_stored(&entry, &file[offset..]))
+                        .and_then(|()| {
+                            if signed {
+                                Ok(())
+                            } else {
+                                Err("signature does not match the header".to_owned())
+                            }
+                        });
                     match checked {
                         Ok(()) if key_of_blob(&name) == Some(header.key) => header,
                         Ok(()) => {
@@ -331,9 +550,25 @@ impl<C: Codec> Cache<C> {
         Ok(report)
     }
 
-    /// Removes expired entries, orphaned blob files and temporary files of dead
-    /// writers, then enforces the size limit.
+    /// [`gc_with`](Self::gc_with) with the default grace period.
     pub fn gc(&self, progress: &mut dyn FnMut(Progress)) -> Result<GcReport> {
+        self.gc_with(&GcOptions::default(), progress)
+    }
+
+    /// Removes expired entries, orphaned blob files and temporary files older
+    /// than `options.grace`, then enforces the size limit.
+    ///
+    /// Safe beside writers in this and other processes, and if killed at any
+    /// point: it deletes an entry's blob only after the entry is removed (and
+    /// only if the entry was unchanged), and a file that no entry refers to
+    /// only once it is older than the grace period, so a put that has written
+    /// its blob but not yet committed its entry keeps it. A kill leaves at most
+    /// files that the next gc collects.
+    pub fn gc_with(
+        &self,
+        options: &GcOptions,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<GcReport> {
         let started = Instant::now();
         let mut report = GcReport {
             expired: self.cleanup_expired()?,
@@ -344,13 +579,13 @@ impl<C: Codec> Cache<C> {
             done: report.expired,
             total: Some(report.expired),
         });
-        let verified = self.orphans()?;
+        let verified = self.orphans(options.grace)?;
         if let Some(blobs) = self.blob_store() {
             for name in &verified {
                 blobs.remove(name)?;
             }
             report.orphaned_blobs = verified.len() as u64;
-            report.temp_files = blobs.collect_temp_files(crate::blob::GRACE_PERIOD)?;
+            report.temp_files = blobs.collect_temp_files(options.grace)?;
         }
         progress(Progress {
             phase: "files",
@@ -363,9 +598,10 @@ impl<C: Codec> Cache<C> {
         Ok(report)
     }
 
-    /// Blob files that no entry refers to (rechecked against the metadata one by
-    /// one, so a concurrent put's new blob is not counted).
-    fn orphans(&self) -> Result<Vec<String>> {
+    /// Blob files that no entry refers to and older than `grace` (rechecked
+    /// against the metadata one by one, so a concurrent put's new blob is not
+    /// counted).
+    fn orphans(&self, grace: Duration) -> Result<Vec<String>> {
         let listed = self.list_blobs()?;
         let mut referenced = HashSet::new();
         for_each_entry(self.backend(), |entry| {
@@ -374,20 +610,41 @@ impl<C: Codec> Cache<C> {
             }
             Ok(())
         })?;
-        self.unreferenced(&listed, &referenced)
+        let mut unreadable = HashSet::new();
+        self.backend().unreadable(&mut |key, _| {
+            unreadable.insert(key);
+        })?;
+        self.unreferenced(&listed, &referenced, &unreadable, grace)
     }
 
-    /// The listed blobs not in `referenced` whose key's current entry does not
-    /// refer to them either (looked up again, for puts that raced with the scan),
-    /// sorted.
+    /// The listed blobs not in `referenced`, older than `grace`, whose key has
+    /// no unreadable entry (which may refer to them) and whose key's current
+    /// entry does not refer to them either (looked up again, for puts that
+    /// raced with the scan), sorted.
+    ///
+    /// The age is checked before the entry is looked up again: a blob older
+    /// than the grace was written before the grace began, so it is no put in
+    /// progress, and a put that committed since the scan is seen by the lookup.
     fn unreferenced(
         &self,
         listed: &HashSet<String>,
         referenced: &HashSet<String>,
+        unreadable: &HashSet<CacheKey>,
+        grace: Duration,
     ) -> Result<Vec<String>> {
+        let Some(blobs) = self.blob_store() else {
+            return Ok(Vec::new());
+        };
         let mut orphans = Vec::new();
         for name in listed.difference(referenced) {
-            let now_referenced = key_of_blob(name)
+            let key = key_of_blob(name);
+            if key.is_some_and(|key| unreadable.contains(&key)) {
+                continue;
+            }
+            if !older_than(blobs.modified(name), grace) {
+                continue;
+            }
+            let now_referenced = key
                 .map(|key| self.backend().get(&key))
                 .transpose()?
                 .flatten()
@@ -408,23 +665,6 @@ impl<C: Codec> Cache<C> {
             })?;
         }
         Ok(names)
-    }
-
-    /// The stored bytes of a blob: `Ok(None)` if it is missing, `Err(reason)` if it
-    /// is not a valid blob file.
-    fn read_blob_payload(&self, name: &str) -> std::result::Result<Option<Vec<u8>>, String> {
-        let Some(blobs) = self.blob_store() else {
-            return Err("the cache has no blob store".into());
-        };
-        match blobs.read_stored(name) {
-            Ok(Some(mut file)) => {
-                let offset = payload_offset(&file)?;
-                file.drain(..offset);
-                Ok(Some(file))
-            }
-            Ok(None) => Ok(None),
-            Err(error) => Err(error.to_string()),
-        }
     }
 
     fn remove_blob_of(&self, entry: &Entry) {

@@ -4,12 +4,13 @@
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use cacheness_core::blob::GRACE_PERIOD;
 use cacheness_core::ops::no_progress;
 use cacheness_core::{
-    AccessBatch, Cache, CacheKey, Capabilities, Entry, ManualClock, MetadataBackend, PutOptions,
-    ScanFilter, key, migrate,
+    AccessBatch, Cache, CacheKey, Capabilities, Entry, GcOptions, ManualClock, MetadataBackend,
+    PutOptions, ScanFilter, VerifyOptions, key, migrate,
 };
 use cacheness_memory::MemoryBackend;
 
@@ -26,6 +27,24 @@ fn open(dir: &Path, backend: Arc<MemoryBackend>) -> Cache {
         .inline_threshold(100)
         .open_shared(backend)
         .unwrap()
+}
+
+/// Makes a file look written longer ago than the grace period: an orphan
+/// left by a crash, not a put in progress.
+fn make_old(path: &Path) {
+    set_modified(
+        path,
+        SystemTime::now() - GRACE_PERIOD - Duration::from_secs(1),
+    );
+}
+
+fn set_modified(path: &Path, time: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
 }
 
 fn flip_last_byte(path: &Path) {
@@ -54,6 +73,7 @@ fn verify_finds_damage_and_repair_fixes_it() {
     let orphan_name = format!("{}/{}-00000000000000ff", &"ab", "ab".repeat(16));
     fs::create_dir_all(dir.path().join("blobs/ab")).unwrap();
     fs::write(dir.path().join("blobs").join(&orphan_name), b"stray").unwrap();
+    make_old(&dir.path().join("blobs").join(&orphan_name));
 
     let mut calls = 0;
     let report = cache.verify(false, &mut |_| calls += 1).unwrap();
@@ -209,13 +229,8 @@ fn gc_removes_expired_entries_orphans_temp_files_and_enforces_the_limit() {
     fs::write(&orphan, b"orphan").unwrap();
     let temp = dir.path().join("tmp/4294967295-0000000000000001.tmp");
     fs::write(&temp, b"half a blob").unwrap();
-    // Temp files go by age now, not by the pid in their name.
-    fs::File::options()
-        .write(true)
-        .open(&temp)
-        .unwrap()
-        .set_modified(std::time::SystemTime::now() - 2 * cacheness_core::blob::GRACE_PERIOD)
-        .unwrap();
+    make_old(&orphan);
+    make_old(&temp);
     drop(cache);
 
     // Reopen with a limit that the 7 remaining entries exceed.
@@ -329,4 +344,545 @@ fn migration_copies_everything_moves_inline_values_out_and_can_be_rerun() {
             );
         }
     }
+}
+
+/// A blob file for `key` written the way a put writes it, with no entry yet:
+/// what gc and verify see between a put's rename and its metadata commit.
+fn blob_without_entry(
+    dir: &Path,
+    params: &cacheness_core::Params,
+    value: &[u8],
+) -> (String, Entry) {
+    let header = cacheness_core::BlobHeader {
+        key: params.key(),
+        prefix: String::new(),
+        description: String::new(),
+        type_tag: String::new(),
+        codec: cacheness_core::RAW_CODEC.into(),
+        params: Some(params.clone()),
+        created_at: 1_000,
+        expires_at: None,
+        stored_size: value.len() as u64,
+        raw_size: value.len() as u64,
+        compression: cacheness_core::Compression::None,
+        content_hash: cacheness_core::ContentHash::of(value),
+        signature: None,
+        user_metadata: Default::default(),
+    };
+    let store = cacheness_core::LocalBlobStore::open(dir, Default::default()).unwrap();
+    let name = cacheness_core::BlobStore::write(&store, &params.key(), &[&header.encode(), value])
+        .unwrap();
+    let entry = header.into_entry(name.clone());
+    (name, entry)
+}
+
+#[test]
+fn gc_and_verify_keep_the_blob_of_a_put_that_has_not_committed_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = open(dir.path(), backend.clone());
+    let (name, entry) = blob_without_entry(dir.path(), &key!(pending = 1), &noise(6_000, 1));
+    let path = dir.path().join("blobs").join(&name);
+
+    let verified = cache.verify(true, &mut no_progress).unwrap();
+    assert!(verified.is_clean(), "{verified:?}");
+    assert_eq!(cache.gc(&mut no_progress).unwrap().orphaned_blobs, 0);
+    assert!(path.exists(), "a young unreferenced blob is kept");
+    // The put commits: its value is there.
+    backend.put(entry).unwrap();
+    assert_eq!(
+        cache.get_bytes(&key!(pending = 1)).unwrap(),
+        Some(noise(6_000, 1))
+    );
+
+    // A blob that never got its entry, written over an hour ago, is an orphan.
+    let (old_name, _) = blob_without_entry(dir.path(), &key!(pending = 2), b"lost");
+    let old_path = dir.path().join("blobs").join(&old_name);
+    make_old(&old_path);
+    let report = cache.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.orphaned, vec![old_name.clone()]);
+    assert_eq!(cache.gc(&mut no_progress).unwrap().orphaned_blobs, 1);
+    assert!(!old_path.exists());
+
+    // A time in the future cannot tell: kept. Zero grace: taken at any age.
+    let (future_name, _) = blob_without_entry(dir.path(), &key!(pending = 3), b"future");
+    let future_path = dir.path().join("blobs").join(&future_name);
+    set_modified(&future_path, SystemTime::now() + 2 * GRACE_PERIOD);
+    let (young_name, _) = blob_without_entry(dir.path(), &key!(pending = 4), b"young");
+    assert_eq!(cache.gc(&mut no_progress).unwrap().orphaned_blobs, 0);
+    assert!(future_path.exists());
+    let now = VerifyOptions::new().grace(Duration::ZERO);
+    assert_eq!(
+        cache.verify_with(&now, &mut no_progress).unwrap().orphaned,
+        vec![future_name.clone(), young_name.clone()]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    let report = cache
+        .gc_with(&GcOptions::new().grace(Duration::ZERO), &mut no_progress)
+        .unwrap();
+    assert_eq!(report.orphaned_blobs, 2);
+    assert!(!future_path.exists());
+    assert_eq!(
+        cache.get_bytes(&key!(pending = 1)).unwrap(),
+        Some(noise(6_000, 1)),
+        "a referenced blob is never an orphan"
+    );
+}
+
+const CHILD_ROLE: &str = "CACHENESS_CORE_OPS_CHILD_DIR";
+
+/// The child of `a_put_in_progress_in_another_process_keeps_its_blob`: writes
+/// blobs as a put in this other process does, prints their names, and waits
+/// (alive, its commits pending) until its stdin closes.
+#[test]
+fn child_process_role() {
+    let Some(dir) = std::env::var_os(CHILD_ROLE) else {
+        return;
+    };
+    for index in 0..20u32 {
+        let (name, _) = blob_without_entry(
+            Path::new(&dir),
+            &key!(child = index),
+            &noise(6_000, index as u8),
+        );
+        println!("blob {name}");
+    }
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
+}
+
+#[test]
+fn a_put_in_progress_in_another_process_keeps_its_blob() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = open(dir.path(), backend.clone());
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "child_process_role",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ROLE, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(|line| line.ok());
+    let names: Vec<String> = lines
+        .by_ref()
+        // The harness may print "test child_process_role ... " before the first.
+        .filter_map(|line| line.split_once("blob ").map(|(_, name)| name.to_owned()))
+        .take(20)
+        .collect();
+    assert_eq!(names.len(), 20);
+    // The writer is alive and has not committed: maintenance here leaves its blobs.
+    let report = cache.verify(true, &mut no_progress).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(cache.gc(&mut no_progress).unwrap().orphaned_blobs, 0);
+    drop(child.stdin.take());
+    lines.for_each(drop);
+    assert!(child.wait().unwrap().success());
+    // Its commits arrive (as its metadata backend would publish them).
+    for name in &names {
+        let file = fs::read(dir.path().join("blobs").join(name)).unwrap();
+        let (header, _) = cacheness_core::BlobHeader::decode(&file).unwrap();
+        backend.put(header.into_entry(name.clone())).unwrap();
+    }
+    for index in 0..20u32 {
+        assert_eq!(
+            cache.get_bytes(&key!(child = index)).unwrap(),
+            Some(noise(6_000, index as u8)),
+            "put {index} of the other process"
+        );
+    }
+}
+
+#[test]
+fn maintenance_beside_writer_threads_loses_nothing_and_reports_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const WRITERS: u32 = 3;
+    const PUTS: u32 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), Arc::new(MemoryBackend::new()));
+    let done = AtomicBool::new(false);
+    let mut rounds = 0u32;
+    std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let cache = &cache;
+                scope.spawn(move || {
+                    for index in 0..PUTS {
+                        // Fresh keys (a blob with no entry yet) and a key
+                        // replaced over and over (an entry whose blob goes).
+                        cache
+                            .put_bytes(
+                                &key!(writer = writer, index = index),
+                                &noise(6_000, index as u8),
+                            )
+                            .unwrap();
+                        cache
+                            .put_bytes(
+                                &key!(writer = writer, replaced = true),
+                                &noise(2_000, index as u8),
+                            )
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        let maintenance = scope.spawn(|| {
+            let mut rounds = 0;
+            while !done.load(Ordering::Relaxed) {
+                let report = cache.verify(true, &mut no_progress).unwrap();
+                assert!(report.is_clean(), "round {rounds}: {report:?}");
+                let gc = cache.gc(&mut no_progress).unwrap();
+                assert_eq!(gc.orphaned_blobs, 0, "round {rounds}");
+                rounds += 1;
+            }
+            rounds
+        });
+        for writer in writers {
+            writer.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        rounds = maintenance.join().unwrap();
+    });
+    assert!(rounds > 0);
+    for writer in 0..WRITERS {
+        for index in 0..PUTS {
+            assert_eq!(
+                cache
+                    .get_bytes(&key!(writer = writer, index = index))
+                    .unwrap(),
+                Some(noise(6_000, index as u8)),
+                "acknowledged put {writer}/{index} lost after {rounds} rounds"
+            );
+        }
+        assert_eq!(
+            cache
+                .get_bytes(&key!(writer = writer, replaced = true))
+                .unwrap(),
+            Some(noise(2_000, (PUTS - 1) as u8))
+        );
+    }
+    assert!(cache.verify(false, &mut no_progress).unwrap().is_clean());
+}
+
+/// A backend whose scans see an older state than its lookups: a verify whose
+/// scan passed an entry that a writer then replaced (and whose blob it deleted).
+#[derive(Debug)]
+struct StaleScan {
+    live: Arc<MemoryBackend>,
+    scanned: MemoryBackend,
+}
+
+impl MetadataBackend for StaleScan {
+    fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.live.get(key)
+    }
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        self.live.put(entry)
+    }
+    fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.live.remove(key)
+    }
+    fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
+        self.live.touch(batch)
+    }
+    fn scan(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> std::ops::ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        self.scanned.scan(filter, visit)
+    }
+}
+
+#[test]
+fn verify_does_not_report_an_entry_that_changed_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = Arc::new(MemoryBackend::new());
+    let cache = open(dir.path(), live.clone());
+    cache.put_bytes(&key!(raced = 1), &noise(1_000, 1)).unwrap();
+    cache.put_bytes(&key!(raced = 2), &noise(1_000, 2)).unwrap();
+    let scanned = MemoryBackend::new();
+    for index in 1..=2 {
+        scanned
+            .put(cache.entry(&key!(raced = index)).unwrap().unwrap())
+            .unwrap();
+    }
+    // After the scan: key 1 replaced (its old blob deleted), key 2 removed.
+    cache.put_bytes(&key!(raced = 1), &noise(1_000, 3)).unwrap();
+    cache.remove(&key!(raced = 2)).unwrap();
+    let racing = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(100)
+        .open(StaleScan {
+            live: live.clone(),
+            scanned,
+        })
+        .unwrap();
+    let report = racing.verify(true, &mut no_progress).unwrap();
+    assert!(
+        report.missing.is_empty() && report.corrupted.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(
+        cache.get_bytes(&key!(raced = 1)).unwrap(),
+        Some(noise(1_000, 3))
+    );
+}
+
+/// Rewrites the header of the blob file at `path` with `change`, keeping its bytes.
+fn rewrite_header(path: &Path, change: impl FnOnce(&mut cacheness_core::BlobHeader)) {
+    let file = fs::read(path).unwrap();
+    let (mut header, offset) = cacheness_core::BlobHeader::decode(&file).unwrap();
+    change(&mut header);
+    let mut rewritten = header.encode();
+    rewritten.extend_from_slice(&file[offset..]);
+    fs::write(path, rewritten).unwrap();
+}
+
+#[test]
+fn verify_checks_blob_headers_and_rebuild_refuses_parameters_that_are_not_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), Arc::new(MemoryBackend::new()));
+    for index in 0..4u8 {
+        cache
+            .put_bytes(&key!(model = "a", index = index), &noise(1_000, index))
+            .unwrap();
+    }
+    let path_of = |index: u8| {
+        let entry = cache
+            .entry(&key!(model = "a", index = index))
+            .unwrap()
+            .unwrap();
+        cache.blob_path(&entry).unwrap()
+    };
+    // A flipped byte in the parameters ("a" -> "b"): they no longer hash to the key.
+    let params_path = path_of(0);
+    let file = fs::read(&params_path).unwrap();
+    let at = file
+        .windows(5)
+        .position(|window| window == b"\"a\"}}" || window == b"\"a\",\"")
+        .or_else(|| file.windows(3).position(|window| window == b"\"a\""))
+        .expect("the model parameter is in the header");
+    let mut flipped = file.clone();
+    flipped[at + 1] = b'b';
+    fs::write(&params_path, &flipped).unwrap();
+    // Other fields the entry has too.
+    rewrite_header(&path_of(1), |header| header.created_at += 1);
+    rewrite_header(&path_of(2), |header| header.expires_at = Some(1));
+
+    let report = cache.verify(false, &mut no_progress).unwrap();
+    let mut expected: Vec<CacheKey> = (0..3u8)
+        .map(|index| key!(model = "a", index = index).key())
+        .collect();
+    expected.sort();
+    let mut corrupted = report.corrupted.clone();
+    corrupted.sort();
+    assert_eq!(corrupted, expected, "{report:?}");
+
+    // The metadata is lost: rebuild restores what it can trust.
+    let fresh = Cache::builder()
+        .dir(dir.path())
+        .open(MemoryBackend::new())
+        .unwrap();
+    let rebuilt = fresh.rebuild(&mut no_progress).unwrap();
+    assert_eq!(rebuilt.invalid.len(), 1, "{rebuilt:?}");
+    assert!(
+        rebuilt.invalid[0].1.contains("do not hash to its key"),
+        "{rebuilt:?}"
+    );
+    assert!(
+        fresh
+            .entry(&key!(model = "a", index = 0u8))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        fresh
+            .entry(&key!(model = "b", index = 0u8))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        fresh.get_bytes(&key!(model = "a", index = 3u8)).unwrap(),
+        Some(noise(1_000, 3))
+    );
+}
+
+/// A backend holding entries it cannot decode (as a damaged SQLite row or JSON
+/// line would be), beside readable ones.
+#[derive(Debug, Default)]
+struct WithUnreadable {
+    inner: MemoryBackend,
+    unreadable: std::sync::Mutex<Vec<CacheKey>>,
+}
+
+impl MetadataBackend for WithUnreadable {
+    fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.inner.get(key)
+    }
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        self.inner.put(entry)
+    }
+    fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.inner.remove(key)
+    }
+    fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
+        self.inner.touch(batch)
+    }
+    fn scan(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> std::ops::ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        self.inner.scan(filter, visit)
+    }
+    fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> cacheness_core::Result<()> {
+        for key in self.unreadable.lock().unwrap().iter() {
+            visit(*key, "nested too deep".into());
+        }
+        Ok(())
+    }
+    fn remove_unreadable(&self, key: &CacheKey) -> cacheness_core::Result<bool> {
+        let mut unreadable = self.unreadable.lock().unwrap();
+        let before = unreadable.len();
+        unreadable.retain(|held| held != key);
+        Ok(unreadable.len() < before)
+    }
+}
+
+#[test]
+fn verify_reports_unreadable_entries_and_repair_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(WithUnreadable::default());
+    let cache = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(100)
+        .open_shared(backend.clone())
+        .unwrap();
+    cache
+        .put_bytes(&key!(readable = 1), &noise(1_000, 1))
+        .unwrap();
+    // An entry the backend can no longer decode; its blob file is old.
+    let bad = key!(readable = 0).key();
+    let (name, _) = blob_without_entry(dir.path(), &key!(readable = 0), b"unreadable row");
+    make_old(&dir.path().join("blobs").join(&name));
+    backend.unreadable.lock().unwrap().push(bad);
+
+    let report = cache.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.unreadable, vec![(bad, "nested too deep".to_owned())]);
+    assert!(
+        report.orphaned.is_empty(),
+        "its blob may be its entry's: {report:?}"
+    );
+    assert!(!report.is_clean());
+    assert_eq!(cache.gc(&mut no_progress).unwrap().orphaned_blobs, 0);
+    assert!(dir.path().join("blobs").join(&name).exists());
+
+    let repaired = cache.verify(true, &mut no_progress).unwrap();
+    assert_eq!(repaired.unreadable.len(), 1);
+    assert!(backend.unreadable.lock().unwrap().is_empty());
+    // The row gone, its old blob is an orphan like any other.
+    assert_eq!(cache.gc(&mut no_progress).unwrap().orphaned_blobs, 1);
+    assert!(cache.verify(false, &mut no_progress).unwrap().is_clean());
+    assert_eq!(
+        cache.get_bytes(&key!(readable = 1)).unwrap(),
+        Some(noise(1_000, 1))
+    );
+}
+
+/// Runs `operation` on another thread and fails if it does not finish in
+/// `limit`, instead of hanging the test run.
+fn finishes_within<T: Send + 'static>(
+    limit: Duration,
+    operation: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(operation());
+    });
+    receiver
+        .recv_timeout(limit)
+        .expect("the operation hangs (a FIFO opened for reading?)")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn fifos_and_symlinks_at_blob_names_neither_hang_nor_lead_outside() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cache");
+    let cache = Arc::new(open(&dir, Arc::new(MemoryBackend::new())));
+    cache.put_bytes(&key!(fifo = 1), &noise(1_000, 1)).unwrap();
+    cache.put_bytes(&key!(link = 1), &noise(1_000, 2)).unwrap();
+    let fifo_path = cache
+        .blob_path(&cache.entry(&key!(fifo = 1)).unwrap().unwrap())
+        .unwrap();
+    let link_path = cache
+        .blob_path(&cache.entry(&key!(link = 1)).unwrap().unwrap())
+        .unwrap();
+    // The blob file moved outside the cache dir, a link to it in its place,
+    // and a FIFO in place of the other blob.
+    let outside = root.path().join("outside-blob");
+    fs::rename(&link_path, &outside).unwrap();
+    make_old(&outside);
+    std::os::unix::fs::symlink(&outside, &link_path).unwrap();
+    fs::remove_file(&fifo_path).unwrap();
+    let mkfifo = std::process::Command::new("mkfifo")
+        .arg(&fifo_path)
+        .status()
+        .unwrap();
+    assert!(mkfifo.success());
+
+    let report = {
+        let cache = cache.clone();
+        finishes_within(Duration::from_secs(20), move || {
+            cache.verify(false, &mut no_progress).unwrap()
+        })
+    };
+    assert_eq!(report.corrupted, vec![key!(fifo = 1).key()], "{report:?}");
+    assert_eq!(report.missing, vec![key!(link = 1).key()], "{report:?}");
+    {
+        let cache = cache.clone();
+        let got = finishes_within(Duration::from_secs(20), move || {
+            cache
+                .get_bytes(&key!(fifo = 1))
+                .map_err(|error| error.to_string())
+        });
+        assert!(!matches!(got, Ok(Some(_))), "{got:?}");
+    }
+    // The metadata lost: rebuild neither hangs nor restores through the link.
+    let fresh = Arc::new(
+        Cache::builder()
+            .dir(&dir)
+            .open(MemoryBackend::new())
+            .unwrap(),
+    );
+    let rebuilt = {
+        let fresh = fresh.clone();
+        finishes_within(Duration::from_secs(20), move || {
+            fresh.rebuild(&mut no_progress).unwrap()
+        })
+    };
+    assert_eq!(rebuilt.restored, 0, "{rebuilt:?}");
+    let gc = {
+        let fresh = fresh.clone();
+        finishes_within(Duration::from_secs(20), move || {
+            fresh
+                .gc_with(&GcOptions::new().grace(Duration::ZERO), &mut no_progress)
+                .unwrap()
+        })
+    };
+    assert_eq!(gc.orphaned_blobs, 0, "{gc:?}");
+    assert!(outside.exists(), "a link's target is never deleted");
 }
