@@ -45,7 +45,7 @@ pub const GRACE_PERIOD: Duration = Duration::from_secs(3600);
 /// the system clock. A zero grace means "any age". Otherwise a time that is
 /// unknown or lies in the future cannot tell, and reads as not old enough: the
 /// file is kept.
-pub fn older_than(modified: Option<SystemTime>, grace: Duration) -> bool {
+pub(crate) fn older_than(modified: Option<SystemTime>, grace: Duration) -> bool {
     if grace.is_zero() {
         return true;
     }
@@ -106,8 +106,8 @@ pub trait BlobStore: Send + Sync + Debug {
     /// not know). Maintenance deletes an unreferenced blob only once it is
     /// older than a grace period ([`GRACE_PERIOD`]), since it may belong to a
     /// put that has not committed its metadata yet; `None` keeps it. The
-    /// default knows nothing, so a store that keeps it never loses a blob to
-    /// `gc` (unless `gc` is told the grace is zero).
+    /// default knows nothing, so `gc` never deletes an unreferenced blob of a
+    /// store that does not override it (unless it is told the grace is zero).
     fn modified(&self, name: &str) -> Option<SystemTime> {
         let _ = name;
         None
@@ -624,13 +624,18 @@ mod beneath {
     /// naming what it is otherwise (a FIFO, a device, a directory).
     fn regular(fd: OwnedFd) -> io::Result<Opened> {
         let stat = rustix::fs::fstat(&fd)?;
-        let kind = FileType::from_raw_mode(stat.st_mode);
-        if kind != FileType::RegularFile {
+        let what = match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => None,
+            FileType::Fifo => Some("FIFO"),
+            FileType::Directory => Some("directory"),
+            FileType::Socket => Some("socket"),
+            FileType::CharacterDevice | FileType::BlockDevice => Some("device"),
+            _ => Some("special file"),
+        };
+        if let Some(what) = what {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "is a {kind:?}, not a regular file; cacheness reads only regular blob files"
-                ),
+                format!("is a {what}, not a regular file; cacheness reads only regular blob files"),
             ));
         }
         let flags = rustix::fs::fcntl_getfl(&fd)?;
@@ -1255,7 +1260,7 @@ mod tests {
             .unwrap();
             // Would block forever on open without O_NONBLOCK.
             let error = store.read(&name).unwrap_err().to_string();
-            assert!(error.contains("not a regular file"), "{error}");
+            assert!(error.contains("is a FIFO, not a regular file"), "{error}");
             assert!(store.read_stored(&name).is_err());
             assert_eq!(store.modified(&name), None);
             let mut names = Vec::new();
