@@ -556,6 +556,10 @@ fn maintenance_beside_writer_threads_loses_nothing_and_reports_nothing() {
         rounds = maintenance.join().unwrap();
     });
     assert!(rounds > 0);
+    eprintln!(
+        "{rounds} rounds of verify --repair and gc beside {} puts",
+        WRITERS * PUTS * 2
+    );
     for writer in 0..WRITERS {
         for index in 0..PUTS {
             assert_eq!(
