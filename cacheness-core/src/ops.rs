@@ -345,6 +345,9 @@ impl<C: Codec> Cache<C> {
         options: &VerifyOptions,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<VerifyReport> {
+        if options.repair {
+            self.check_writable("repair")?;
+        }
         let started = Instant::now();
         let mut report = VerifyReport {
             repaired: options.repair,
@@ -458,6 +461,7 @@ impl<C: Codec> Cache<C> {
     /// the metadata are kept. Values that lived inline in the lost metadata
     /// cannot be recovered (they had no file).
     pub fn rebuild(&self, progress: &mut dyn FnMut(Progress)) -> Result<RebuildReport> {
+        self.check_writable("rebuild")?;
         let started = Instant::now();
         let mut report = RebuildReport::default();
         let names = self.list_blobs()?;
@@ -536,11 +540,23 @@ impl<C: Codec> Cache<C> {
                 }
                 Some(existing) if existing.created_at >= header.created_at => report.present += 1,
                 _ => {
-                    report.bytes += header.stored_size;
-                    let entry = header.into_entry(name);
-                    if let Some(replaced) = self.backend().put(entry)? {
-                        self.remove_blob_of(&replaced);
+                    let stored_size = header.stored_size;
+                    let restored_at = header.created_at;
+                    let entry = header.into_entry(name.clone());
+                    match self.backend().put(entry)? {
+                        Some(replaced) if replaced.blob_name() == Some(name.as_str()) => {}
+                        Some(replaced) if replaced.created_at >= restored_at => {
+                            // A put committed between the look-up above and this
+                            // put: its entry is the newer one. Put it back and
+                            // keep its blob; the restored one is left to gc.
+                            self.backend().put(replaced)?;
+                            report.present += 1;
+                            continue;
+                        }
+                        Some(replaced) => self.remove_blob_of(&replaced),
+                        None => {}
                     }
+                    report.bytes += stored_size;
                     report.restored += 1;
                 }
             }

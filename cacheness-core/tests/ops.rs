@@ -890,3 +890,74 @@ fn fifos_and_symlinks_at_blob_names_neither_hang_nor_lead_outside() {
     assert_eq!(gc.orphaned_blobs, 0, "{gc:?}");
     assert!(outside.exists(), "a link's target is never deleted");
 }
+
+/// A backend over `live` whose first put lets another writer's put commit just
+/// before it: the race between a rebuild's look-up and its put.
+struct PutRacesRebuild {
+    live: Arc<MemoryBackend>,
+    racing_put: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for PutRacesRebuild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PutRacesRebuild")
+    }
+}
+
+impl MetadataBackend for PutRacesRebuild {
+    fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.live.get(key)
+    }
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        let racing_put = self.racing_put.lock().unwrap().take();
+        if let Some(racing_put) = racing_put {
+            racing_put();
+        }
+        self.live.put(entry)
+    }
+    fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.live.remove(key)
+    }
+    fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
+        self.live.touch(batch)
+    }
+    fn scan(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> std::ops::ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        self.live.scan(filter, visit)
+    }
+}
+
+#[test]
+fn rebuild_never_replaces_a_put_that_commits_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = Arc::new(MemoryBackend::new());
+    let writer = open(dir.path(), live.clone());
+    let key = key!(raced = "rebuild");
+    writer.put_bytes(&key, &noise(2_000, 1)).unwrap();
+    // The metadata is lost; the blob file stays for the rebuild to find.
+    live.remove(&key.key()).unwrap();
+    let racing_writer = open(dir.path(), live.clone());
+    let racing_key = key.clone();
+    let rebuilding = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(100)
+        .open(PutRacesRebuild {
+            live: live.clone(),
+            racing_put: std::sync::Mutex::new(Some(Box::new(move || {
+                racing_writer
+                    .put_bytes(&racing_key, &noise(2_000, 2))
+                    .unwrap();
+            }))),
+        })
+        .unwrap();
+    let report = rebuilding.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 0, "{report:?}");
+    assert_eq!(
+        writer.get_bytes(&key).unwrap(),
+        Some(noise(2_000, 2)),
+        "the put that committed during the rebuild is what the key holds"
+    );
+}
