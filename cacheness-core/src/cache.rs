@@ -542,7 +542,11 @@ impl BlobStore for ReadOnlyBlobs {
         self.0.list(visit)
     }
 
-    fn collect_temp_files(&self) -> Result<u64> {
+    fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
+        self.0.modified(name)
+    }
+
+    fn collect_temp_files(&self, _grace: Duration) -> Result<u64> {
         Ok(0)
     }
 

@@ -40,14 +40,15 @@ mod config;
 mod migration;
 
 pub use cacheness_core::ops::{
-    GcReport, MigrateReport, Progress, RebuildReport, VerifyReport, migrate, no_progress,
+    GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,
+    migrate, no_progress,
 };
 pub use cacheness_core::{
     AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, Cache, CacheBuilder, CacheKey,
     Capabilities, Clock, Codec, Compression, ContentHash, Counters, Durability, Entry, Error,
     Expiry, GetOptions, JsonCodec, ListOptions, ListedEntry, LocalBlobStore, Location, ManualClock,
-    MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, Stats, SystemClock, ToKey,
-    Touch, UserMetadata, Value, key,
+    MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, SignReport, Stats,
+    SystemClock, ToKey, Touch, UserMetadata, Value, key,
 };
 pub use config::{
     BACKENDS, BackendInfo, CacheConfig, ConfigBuilder, detect_backend, migrate_dir, open_backend,

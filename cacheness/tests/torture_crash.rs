@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cacheness::{CacheKey, ListOptions, ToKey, key, no_progress};
+use cacheness::{CacheKey, GcOptions, ListOptions, ToKey, key, no_progress};
 use torture_support::{Rng, scale};
 
 /// The child's instructions: `backend|dir|round seed|side log path`.
@@ -251,7 +251,10 @@ fn torture(backend: &str) {
         }
         assert_eq!(listed.len(), state.len(), "{context}: entry count");
 
-        let gc = cache.gc(&mut no_progress).unwrap();
+        // The child is dead: nothing is in progress, so no file is too young.
+        let gc = cache
+            .gc_with(&GcOptions::new().grace(Duration::ZERO), &mut no_progress)
+            .unwrap();
         let left: Vec<PathBuf> = torture_support::temp_files(&dir);
         assert!(
             left.is_empty(),
