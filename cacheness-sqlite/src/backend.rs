@@ -17,7 +17,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::error::{SqliteError, is_busy};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
-use crate::row::{Failure, Wide, bind_entry, columns, entry_from_row, wide};
+use crate::row::{Failure, RowRead, Wide, bind_entry, columns, entry_from_row, read_row, wide};
 use crate::schema::{LRU_INDEX, configure, configure_file, ensure_schema, open_configured};
 use crate::wal_index::{Header, Watched};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
@@ -360,6 +360,55 @@ impl SqliteBackend {
         self.read(operation, Totals::read)
     }
 
+    /// Warns of an unreadable row that a write removed or replaced: there is no
+    /// entry to hand back, so its blob file (if it has one) is left to gc.
+    fn replaced_unreadable(&self, row: &RowRead) {
+        if let RowRead::Unreadable {
+            raw_key,
+            key,
+            reason,
+            ..
+        } = row
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                key = %RowRead::key_hex(raw_key, *key),
+                reason = %reason,
+                "sqlite: removed an entry that could not be read; its blob file, if any, is left to gc"
+            );
+        }
+    }
+
+    /// The entry a removal returns: the row as an entry, or `None` for a row
+    /// that could not be read (removed all the same).
+    fn removed_entry(&self, removed: Option<RowRead>) -> Option<Entry> {
+        match removed? {
+            RowRead::Entry(entry) => Some(entry),
+            unreadable => {
+                self.replaced_unreadable(&unreadable);
+                None
+            }
+        }
+    }
+
+    /// Warns of a row that cannot be read, which the operation passes over.
+    fn pass_over(&self, row: &RowRead) {
+        if let RowRead::Unreadable {
+            raw_key,
+            key,
+            reason,
+            ..
+        } = row
+        {
+            tracing::warn!(
+                path = %self.path.display(),
+                key = %RowRead::key_hex(raw_key, *key),
+                reason = %reason,
+                "sqlite: passing over an entry that cannot be read (verify reports it, verify --repair removes it)"
+            );
+        }
+    }
+
     /// The first `limit` rows of `sql`, a query of [`columns!`] in the order it
     /// gives. The limit is applied by stepping no further, not by a `LIMIT ?`:
     /// SQLite re-plans a statement whose `LIMIT` is a bound parameter each time
@@ -377,7 +426,10 @@ impl SqliteBackend {
             let mut entries = Vec::new();
             while entries.len() < limit {
                 let Some(row) = rows.next()? else { break };
-                entries.push(entry_from_row(row)?);
+                match read_row(row)? {
+                    RowRead::Entry(entry) => entries.push(entry),
+                    unreadable => self.pass_over(&unreadable),
+                }
             }
             Ok(entries)
         })
@@ -397,29 +449,50 @@ impl MetadataBackend for SqliteBackend {
         Capabilities::new(!self.memory, !self.memory, true, true)
     }
 
+    /// A row that cannot be read as an entry is an error naming its key and
+    /// the column ([`SqliteError::InvalidRow`]), not a miss: the row is still
+    /// there, and `verify --repair` (or a put of the key) removes it.
     fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
         Ok(self.read("get", |conn| select_entry(conn, key))?)
     }
 
     fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
         Ok(self.write("put", |tx| {
-            let replaced = select_entry(tx, &entry.key)?;
+            // A row that cannot be read is replaced like any other; with no entry
+            // to return, its blob file (if any) is left to gc.
+            let previous = tx
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM entries WHERE key = ?1"
+                ))?
+                .query_row([entry.key.as_bytes().as_slice()], read_row)
+                .optional()?;
             // A replaced entry is updated where it is (its row keeps its `id`);
             // a new one is appended to the table.
-            let mut write = tx.prepare_cached(if replaced.is_some() {
+            let mut write = tx.prepare_cached(if previous.is_some() {
                 UPDATE_SQL
             } else {
                 INSERT_SQL
             })?;
             bind_entry(&mut write, &entry)?;
             let mut totals = Totals::read(tx)?;
-            match &replaced {
-                Some(old) => totals.total_size = totals.total_size.saturating_sub(old.stored_size),
+            match &previous {
+                Some(old) => {
+                    totals.total_size = totals.total_size.saturating_sub(old.stored_size())
+                }
                 None => totals.entries = totals.entries.saturating_add(1),
             }
             totals.total_size = totals.total_size.saturating_add(entry.stored_size);
             totals.write_sizes(tx)?;
-            Ok(replaced)
+            Ok(match previous {
+                Some(RowRead::Entry(replaced)) => Some(replaced),
+                Some(unreadable) => {
+                    self.replaced_unreadable(&unreadable);
+                    None
+                }
+                None => None,
+            })
         })?)
     }
 
@@ -431,11 +504,10 @@ impl MetadataBackend for SqliteBackend {
                     columns!(),
                     ""
                 ))?
-                .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
-                .optional()?
-                .transpose()?;
+                .query_row([key.as_bytes().as_slice()], read_row)
+                .optional()?;
             subtract(tx, removed.iter())?;
-            Ok(removed)
+            Ok(self.removed_entry(removed))
         })?)
     }
 
@@ -492,8 +564,13 @@ impl MetadataBackend for SqliteBackend {
         let mut page = Vec::with_capacity(remaining.min(SCAN_PAGE));
         while remaining > 0 {
             let page_len = remaining.min(SCAN_PAGE);
+            // Rows stepped, readable or not, and the key of the last one.
+            let mut stepped = 0;
+            let mut last_key: Option<Vec<u8>> = None;
             self.read("scan", |conn| {
                 page.clear();
+                stepped = 0;
+                last_key = None;
                 let mut statement = conn.prepare_cached(sql)?;
                 let mut rows = match filter.prefix.as_deref() {
                     Some(prefix) if !prefix.is_empty() => {
@@ -501,14 +578,28 @@ impl MetadataBackend for SqliteBackend {
                     }
                     _ => statement.query([&after])?,
                 };
-                while page.len() < page_len {
+                while stepped < page_len {
                     let Some(row) = rows.next()? else { break };
-                    page.push(entry_from_row(row)?);
+                    stepped += 1;
+                    match read_row(row)? {
+                        RowRead::Entry(entry) => page.push(entry),
+                        unreadable => {
+                            self.pass_over(&unreadable);
+                            if let RowRead::Unreadable { raw_key, .. } = unreadable {
+                                last_key = Some(raw_key);
+                            }
+                            continue;
+                        }
+                    }
+                    last_key = None;
                 }
                 Ok(())
             })?;
-            let complete = page.len() == page_len;
-            if let Some(last) = page.last() {
+            // A page ends where SQLite stopped, not where the readable entries did.
+            let complete = stepped == page_len;
+            if let Some(raw_key) = last_key {
+                after = raw_key;
+            } else if let Some(last) = page.last() {
                 after = last.key.as_bytes().to_vec();
             }
             for entry in page.drain(..) {
@@ -577,30 +668,120 @@ impl MetadataBackend for SqliteBackend {
                         expected.content_hash.0.as_slice(),
                         expected.blob_name(),
                     ],
-                    |row| Ok(entry_from_row(row)),
+                    read_row,
                 )
-                .optional()?
-                .transpose()?;
+                .optional()?;
             subtract(tx, removed.iter())?;
-            Ok(removed)
+            Ok(self.removed_entry(removed))
         })?)
     }
 
     fn clear(&self) -> cacheness_core::Result<Vec<Entry>> {
         Ok(self.write("clear", |tx| {
-            let mut statement =
-                tx.prepare_cached(concat!("DELETE FROM entries RETURNING ", columns!()))?;
-            let mut rows = statement.query([])?;
+            // Read, then one `DELETE` of the whole table: SQLite empties a table
+            // deleted without `WHERE` (or `RETURNING`) by freeing its pages,
+            // instead of rewriting each one into the log row by row, which on a
+            // full disk may be the write that no longer fits.
             let mut removed = Vec::new();
-            while let Some(row) = rows.next()? {
-                removed.push(entry_from_row(row)?);
+            {
+                let mut statement =
+                    tx.prepare_cached(concat!("SELECT ", columns!(), " FROM entries"))?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    match read_row(row)? {
+                        RowRead::Entry(entry) => removed.push(entry),
+                        unreadable => self.replaced_unreadable(&unreadable),
+                    }
+                }
             }
-            drop(rows);
+            tx.prepare_cached("DELETE FROM entries")?.execute([])?;
             let mut totals = Totals::read(tx)?;
             totals.entries = 0;
             totals.total_size = 0;
             totals.write_sizes(tx)?;
             Ok(removed)
+        })?)
+    }
+
+    /// Every row of the table that cannot be read as an entry, in key order:
+    /// one pass over the whole table, in pages like [`scan`](Self::scan). A row
+    /// whose key column is not a 16-byte key cannot be named by a key: it is
+    /// reported in a warning (with its row id) and removed only by
+    /// [`clear`](Self::clear).
+    fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> cacheness_core::Result<()> {
+        let mut after: Vec<u8> = Vec::new();
+        let mut page: Vec<(CacheKey, String)> = Vec::new();
+        loop {
+            let mut stepped = 0;
+            let mut last_key = Vec::new();
+            self.read("unreadable", |conn| {
+                page.clear();
+                stepped = 0;
+                let mut statement = conn.prepare_cached(scan_sql(None))?;
+                let mut rows = statement.query([&after])?;
+                while stepped < SCAN_PAGE {
+                    let Some(row) = rows.next()? else { break };
+                    stepped += 1;
+                    last_key = match row.get_ref(0)? {
+                        rusqlite::types::ValueRef::Blob(bytes) => bytes.to_vec(),
+                        _ => Vec::new(),
+                    };
+                    if let RowRead::Unreadable {
+                        key: Some(key),
+                        reason,
+                        ..
+                    } = read_row(row)?
+                    {
+                        page.push((key, reason));
+                    }
+                }
+                Ok(())
+            })?;
+            for (key, reason) in page.drain(..) {
+                visit(key, reason);
+            }
+            if stepped < SCAN_PAGE || last_key.is_empty() {
+                break;
+            }
+            after = last_key;
+        }
+        // Keys that are not 16-byte blobs, or no blob at all: never listed by key.
+        let misshapen: Vec<i64> = self.read("unreadable", |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id FROM entries WHERE typeof(key) <> 'blob' OR length(key) <> 16",
+            )?;
+            let ids = statement
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            Ok(ids)
+        })?;
+        for id in misshapen {
+            tracing::warn!(path = %self.path.display(), row_id = id,
+                "sqlite: a row's key is not a cache key; only clear removes it");
+        }
+        Ok(())
+    }
+
+    /// Removes the row under `key` only if it still cannot be read (an entry
+    /// written over it meanwhile stays), without decoding more than needed.
+    fn remove_unreadable(&self, key: &CacheKey) -> cacheness_core::Result<bool> {
+        Ok(self.write("remove_unreadable", |tx| {
+            let row = tx
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM entries WHERE key = ?1"
+                ))?
+                .query_row([key.as_bytes().as_slice()], read_row)
+                .optional()?;
+            let Some(row @ RowRead::Unreadable { .. }) = row else {
+                return Ok(false);
+            };
+            tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
+                .execute([key.as_bytes().as_slice()])?;
+            subtract(tx, std::iter::once(&row))?;
+            self.replaced_unreadable(&row);
+            Ok(true)
         })?)
     }
 
@@ -770,13 +951,15 @@ fn touch_exactly(tx: &Transaction<'_>, touch: &Touch) -> Result<(), Failure> {
     let Some((accessed_at, access_count)) = current else {
         return Ok(());
     };
-    let invalid = |column, reason| Failure::InvalidRow {
-        key: touch.key.to_hex(),
-        column,
-        reason,
+    let (accessed_at, access_count) = match (accessed_at, access_count) {
+        (Ok(accessed_at), Ok(access_count)) => (accessed_at, access_count),
+        (Err(reason), _) | (_, Err(reason)) => {
+            // A damaged row must not fail the batch of every other key's reads.
+            tracing::warn!(key = %touch.key.to_hex(), reason = %reason,
+                "sqlite: not recording a read of an entry that cannot be read");
+            return Ok(());
+        }
     };
-    let accessed_at = accessed_at.map_err(|reason| invalid("accessed_at", reason))?;
-    let access_count = access_count.map_err(|reason| invalid("access_count", reason))?;
     tx.prepare_cached("UPDATE entries SET accessed_at = ?2, access_count = ?3 WHERE key = ?1")?
         .execute(rusqlite::params![
             key,
@@ -786,19 +969,19 @@ fn touch_exactly(tx: &Transaction<'_>, touch: &Touch) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Takes removed entries out of the running totals.
+/// Takes removed rows out of the running totals.
 fn subtract<'a>(
     tx: &Transaction<'_>,
-    removed: impl Iterator<Item = &'a Entry>,
+    removed: impl Iterator<Item = &'a RowRead>,
 ) -> Result<(), Failure> {
     let mut totals: Option<Totals> = None;
-    for entry in removed {
+    for row in removed {
         let current = match &mut totals {
             Some(current) => current,
             None => totals.insert(Totals::read(tx)?),
         };
         current.entries = current.entries.saturating_sub(1);
-        current.total_size = current.total_size.saturating_sub(entry.stored_size);
+        current.total_size = current.total_size.saturating_sub(row.stored_size());
     }
     if let Some(totals) = totals {
         totals.write_sizes(tx)?;

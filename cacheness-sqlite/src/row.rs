@@ -93,6 +93,80 @@ impl Failure {
     }
 }
 
+/// A row read for an operation that must work whether or not the row can be read
+/// back as an entry (a removal, a listing passing over damage).
+// Boxing the entry would cost an allocation per listed row; the value lives
+// only until it is matched.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum RowRead {
+    /// The row as an entry.
+    Entry(Entry),
+    /// A row that cannot be read as an entry (a column of the wrong type, JSON
+    /// that does not parse or nests past the parser's limit).
+    Unreadable {
+        /// The key column's bytes, whatever their length (empty if the column is
+        /// not a blob): where a keyset page goes on from.
+        raw_key: Vec<u8>,
+        /// The key, if the key column itself is a valid key.
+        key: Option<CacheKey>,
+        /// The `stored_size` column if that much is readable, else 0: what the
+        /// running totals subtract when the row goes.
+        stored_size: u64,
+        /// What is wrong with it, naming the column.
+        reason: String,
+    },
+}
+
+impl RowRead {
+    /// The row's `stored_size` (0 when unreadable).
+    pub(crate) fn stored_size(&self) -> u64 {
+        match self {
+            RowRead::Entry(entry) => entry.stored_size,
+            RowRead::Unreadable { stored_size, .. } => *stored_size,
+        }
+    }
+
+    /// The key for messages: hex, or `?` when the key column is damaged too.
+    pub(crate) fn key_hex(raw_key: &[u8], key: Option<CacheKey>) -> String {
+        match key {
+            Some(key) => key.to_hex(),
+            None if raw_key.is_empty() => "?".into(),
+            None => raw_key.iter().map(|byte| format!("{byte:02x}")).collect(),
+        }
+    }
+}
+
+/// Reads a row selected as [`columns!`]: an entry, or what is known of a row
+/// that cannot be one. Only SQLite failing to give the row's values is an error.
+pub(crate) fn read_row(row: &Row<'_>) -> rusqlite::Result<RowRead> {
+    match entry_from_row(row) {
+        Ok(entry) => Ok(RowRead::Entry(entry)),
+        Err(Failure::Sql(error)) => Err(error),
+        Err(failure) => {
+            let raw_key = match row.get_ref(0)? {
+                ValueRef::Blob(bytes) => bytes.to_vec(),
+                _ => Vec::new(),
+            };
+            let key = <[u8; 16]>::try_from(raw_key.as_slice())
+                .ok()
+                .map(CacheKey::from_bytes);
+            let reason = match failure {
+                Failure::InvalidRow { column, reason, .. } => {
+                    format!("invalid `{column}`: {reason}")
+                }
+                other => format!("{other:?}"),
+            };
+            Ok(RowRead::Unreadable {
+                raw_key,
+                key,
+                stored_size: wide(row.get_ref(10)?).unwrap_or(0),
+                reason,
+            })
+        }
+    }
+}
+
 impl From<rusqlite::Error> for Failure {
     fn from(error: rusqlite::Error) -> Self {
         Failure::Sql(error)
