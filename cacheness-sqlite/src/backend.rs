@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cacheness_core::blob::{create_private_file, refuse_symlinked_file};
+use cacheness_core::files::open_regular;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend,
     ScanFilter, Touch,
@@ -1071,16 +1071,7 @@ fn create_dir(dir: &Path) -> Result<(), SqliteError> {
 /// does: SQLite would create it world-readable under the usual umask, and gives
 /// its `-wal` and `-shm` files the database file's mode.
 fn create_database_file(path: &Path) -> Result<(), SqliteError> {
-    // A link planted in the cache dir must not make SQLite write outside it.
-    for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut name = path.as_os_str().to_owned();
-        name.push(suffix);
-        let candidate = PathBuf::from(name);
-        refuse_symlinked_file(&candidate).map_err(|source| SqliteError::CreateFile {
-            path: candidate,
-            source,
-        })?;
-    }
+    crate::schema::refuse_irregular_files(path)?;
     if fs::symlink_metadata(path).is_ok() {
         // Never open a database file ourselves once it exists: closing any
         // descriptor of a file drops every POSIX lock this process holds on it,
@@ -1103,13 +1094,13 @@ fn create_database_file(path: &Path) -> Result<(), SqliteError> {
         path: path.to_owned(),
         source,
     };
-    create_private_file(&temp).map(drop).map_err(create_error)?;
+    create_private_file(&temp).map_err(create_error)?;
     let linked = fs::hard_link(&temp, path);
     let _ = fs::remove_file(&temp);
     let created = match linked {
         // A filesystem without hard links: create it in place, exclusively.
         Err(error) if error.kind() != std::io::ErrorKind::AlreadyExists => {
-            create_private_file(path).map(drop)
+            create_private_file(path)
         }
         other => other,
     };
@@ -1117,6 +1108,16 @@ fn create_database_file(path: &Path) -> Result<(), SqliteError> {
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         other => other.map_err(create_error),
     }
+}
+
+/// Creates a new empty file only its owner can read (0600 on Unix), refusing
+/// whatever is already at `path` (a planted link is not followed).
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    open_regular(path, &options).map(drop)
 }
 
 /// Moves a damaged database and its log aside; its shared-memory index is

@@ -126,6 +126,18 @@ pub enum SqliteError {
         source: io::Error,
     },
 
+    /// The database file, its log or its shared-memory index is not a regular
+    /// file (a symbolic link, a FIFO, a device, a directory): it was left alone
+    /// and nothing was opened through it.
+    #[error("refusing {path}: {source}")]
+    NotRegular {
+        /// The file found.
+        path: PathBuf,
+        /// What it is.
+        #[source]
+        source: io::Error,
+    },
+
     /// Moving a damaged database aside failed.
     #[error("cannot move {path} aside to recreate it: {source}")]
     Recreate {

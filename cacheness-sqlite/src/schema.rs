@@ -32,8 +32,9 @@
 //! lock: of many processes opening a fresh directory at once, exactly one creates
 //! the tables and the others find them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use cacheness_core::files::refuse_irregular;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::{SqliteError, is_corrupt};
@@ -145,12 +146,47 @@ pub(crate) fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite:
     conn.execute_batch(&options.pragmas())
 }
 
+/// The files SQLite opens by name beside the database: its log, its
+/// shared-memory index, and the rollback journal it would use outside WAL mode.
+pub(crate) const COMPANION_SUFFIXES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// `path` with `suffix` appended to its file name.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Refuses a database whose file, log or shared-memory index is not a regular
+/// file: SQLite opens them by name, follows a symbolic link (and would write
+/// through it, outside the cache dir) and blocks forever opening a FIFO.
+pub(crate) fn refuse_irregular_files(path: &Path) -> Result<(), SqliteError> {
+    for suffix in std::iter::once("").chain(COMPANION_SUFFIXES) {
+        let candidate = with_suffix(path, suffix);
+        refuse_irregular(&candidate).map_err(|source| SqliteError::NotRegular {
+            path: candidate,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// A connection to the database file at `path`, with the per-connection
-/// pragmas set: how every connection of a file backend starts.
+/// pragmas set: how every connection of a file backend starts. The files are
+/// checked as by [`refuse_irregular_files`] first (a connection opened later
+/// than the backend must not meet a FIFO planted meanwhile either). (Not
+/// SQLite's `SQLITE_OPEN_NOFOLLOW`: it refuses a link anywhere in the path, such
+/// as a home directory that is a link.)
 pub(crate) fn open_configured(
     path: &Path,
     options: &SqliteOptions,
 ) -> rusqlite::Result<Connection> {
+    if let Err(error) = refuse_irregular_files(path) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(error.to_string()),
+        ));
+    }
     let conn = Connection::open(path)?;
     configure(&conn, options)?;
     Ok(conn)
