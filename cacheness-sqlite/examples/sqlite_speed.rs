@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--mmap BYTES] [--page-size BYTES] [--no-checkpoint-thread]
+//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--wal-limit BYTES] [--mmap BYTES] [--page-size BYTES] [--no-checkpoint-thread]
 //! ```
 //!
 //! Workload (BENCHMARK.md, W1): values are a ~200-byte serde struct (an id, a
@@ -35,7 +35,8 @@ mod seed;
 use seed::{Record, record};
 
 /// The default options, or with `-- --autocheckpoint PAGES` another
-/// `wal_autocheckpoint`, with `-- --mmap BYTES` another `mmap_size` and with
+/// `wal_autocheckpoint`, with `-- --wal-limit BYTES` another `wal_limit_bytes`,
+/// with `-- --mmap BYTES` another `mmap_size` and with
 /// `-- --page-size BYTES` another `page_size`, for the backend and both raw
 /// floors alike; `-- --no-checkpoint-thread` makes the backend checkpoint in
 /// the put that fills the log, as the floors do.
@@ -51,6 +52,7 @@ fn options() -> SqliteOptions {
     SqliteOptions {
         wal_autocheckpoint: number("--autocheckpoint")
             .map_or(defaults.wal_autocheckpoint, |pages| pages as u32),
+        wal_limit_bytes: number("--wal-limit").unwrap_or(defaults.wal_limit_bytes),
         mmap_size: number("--mmap").unwrap_or(defaults.mmap_size),
         page_size: number("--page-size").map_or(defaults.page_size, |bytes| bytes as u32),
         checkpoint_thread: !args.iter().any(|arg| arg == "--no-checkpoint-thread"),

@@ -14,7 +14,7 @@ use cacheness_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::error::{SqliteError, is_busy};
+use crate::error::{SqliteError, is_busy, is_disk_full};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, RowRead, Wide, bind_entry, columns, entry_from_row, read_row, wide};
@@ -221,8 +221,11 @@ impl SqliteBackend {
             source,
         };
         let mut conn = Connection::open_in_memory().map_err(open_error)?;
-        conn.execute_batch(&format!("PRAGMA page_size = {}", options.page_size))
-            .map_err(open_error)?;
+        conn.execute_batch(&format!(
+            "PRAGMA page_size = {}; PRAGMA auto_vacuum = INCREMENTAL;",
+            options.page_size
+        ))
+        .map_err(open_error)?;
         configure(&conn, options).map_err(open_error)?;
         ensure_schema(&mut conn, &path)?;
         Ok(SqliteBackend {
@@ -296,7 +299,7 @@ impl SqliteBackend {
     /// first, so what `body` reads cannot change before it commits), retrying
     /// while another writer holds the lock. A transaction that changed anything
     /// also increments `stats.writes` and is counted in [`OwnWrites`].
-    fn write<T>(
+    fn write_once<T>(
         &self,
         operation: &'static str,
         mut body: impl FnMut(&Transaction<'_>) -> Result<T, Failure>,
@@ -319,6 +322,49 @@ impl SqliteBackend {
             }
             Ok(value)
         })
+    }
+
+    /// [`write_once`](Self::write_once), and on a full disk (`SQLITE_FULL`: the
+    /// log could not grow) once more after the log was checkpointed and
+    /// truncated, which gives its space back. Without this, a log that filled
+    /// the disk would refuse every write, the removals and `clear` that would
+    /// make room included, until space was added by hand.
+    fn write<T>(
+        &self,
+        operation: &'static str,
+        mut body: impl FnMut(&Transaction<'_>) -> Result<T, Failure>,
+    ) -> Result<T, SqliteError> {
+        match self.write_once(operation, &mut body) {
+            Err(SqliteError::Query { source, .. }) if is_disk_full(&source) => {
+                tracing::warn!(path = %self.path.display(), operation,
+                    "sqlite: disk full; checkpointing and truncating the log to make room");
+                self.truncate_log();
+                self.write_once(operation, body)
+            }
+            other => other,
+        }
+    }
+
+    /// Copies the whole log into the database and truncates it to nothing
+    /// (`PRAGMA wal_checkpoint(TRUNCATE)`), waiting for readers within the
+    /// busy timeout. Best effort: a failure is logged and leaves the log as it
+    /// was. Nothing to do in memory.
+    fn truncate_log(&self) {
+        if self.memory {
+            return;
+        }
+        let result = self.pool.get().and_then(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        });
+        match result {
+            Ok(0) => {}
+            Ok(_) => tracing::debug!(path = %self.path.display(),
+                "sqlite: log not truncated: a reader or writer was still using it"),
+            Err(error) => tracing::warn!(path = %self.path.display(), %error,
+                "sqlite: could not checkpoint and truncate the log"),
+        }
     }
 
     /// Creates the `accessed_at` index if the database has none yet: a database
@@ -507,6 +553,7 @@ impl MetadataBackend for SqliteBackend {
                 .query_row([key.as_bytes().as_slice()], read_row)
                 .optional()?;
             subtract(tx, removed.iter())?;
+            shrink_if_sparse(tx)?;
             Ok(self.removed_entry(removed))
         })?)
     }
@@ -672,12 +719,15 @@ impl MetadataBackend for SqliteBackend {
                 )
                 .optional()?;
             subtract(tx, removed.iter())?;
+            shrink_if_sparse(tx)?;
             Ok(self.removed_entry(removed))
         })?)
     }
 
+    /// Also gives the freed pages back to the filesystem (the file shrinks to
+    /// its schema) and truncates the log.
     fn clear(&self) -> cacheness_core::Result<Vec<Entry>> {
-        Ok(self.write("clear", |tx| {
+        let removed = self.write("clear", |tx| {
             // Read, then one `DELETE` of the whole table: SQLite empties a table
             // deleted without `WHERE` (or `RETURNING`) by freeing its pages,
             // instead of rewriting each one into the log row by row, which on a
@@ -699,8 +749,12 @@ impl MetadataBackend for SqliteBackend {
             totals.entries = 0;
             totals.total_size = 0;
             totals.write_sizes(tx)?;
+            incremental_vacuum(tx)?;
             Ok(removed)
-        })?)
+        })?;
+        // In WAL mode the file shrinks when the log is copied back.
+        self.truncate_log();
+        Ok(removed)
     }
 
     /// Every row of the table that cannot be read as an entry, in key order:
@@ -780,6 +834,7 @@ impl MetadataBackend for SqliteBackend {
             tx.prepare_cached("DELETE FROM entries WHERE key = ?1")?
                 .execute([key.as_bytes().as_slice()])?;
             subtract(tx, std::iter::once(&row))?;
+            shrink_if_sparse(tx)?;
             self.replaced_unreadable(&row);
             Ok(true)
         })?)
@@ -966,6 +1021,40 @@ fn touch_exactly(tx: &Transaction<'_>, touch: &Touch) -> Result<(), Failure> {
             Wide(accessed_at.max(touch.accessed_at)),
             Wide(access_count.saturating_add(touch.count))
         ])?;
+    Ok(())
+}
+
+/// Free pages past which a removal gives them back to the filesystem, if they
+/// are also a quarter of the file: a cache that shrank a lot shrinks on disk,
+/// one that churns (removals, then puts that reuse the pages) moves no pages.
+const SPARSE_PAGES: i64 = 64;
+
+/// Gives the database's free pages back to the filesystem, inside the removal's
+/// transaction, once they are many ([`SPARSE_PAGES`]). Costs two reads of the
+/// header otherwise. Does nothing to a database not in incremental mode.
+fn shrink_if_sparse(tx: &Transaction<'_>) -> Result<(), Failure> {
+    let free: i64 = tx
+        .prepare_cached("PRAGMA freelist_count")?
+        .query_row([], |row| row.get(0))?;
+    if free < SPARSE_PAGES {
+        return Ok(());
+    }
+    let pages: i64 = tx
+        .prepare_cached("PRAGMA page_count")?
+        .query_row([], |row| row.get(0))?;
+    if free.saturating_mul(4) >= pages {
+        incremental_vacuum(tx)?;
+    }
+    Ok(())
+}
+
+/// Gives every free page back to the filesystem (when the log is next copied
+/// back). The pragma answers with a row per page it moves, and frees only as
+/// many pages as it is stepped, so it is stepped to the end.
+fn incremental_vacuum(tx: &Transaction<'_>) -> Result<(), Failure> {
+    let mut statement = tx.prepare_cached("PRAGMA incremental_vacuum")?;
+    let mut rows = statement.query([])?;
+    while rows.next()?.is_some() {}
     Ok(())
 }
 

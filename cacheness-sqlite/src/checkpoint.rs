@@ -66,6 +66,8 @@ struct Shared {
     /// The database, and how to open the thread's own connection to it.
     path: PathBuf,
     options: SqliteOptions,
+    /// [`SqliteOptions::checkpoint_pages`], computed once.
+    threshold: u32,
     /// The thread, once started (by a commit's hook, hence here).
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -100,11 +102,11 @@ enum Phase {
 
 impl Checkpointer {
     /// A checkpointer for the database at `path`, checkpointing every
-    /// `options.wal_autocheckpoint` pages. `None` when that is 0 (checkpoints
+    /// [`SqliteOptions::checkpoint_pages`] pages. `None` when that is 0 (checkpoints
     /// off: nothing to do) or the options turn the thread off (SQLite's own
     /// automatic checkpoint stays).
     pub(crate) fn new(path: PathBuf, options: &SqliteOptions) -> Option<Checkpointer> {
-        let wanted = options.checkpoint_thread && options.wal_autocheckpoint > 0;
+        let wanted = options.checkpoint_thread && options.checkpoint_pages() > 0;
         wanted.then(|| Checkpointer {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
@@ -112,6 +114,7 @@ impl Checkpointer {
                 finished: Condvar::new(),
                 path,
                 options: options.clone(),
+                threshold: options.checkpoint_pages(),
                 thread: Mutex::new(None),
             }),
         })
@@ -139,9 +142,9 @@ impl Checkpointer {
 }
 
 impl Shared {
-    /// `wal_autocheckpoint`, in pages.
+    /// Where checkpoints start, in pages ([`SqliteOptions::checkpoint_pages`]).
     fn threshold(&self) -> u32 {
-        self.options.wal_autocheckpoint
+        self.threshold
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

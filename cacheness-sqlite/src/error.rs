@@ -171,6 +171,14 @@ impl SqliteError {
     }
 }
 
+/// Whether SQLite reports the disk (or the file system's quota) full.
+pub(crate) fn is_disk_full(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DiskFull)
+    )
+}
+
 pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
     matches!(
         error.sqlite_error_code(),

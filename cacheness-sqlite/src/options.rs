@@ -61,13 +61,15 @@ pub struct SqliteOptions {
     /// `PRAGMA temp_store` (default [`TempStore::Memory`]): where temporary tables
     /// and sort buffers of large queries live.
     pub temp_store: TempStore,
-    /// `PRAGMA wal_autocheckpoint`, in pages (default 10 000, about 40 MB of log
-    /// with 4 KiB pages; SQLite's own default is 1 000; 0 turns automatic
+    /// `PRAGMA wal_autocheckpoint`, in pages (default 1 000, SQLite's own
+    /// default: ~4 MiB of log with 4 KiB pages; 0 turns automatic
     /// checkpoints off): once the write-ahead log holds this many pages, they
     /// are copied back into the database file, which is synced. Larger batches
     /// copy a page rewritten many times only once and sync less often, but let
-    /// the log file (which keeps its largest size on disk) and crash recovery
-    /// grow. With checkpoints off, the log grows until a connection closes.
+    /// the log file and crash recovery grow. With checkpoints off, the log
+    /// grows until a connection closes. [`wal_limit_bytes`](Self::wal_limit_bytes)
+    /// caps this at a quarter of the limit ([`checkpoint_pages`](Self::checkpoint_pages)
+    /// gives the value used).
     ///
     /// The file backend does not make a put wait for that copy, as SQLite's own
     /// automatic checkpoint would (with `synchronous = NORMAL` it is when the
@@ -75,10 +77,24 @@ pub struct SqliteOptions {
     /// `cacheness-ckpt`, started at the first checkpoint, copies while puts go
     /// on, and the next put copies only the short tail that they added
     /// meanwhile. The log may therefore grow past this size, and a put waits for
-    /// the thread only once it holds 4 times as many pages. A connection of your
+    /// the thread only once it holds 4 times as many pages (at most
+    /// [`wal_limit_bytes`](Self::wal_limit_bytes)). A connection of your
     /// own given [`pragmas`](Self::pragmas) checkpoints as SQLite does, and so
     /// does the backend with [`checkpoint_thread`](Self::checkpoint_thread) off.
     pub wal_autocheckpoint: u32,
+    /// The most disk the write-ahead log (`cache_metadata.db-wal`) may take, in
+    /// bytes (default 16 MiB; 0: no limit beyond `wal_autocheckpoint`'s; else at
+    /// least 64 KiB). Checkpoints start at a quarter of it (or at
+    /// `wal_autocheckpoint` pages, if fewer), commits wait for them once the log
+    /// holds the limit, and `PRAGMA journal_size_limit` truncates the file back
+    /// to it when the log starts over, so the file does not keep a peak size.
+    ///
+    /// A smaller limit keeps a small cache small on disk (the log is otherwise
+    /// the largest file of a cache of a few MB) and leaves a full disk less to
+    /// fill; it costs puts a checkpoint (two syncs) for every limit's worth of
+    /// log they write. A cache with a size limit is best given a log limit of
+    /// the same order (the `cacheness` facade derives it from `max_size`).
+    pub wal_limit_bytes: u64,
     /// Whether the file backend runs its checkpoints on a thread of its own
     /// (default `true`; see [`wal_autocheckpoint`](Self::wal_autocheckpoint)).
     /// Off, the put that fills the log copies it back, as SQLite does by itself.
@@ -99,8 +115,9 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     /// 4 KiB pages, 20 MB page cache per connection, no memory map, 10 s
     /// busy timeout, `synchronous = NORMAL`, temporary data in memory, a
-    /// checkpoint every 10 000 pages on the backend's own thread, up to 8 idle
-    /// connections, and no recreation of damaged files.
+    /// checkpoint every 1 000 pages on the backend's own thread and a log of at
+    /// most 16 MiB, up to 8 idle connections, and no recreation of damaged
+    /// files.
     fn default() -> Self {
         SqliteOptions {
             page_size: 4096,
@@ -109,7 +126,8 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(10),
             synchronous: Synchronous::Normal,
             temp_store: TempStore::Memory,
-            wal_autocheckpoint: 10_000,
+            wal_autocheckpoint: 1_000,
+            wal_limit_bytes: 16 << 20,
             checkpoint_thread: true,
             max_idle_connections: 8,
             recreate_if_corrupt: false,
@@ -132,7 +150,7 @@ impl SqliteOptions {
     /// let conn = rusqlite::Connection::open_in_memory()?;
     /// conn.execute_batch(&options.pragmas())?;
     /// let pages: i64 = conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))?;
-    /// assert_eq!(pages, i64::from(options.wal_autocheckpoint));
+    /// assert_eq!(pages, i64::from(options.checkpoint_pages()));
     /// # Ok::<(), rusqlite::Error>(())
     /// ```
     pub fn pragmas(&self) -> String {
@@ -142,22 +160,50 @@ impl SqliteOptions {
              PRAGMA cache_size = -{};\n\
              PRAGMA temp_store = {};\n\
              PRAGMA wal_autocheckpoint = {};\n\
+             PRAGMA journal_size_limit = {};\n\
              PRAGMA mmap_size = {};\n",
             self.busy_timeout.as_millis().min(i32::MAX as u128),
             self.synchronous.pragma_value(),
             self.cache_size_kib,
             self.temp_store.pragma_value(),
-            self.wal_autocheckpoint,
+            self.checkpoint_pages(),
+            match i64::try_from(self.wal_limit_bytes) {
+                Ok(0) | Err(_) => -1,
+                Ok(bytes) => bytes,
+            },
             self.mmap_size,
         )
     }
 
+    /// The log's length, in pages, at which a checkpoint starts:
+    /// [`wal_autocheckpoint`](Self::wal_autocheckpoint), or a quarter of
+    /// [`wal_limit_bytes`](Self::wal_limit_bytes) in frames if that is fewer
+    /// (at least 1; 0 only when `wal_autocheckpoint` is 0).
+    ///
+    /// ```
+    /// use cacheness_sqlite::SqliteOptions;
+    ///
+    /// let small = SqliteOptions { wal_limit_bytes: 256 << 10, ..SqliteOptions::default() };
+    /// assert_eq!(small.checkpoint_pages(), 15); // 256 KiB of 4 120-byte frames, / 4
+    /// assert_eq!(SqliteOptions::default().checkpoint_pages(), 1_000);
+    /// ```
+    pub fn checkpoint_pages(&self) -> u32 {
+        if self.wal_autocheckpoint == 0 || self.wal_limit_bytes == 0 {
+            return self.wal_autocheckpoint;
+        }
+        // A frame is a 24-byte header and a page.
+        let frames = self.wal_limit_bytes / (u64::from(self.page_size) + 24);
+        let quarter = u32::try_from(frames / 4).unwrap_or(u32::MAX);
+        self.wal_autocheckpoint.min(quarter).max(1)
+    }
+
     /// The pragmas that belong to the database file, which the backend sets when
-    /// it creates one: the page size (effective only before the first table) and
-    /// WAL mode (recorded in the file).
+    /// it creates one: the page size and `auto_vacuum = INCREMENTAL` (both
+    /// effective only before the first table) and WAL mode (recorded in the
+    /// file).
     pub fn file_pragmas(&self) -> String {
         format!(
-            "PRAGMA page_size = {};\nPRAGMA journal_mode = WAL;\n",
+            "PRAGMA page_size = {};\nPRAGMA auto_vacuum = INCREMENTAL;\nPRAGMA journal_mode = WAL;\n",
             self.page_size
         )
     }
@@ -168,6 +214,15 @@ impl SqliteOptions {
             return Err((
                 "page_size",
                 format!("{} is not a power of two from 512 to 65536", self.page_size),
+            ));
+        }
+        if self.wal_limit_bytes != 0 && self.wal_limit_bytes < 64 << 10 {
+            return Err((
+                "wal_limit_bytes",
+                format!(
+                    "{} is under 64 KiB (0 means no limit)",
+                    self.wal_limit_bytes
+                ),
             ));
         }
         if self.max_idle_connections == 0 {
@@ -268,6 +323,11 @@ mod tests {
             ..SqliteOptions::default()
         };
         assert_eq!(no_pool.validate().unwrap_err().0, "max_idle_connections");
+        let tiny_log = SqliteOptions {
+            wal_limit_bytes: 4096,
+            ..SqliteOptions::default()
+        };
+        assert_eq!(tiny_log.validate().unwrap_err().0, "wal_limit_bytes");
     }
 
     #[test]
@@ -280,6 +340,7 @@ mod tests {
             synchronous: Synchronous::Full,
             temp_store: TempStore::File,
             wal_autocheckpoint: 777,
+            wal_limit_bytes: 50 << 20,
             ..SqliteOptions::default()
         };
         let dir = tempfile::tempdir().unwrap();
@@ -299,6 +360,8 @@ mod tests {
         assert_eq!(read("cache_size"), Integer(-1234));
         assert_eq!(read("temp_store"), Integer(1));
         assert_eq!(read("wal_autocheckpoint"), Integer(777));
+        assert_eq!(read("journal_size_limit"), Integer(50 << 20));
+        assert_eq!(read("auto_vacuum"), Integer(2));
         assert_eq!(read("mmap_size"), Integer(1 << 20));
     }
 }

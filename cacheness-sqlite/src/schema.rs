@@ -25,7 +25,16 @@
 //!   query ([`LRU_INDEX`]). Only a cache with a size limit asks for eviction
 //!   candidates, and every put and every recorded access of a cache without one
 //!   paid for the index: one more page written per put, ~15 % of put
-//!   throughput at 1 000 entries.
+//!   throughput at 1 000 entries;
+//! - 6: the file is in `auto_vacuum = INCREMENTAL` mode, so the pages that
+//!   `clear` and large removals free can be given back to the filesystem
+//!   (`PRAGMA incremental_vacuum`); before, a cleared cache kept its largest
+//!   size on disk. A new file is created in that mode (it must be set before
+//!   the first table); an older one is rewritten once by `VACUUM`, which
+//!   cannot run inside the migration's transaction, so it runs after it, and
+//!   the version moves to 6 in a transaction of its own once it has. Should it
+//!   fail (no room for the copy, a lock held past the busy timeout), the
+//!   database stays usable at version 5 and the next open tries again.
 //!
 //! A fresh database goes through the same steps as an old one, inside one
 //! `BEGIN IMMEDIATE` transaction that re-reads the version once it holds the write
@@ -42,7 +51,10 @@ use crate::options::SqliteOptions;
 use crate::row::{Failure, Wide, columns, wide};
 
 /// The newest schema version this build knows.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
+
+/// `PRAGMA auto_vacuum` of a database that can give back free pages.
+const INCREMENTAL: i64 = 2;
 
 /// Version 1: the entries table and its indexes.
 const SCHEMA_V1: &str = "
@@ -223,7 +235,7 @@ pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<(), Sq
             refuse_foreign_tables(&tx).map_err(|e| e.into_error(path, "open"))?;
         }
         if version < SCHEMA_VERSION {
-            migrate(&tx, version).map_err(|failure| match failure {
+            let reached = migrate(&tx, version).map_err(|failure| match failure {
                 Failure::Sql(source) if is_corrupt(&source) => SqliteError::Corrupt {
                     path: path.to_owned(),
                     source,
@@ -235,9 +247,12 @@ pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<(), Sq
                 },
                 other => other.into_error(path, "migrate"),
             })?;
-            tracing::info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "sqlite schema set up");
+            tracing::info!(path = %path.display(), from = version, to = reached, "sqlite schema set up");
         }
         tx.commit().map_err(open_error)?;
+        if user_version(conn).map_err(open_error)? == SCHEMA_VERSION - 1 {
+            become_incremental(conn, path).map_err(open_error)?;
+        }
     }
     // Reads the schema and the stats row: a damaged file fails here, at open,
     // rather than at the first put. One row, never the entries.
@@ -285,8 +300,38 @@ fn refuse_foreign_tables(conn: &Connection) -> Result<(), Failure> {
     })
 }
 
-/// Runs every step from `from` to [`SCHEMA_VERSION`] on an open transaction.
-fn migrate(conn: &Connection, from: i64) -> Result<(), Failure> {
+/// Version 6 for a database of version 5: `VACUUM` in incremental mode, then
+/// the version. A failed `VACUUM` is a warning, not an error (see the module's
+/// history).
+fn become_incremental(conn: &mut Connection, path: &Path) -> rusqlite::Result<()> {
+    if auto_vacuum(conn)? != INCREMENTAL {
+        // The copy VACUUM makes goes to a temporary file, not memory: a large
+        // cache's index would otherwise be held in memory whole.
+        let vacuumed = conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA temp_store = FILE; VACUUM;");
+        conn.execute_batch("PRAGMA temp_store = DEFAULT")?;
+        if let Err(error) = vacuumed {
+            tracing::warn!(path = %path.display(), %error,
+                "sqlite: could not rewrite the database to give back free pages; it keeps its size on disk until this succeeds at a later open");
+            return Ok(());
+        }
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if user_version(&tx)? == SCHEMA_VERSION - 1 && auto_vacuum(&tx)? == INCREMENTAL {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        tracing::info!(path = %path.display(), to = SCHEMA_VERSION, "sqlite database gives back free pages");
+    }
+    tx.commit()
+}
+
+fn auto_vacuum(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+}
+
+/// Runs every step from `from` to [`SCHEMA_VERSION`] on an open transaction,
+/// but for a `VACUUM` that version 6 may need (see [`become_incremental`]);
+/// the version reached.
+fn migrate(conn: &Connection, from: i64) -> Result<i64, Failure> {
     if from < 1 {
         conn.execute_batch(SCHEMA_V1)?;
     }
@@ -327,8 +372,14 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), Failure> {
     if from < 5 {
         conn.execute_batch(SCHEMA_V5)?;
     }
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    Ok(())
+    // A new file is incremental from the start (`file_pragmas`).
+    let reached = if auto_vacuum(conn)? == INCREMENTAL {
+        SCHEMA_VERSION
+    } else {
+        SCHEMA_VERSION - 1
+    };
+    conn.pragma_update(None, "user_version", reached)?;
+    Ok(reached)
 }
 
 #[cfg(test)]

@@ -253,6 +253,48 @@ fn a_version_4_database_drops_its_eviction_index_until_eviction_asks() {
     assert_eq!(check, "ok");
 }
 
+fn auto_vacuum(path: &Path) -> i64 {
+    Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA auto_vacuum", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_version_5_database_is_rewritten_to_give_back_free_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE_NAME);
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    for index in 0..6 {
+        backend.put(sample_entry(key_of(index), 10)).unwrap();
+    }
+    drop(backend);
+    assert_eq!(auto_vacuum(&path), 2, "a new file is incremental");
+    // Version 5 files were not.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM; PRAGMA user_version = 5;")
+        .unwrap();
+    drop(conn);
+    assert_eq!(auto_vacuum(&path), 0);
+
+    let backend = SqliteBackend::open(dir.path()).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(auto_vacuum(&path), 2);
+    assert_eq!(backend.len().unwrap(), 6);
+    for index in 0..6 {
+        assert_eq!(
+            backend.get(&key_of(index)).unwrap(),
+            Some(sample_entry(key_of(index), 10))
+        );
+    }
+    let check: String = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
