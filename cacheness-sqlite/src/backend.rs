@@ -18,7 +18,10 @@ use crate::error::{SqliteError, is_busy, is_disk_full};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, RowRead, Wide, bind_entry, columns, entry_from_row, read_row, wide};
-use crate::schema::{LRU_INDEX, configure, configure_file, ensure_schema, open_configured};
+use crate::schema::{
+    LRU_INDEX, check_read_only, configure, configure_file, ensure_schema, open_configured,
+    open_read_only_configured, read_only_uri, refuse_irregular_files, with_suffix,
+};
 use crate::wal_index::{Header, Watched};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
 
@@ -63,6 +66,8 @@ pub struct SqliteBackend {
     /// The database file, or `:memory:`.
     path: PathBuf,
     memory: bool,
+    /// Opened with [`SqliteOptions::read_only`]: writes fail, touches are dropped.
+    read_only: bool,
     busy_timeout: Duration,
     pool: Pool,
     /// What [`data_version`](MetadataBackend::data_version) reads (`None` in memory).
@@ -147,8 +152,12 @@ impl SqliteBackend {
     /// SQLite cannot use.
     pub fn open_with(dir: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
         check_options(options)?;
-        create_dir(dir)?;
         let path = dir.join(DB_FILE_NAME);
+        if options.read_only {
+            return SqliteBackend::open_read_only(&path, options);
+        }
+        create_dir(dir)?;
+        check_writable(dir, &path)?;
         match SqliteBackend::open_file(&path, options) {
             Err(SqliteError::Corrupt { source, .. }) if options.recreate_if_corrupt => {
                 tracing::warn!(
@@ -190,6 +199,12 @@ impl SqliteBackend {
         options: &SqliteOptions,
     ) -> Result<SqliteBackend, SqliteError> {
         check_options(options)?;
+        if options.read_only {
+            return Err(SqliteError::InvalidOption {
+                field: "read_only",
+                reason: "recreating a database writes it".into(),
+            });
+        }
         create_dir(dir)?;
         let path = dir.join(DB_FILE_NAME);
         move_aside(&path)?;
@@ -231,6 +246,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path,
             memory: true,
+            read_only: false,
             busy_timeout: options.busy_timeout,
             pool: Pool::single(conn),
             watcher: None,
@@ -242,6 +258,77 @@ impl SqliteBackend {
     /// The database file (`:memory:` for the in-memory backend).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The read-only open of [`SqliteOptions::read_only`]: creates nothing,
+    /// migrates nothing.
+    fn open_read_only(path: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
+        refuse_irregular_files(path)?;
+        match fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(SqliteError::NotFound {
+                    path: path.to_owned(),
+                });
+            }
+            Err(error) => {
+                return Err(SqliteError::CannotOpenReadOnly {
+                    path: path.to_owned(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+        let exists = |suffix| fs::symlink_metadata(with_suffix(path, suffix)).is_ok();
+        let (log, index) = (exists("-wal"), exists("-shm"));
+        if log && !index {
+            return Err(SqliteError::CannotOpenReadOnly {
+                path: path.to_owned(),
+                reason: "its log (-wal) exists without its shared-memory index (-shm), \
+                         which a read-only open does not create"
+                    .into(),
+            });
+        }
+        // No log: nothing was left to copy back, and the database file alone is
+        // the cache (see `SqliteOptions::read_only`).
+        let immutable = !log;
+        let uri =
+            read_only_uri(path, immutable).map_err(|error| SqliteError::CannotOpenReadOnly {
+                path: path.to_owned(),
+                reason: error.to_string(),
+            })?;
+        let open_error = |source| crate::error::open_error(path, source);
+        let deadline = Instant::now() + options.busy_timeout;
+        let (conn, watcher) = retry_until(deadline, SqliteError::is_busy, || {
+            let conn = open_read_only_configured(path, &uri, options).map_err(open_error)?;
+            check_read_only(&conn, path)?;
+            if immutable {
+                // Nothing this handle could see changes.
+                return Ok((conn, None));
+            }
+            let conn_watcher =
+                open_read_only_configured(path, &uri, options).map_err(open_error)?;
+            let pragma = read_pragma(&conn_watcher).map_err(open_error)?;
+            let foreign =
+                read_writes(&conn_watcher).map_err(|failure| failure.into_error(path, "open"))?;
+            let watcher = Watcher {
+                watched: Watched::new(conn_watcher),
+                pragma,
+                foreign,
+                version: 0,
+                header: None,
+            };
+            Ok((conn, Some(Mutex::new(watcher))))
+        })?;
+        Ok(SqliteBackend {
+            path: path.to_owned(),
+            memory: false,
+            read_only: true,
+            busy_timeout: options.busy_timeout,
+            pool: Pool::file(conn, path.to_owned(), options, Some(uri)).map_err(open_error)?,
+            watcher,
+            own: OwnWrites::default(),
+            lru_index: AtomicBool::new(true),
+        })
     }
 
     fn open_file(path: &Path, options: &SqliteOptions) -> Result<SqliteBackend, SqliteError> {
@@ -273,8 +360,9 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             path: path.to_owned(),
             memory: false,
+            read_only: false,
             busy_timeout: options.busy_timeout,
-            pool: Pool::file(conn, path.to_owned(), options)
+            pool: Pool::file(conn, path.to_owned(), options, None)
                 .map_err(|source| crate::error::open_error(path, source))?,
             watcher: Some(Mutex::new(watcher)),
             own: OwnWrites::default(),
@@ -304,6 +392,12 @@ impl SqliteBackend {
         operation: &'static str,
         mut body: impl FnMut(&Transaction<'_>) -> Result<T, Failure>,
     ) -> Result<T, SqliteError> {
+        if self.read_only {
+            return Err(SqliteError::ReadOnly {
+                operation,
+                path: self.path.clone(),
+            });
+        }
         let mut conn = self
             .pool
             .get()
@@ -350,7 +444,7 @@ impl SqliteBackend {
     /// busy timeout. Best effort: a failure is logged and leaves the log as it
     /// was. Nothing to do in memory.
     fn truncate_log(&self) {
-        if self.memory {
+        if self.memory || self.read_only {
             return;
         }
         let result = self.pool.get().and_then(|conn| {
@@ -558,8 +652,9 @@ impl MetadataBackend for SqliteBackend {
         })?)
     }
 
+    /// Opened read-only, does nothing: reads are served, not recorded.
     fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
-        if batch.is_empty() {
+        if batch.is_empty() || self.read_only {
             return Ok(());
         }
         Ok(self.write("touch", |tx| {
@@ -1156,11 +1251,34 @@ fn create_dir(dir: &Path) -> Result<(), SqliteError> {
         })
 }
 
+/// Fails, naming the cause (a read-only file system, no permission), if the
+/// cache directory or an existing database in it cannot be written: SQLite
+/// itself would report only "unable to open database file", or open the file
+/// read-only and fail at the first write.
+fn check_writable(dir: &Path, path: &Path) -> Result<(), SqliteError> {
+    #[cfg(unix)]
+    for target in [dir, path] {
+        match rustix::fs::access(target, rustix::fs::Access::WRITE_OK) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::NOENT) if target == path => {}
+            Err(errno) => {
+                return Err(SqliteError::NotWritable {
+                    path: target.to_owned(),
+                    source: std::io::Error::from(errno),
+                });
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, path);
+    Ok(())
+}
+
 /// Creates the database file (mode 0600 on Unix) if it is missing, before SQLite
 /// does: SQLite would create it world-readable under the usual umask, and gives
 /// its `-wal` and `-shm` files the database file's mode.
 fn create_database_file(path: &Path) -> Result<(), SqliteError> {
-    crate::schema::refuse_irregular_files(path)?;
+    refuse_irregular_files(path)?;
     if fs::symlink_metadata(path).is_ok() {
         // Never open a database file ourselves once it exists: closing any
         // descriptor of a file drops every POSIX lock this process holds on it,

@@ -138,6 +138,44 @@ pub enum SqliteError {
         source: io::Error,
     },
 
+    /// The database (or the directory it would be created in) cannot be written:
+    /// a read-only file system, or no permission. Nothing was created; a
+    /// read-only open ([`SqliteOptions::read_only`](crate::SqliteOptions::read_only))
+    /// can still read an existing database there.
+    #[error("cannot open {path} for writing: {source}")]
+    NotWritable {
+        /// The database file or the cache directory.
+        path: PathBuf,
+        /// Why not, as the system reported it (e.g. "Read-only file system").
+        #[source]
+        source: io::Error,
+    },
+
+    /// A read-only open found no database: a read-only open creates nothing.
+    #[error("{path} does not exist (a read-only open creates nothing)")]
+    NotFound {
+        /// The database file looked for.
+        path: PathBuf,
+    },
+
+    /// The database exists but cannot be read without changing it.
+    #[error("cannot open {path} read-only: {reason}")]
+    CannotOpenReadOnly {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// A write was asked of a backend opened read-only.
+    #[error("{operation} on {path}: the database was opened read-only")]
+    ReadOnly {
+        /// What was asked, e.g. "put".
+        operation: &'static str,
+        /// The database file.
+        path: PathBuf,
+    },
+
     /// Moving a damaged database aside failed.
     #[error("cannot move {path} aside to recreate it: {source}")]
     Recreate {

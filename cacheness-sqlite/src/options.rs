@@ -110,6 +110,24 @@ pub struct SqliteOptions {
     /// file, and nothing is touched). See also
     /// [`SqliteBackend::recreate`](crate::SqliteBackend::recreate).
     pub recreate_if_corrupt: bool,
+    /// Whether the file backend opens the database only to read it (default
+    /// `false`): for a cache on read-only media, or a tool that must not change
+    /// it. Nothing is created (no directory, no database: a missing one is
+    /// [`SqliteError::NotFound`](crate::SqliteError::NotFound)), no schema is
+    /// migrated, and every write fails with
+    /// [`SqliteError::ReadOnly`](crate::SqliteError::ReadOnly); recorded reads
+    /// ([`touch`](cacheness_core::MetadataBackend::touch)) are dropped, so gets
+    /// are served.
+    ///
+    /// The log (`-wal`) and shared-memory index (`-shm`) are never created
+    /// either. With both present (a writer has the cache open, or was killed),
+    /// the handle reads through them and sees other processes' commits. With no
+    /// log (the last writer closed cleanly), the file is opened as SQLite's
+    /// `immutable`: no locks, nothing to create, the right mode for read-only
+    /// media, but a writer that opens the cache later is not seen, and what it
+    /// changes meanwhile may read as damage. A log without an index is
+    /// [`SqliteError::CannotOpenReadOnly`](crate::SqliteError::CannotOpenReadOnly).
+    pub read_only: bool,
 }
 
 impl Default for SqliteOptions {
@@ -117,7 +135,7 @@ impl Default for SqliteOptions {
     /// busy timeout, `synchronous = NORMAL`, temporary data in memory, a
     /// checkpoint every 1 000 pages on the backend's own thread and a log of at
     /// most 16 MiB, up to 8 idle connections, and no recreation of damaged
-    /// files.
+    /// files, opened to write.
     fn default() -> Self {
         SqliteOptions {
             page_size: 4096,
@@ -131,6 +149,7 @@ impl Default for SqliteOptions {
             checkpoint_thread: true,
             max_idle_connections: 8,
             recreate_if_corrupt: false,
+            read_only: false,
         }
     }
 }

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 
 use crate::checkpoint::Checkpointer;
 use crate::options::SqliteOptions;
-use crate::schema::open_configured;
+use crate::schema::{open_configured, open_read_only_configured};
 
 /// Idle connections to one database. A thread takes one for the length of an
 /// operation and gives it back; with WAL, readers on different connections run
@@ -20,6 +20,8 @@ pub(crate) struct Pool {
     /// How to open more: the file and its options, or `None` for an in-memory
     /// database, which exists only in its one connection.
     opener: Option<(PathBuf, SqliteOptions)>,
+    /// The `file:` URI of a read-only file pool (see `schema::read_only_uri`).
+    read_only_uri: Option<String>,
     max_idle: usize,
     /// Takes the checkpoints off the committing connections (file, with
     /// automatic checkpoints on).
@@ -30,12 +32,18 @@ impl Pool {
     /// A pool over a database file, starting with `first`. Every connection it
     /// hands out, `first` included, checkpoints through the pool's
     /// [`Checkpointer`] (unless `options` turn it off).
+    /// A read-only pool (`read_only_uri` set) has no checkpointer.
     pub(crate) fn file(
         mut first: Connection,
         path: PathBuf,
         options: &SqliteOptions,
+        read_only_uri: Option<String>,
     ) -> rusqlite::Result<Self> {
-        let checkpointer = Checkpointer::new(path.clone(), options);
+        let checkpointer = if read_only_uri.is_some() {
+            None
+        } else {
+            Checkpointer::new(path.clone(), options)
+        };
         if let Some(checkpointer) = &checkpointer {
             checkpointer.attach(&mut first)?;
         }
@@ -44,6 +52,7 @@ impl Pool {
             returned: Condvar::new(),
             max_idle: options.max_idle_connections,
             opener: Some((path, options.clone())),
+            read_only_uri,
             checkpointer,
         })
     }
@@ -55,6 +64,7 @@ impl Pool {
             returned: Condvar::new(),
             max_idle: 1,
             opener: None,
+            read_only_uri: None,
             checkpointer: None,
         }
     }
@@ -73,7 +83,10 @@ impl Pool {
             match &self.opener {
                 Some((path, options)) => {
                     drop(idle);
-                    let mut conn = open_configured(path, options)?;
+                    let mut conn = match &self.read_only_uri {
+                        Some(uri) => open_read_only_configured(path, uri, options)?,
+                        None => open_configured(path, options)?,
+                    };
                     if let Some(checkpointer) = &self.checkpointer {
                         checkpointer.attach(&mut conn)?;
                     }

@@ -44,7 +44,7 @@
 use std::path::{Path, PathBuf};
 
 use cacheness_core::files::refuse_irregular;
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use crate::error::{SqliteError, is_corrupt};
 use crate::options::SqliteOptions;
@@ -183,6 +183,54 @@ pub(crate) fn refuse_irregular_files(path: &Path) -> Result<(), SqliteError> {
     Ok(())
 }
 
+/// A read-only connection to the database file at `path` through `uri` (see
+/// [`read_only_uri`]), with the per-connection pragmas set and the files checked
+/// as for [`open_configured`].
+pub(crate) fn open_read_only_configured(
+    path: &Path,
+    uri: &str,
+    options: &SqliteOptions,
+) -> rusqlite::Result<Connection> {
+    if let Err(error) = refuse_irregular_files(path) {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(error.to_string()),
+        ));
+    }
+    let conn = Connection::open_with_flags(
+        uri,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    configure(&conn, options)?;
+    Ok(conn)
+}
+
+/// The `file:` URI that opens `path` read-only: `mode=ro`, and `immutable=1`
+/// when `immutable` (SQLite then takes no locks and reads the file as it is,
+/// which needs neither the log nor the shared-memory index, for read-only
+/// media). Every byte of the absolute path other than letters, digits and
+/// `/._-~` is percent-encoded, as SQLite decodes it.
+pub(crate) fn read_only_uri(path: &Path, immutable: bool) -> std::io::Result<String> {
+    let absolute = std::path::absolute(path)?;
+    let mut uri = String::from("file://");
+    for byte in absolute.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'-' | b'~' => {
+                uri.push(char::from(*byte));
+            }
+            other => uri.push_str(&format!("%{other:02X}")),
+        }
+    }
+    uri.push_str(if immutable {
+        "?mode=ro&immutable=1"
+    } else {
+        "?mode=ro"
+    });
+    Ok(uri)
+}
+
 /// A connection to the database file at `path`, with the per-connection
 /// pragmas set: how every connection of a file backend starts. The files are
 /// checked as by [`refuse_irregular_files`] first (a connection opened later
@@ -254,8 +302,37 @@ pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<(), Sq
             become_incremental(conn, path).map_err(open_error)?;
         }
     }
-    // Reads the schema and the stats row: a damaged file fails here, at open,
-    // rather than at the first put. One row, never the entries.
+    read_stats_row(conn).map_err(open_error)
+}
+
+/// The oldest schema a read-only handle reads as it is: versions 4 to 6 differ
+/// in indexes and file settings, not in the tables' columns.
+const OLDEST_READABLE: i64 = 4;
+
+/// Checks that a database opened read-only has a schema this build reads
+/// without migrating it, and is readable.
+pub(crate) fn check_read_only(conn: &Connection, path: &Path) -> Result<(), SqliteError> {
+    let open_error = |source| crate::error::open_error(path, source);
+    let version = user_version(conn).map_err(open_error)?;
+    check_not_newer(version, path)?;
+    if version < OLDEST_READABLE {
+        return Err(SqliteError::CannotOpenReadOnly {
+            path: path.to_owned(),
+            reason: if version == 0 {
+                "it holds no cache".into()
+            } else {
+                format!(
+                    "its schema version {version} needs a migration, which a read-only open does not do"
+                )
+            },
+        });
+    }
+    read_stats_row(conn).map_err(open_error)
+}
+
+/// Reads the schema and the stats row: a damaged file fails here, at open,
+/// rather than at the first operation. One row, never the entries.
+fn read_stats_row(conn: &Connection) -> rusqlite::Result<()> {
     conn.query_row("SELECT entries FROM stats WHERE id = 1", [], |row| {
         wide(row.get_ref(0)?).map_err(|reason| {
             rusqlite::Error::FromSqlConversionFailure(
@@ -264,8 +341,7 @@ pub(crate) fn ensure_schema(conn: &mut Connection, path: &Path) -> Result<(), Sq
                 reason.into(),
             )
         })
-    })
-    .map_err(open_error)?;
+    })?;
     Ok(())
 }
 
