@@ -80,6 +80,61 @@ fn the_log_stays_within_its_limit_under_churn() {
     );
 }
 
+/// The bytes of every file under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|entry| match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dir_size(&entry.path()),
+                _ => entry.metadata().map_or(0, |meta| meta.len()),
+            })
+            .sum()
+    })
+}
+
+/// `len` incompressible bytes.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_size_limited_cache_stays_within_a_small_multiple_of_its_limit() {
+    // The case: max_size 256 KiB, 320 puts of 8 KiB (the directory
+    // peaked at 11 MB), with the log limit the facade derives from max_size.
+    let dir = tempfile::tempdir().unwrap();
+    let max_size: u64 = 256 << 10;
+    let options = SqliteOptions {
+        wal_limit_bytes: max_size,
+        synchronous: Synchronous::Off,
+        ..SqliteOptions::default()
+    };
+    let cache = Cache::builder()
+        .dir(dir.path())
+        .max_size(Some(max_size))
+        .open(SqliteBackend::open_with(dir.path(), &options).unwrap())
+        .unwrap();
+    let mut peak = 0;
+    for id in 0..320u64 {
+        cache
+            .put_bytes(&key!(id = id), &noise(id, 8 << 10))
+            .unwrap();
+        peak = peak.max(dir_size(dir.path()));
+    }
+    assert!(
+        peak <= 4 * max_size,
+        "the directory peaked at {peak} bytes for a limit of {max_size}"
+    );
+}
+
 #[test]
 fn clear_and_large_removals_give_the_file_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,17 +316,7 @@ fn fill_then_make_room(case: &str, options: &SqliteOptions) {
         .open(SqliteBackend::open_with(&dir, options).unwrap())
         .unwrap();
     // Values of 6 KiB, in blob files, until the disk is full.
-    let value = |id: u64| -> Vec<u8> {
-        let mut state = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        (0..6 << 10)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect()
-    };
+    let value = |id: u64| noise(id, 6 << 10);
     let mut stored = 0u64;
     let mut failures = 0;
     for id in 0..5_000u64 {
