@@ -254,8 +254,18 @@ pub(crate) fn open_configured(
 
 /// Sets the file-level pragmas: the page size (effective on a new file only) and
 /// WAL mode (recorded in the file, so later connections inherit it).
+///
+/// Only on a file without pages: setting `auto_vacuum` on a database that has
+/// it already is a write transaction (SQLite records the mode in the header
+/// again), which every open would pay, and which other handles would see as a
+/// commit.
 pub(crate) fn configure_file(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
-    conn.execute_batch(&options.file_pragmas())?;
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+    if pages == 0 {
+        conn.execute_batch(&options.file_pragmas())?;
+    } else {
+        conn.execute_batch("PRAGMA journal_mode = WAL")?;
+    }
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(
@@ -461,6 +471,30 @@ fn migrate(conn: &Connection, from: i64) -> Result<i64, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_file_gets_its_file_pragmas_and_a_reopened_one_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let options = SqliteOptions {
+            page_size: 8192,
+            ..SqliteOptions::default()
+        };
+        let mut conn = Connection::open(&path).unwrap();
+        configure_file(&conn, &options).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+        let read = |conn: &Connection, pragma: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(read(&conn, "page_size"), 8192);
+        assert_eq!(read(&conn, "auto_vacuum"), INCREMENTAL);
+        let version = read(&conn, "data_version");
+        let mut again = Connection::open(&path).unwrap();
+        configure_file(&again, &options).unwrap();
+        ensure_schema(&mut again, &path).unwrap();
+        assert_eq!(read(&conn, "data_version"), version, "the reopening wrote");
+    }
 
     #[test]
     fn a_fresh_database_gets_the_current_schema() {
