@@ -4,10 +4,11 @@
 //! *checkpoint* copies them back into the database file. SQLite's automatic
 //! checkpoint runs in the connection that commits once the log holds
 //! `wal_autocheckpoint` pages, and with `synchronous = NORMAL` it is also the
-//! moment the log reaches the disk: it syncs the log (~40 MB with the default
-//! 10 000 pages), copies, and syncs the database file. That put then takes
-//! ~100 ms on this project's machines, and puts into a cache of 10 000 entries
-//! or more ran at ~60 % of the rate of the first 1 000.
+//! moment the log reaches the disk: it syncs the log (~40 MB with the 10 000
+//! pages that were the default until the log got a size limit), copies, and
+//! syncs the database file. That put then took ~100 ms on this project's
+//! machines, and puts into a cache of 10 000 entries or more ran at ~60 % of
+//! the rate of the first 1 000.
 //!
 //! Here the committing connection only notices (SQLite's WAL hook, called after
 //! each commit with the log's length) and wakes the backend's checkpoint thread,
@@ -22,7 +23,10 @@
 //! it restarts the log. Should the log reach [`HARD_LIMIT_FACTOR`] times the
 //! threshold while the thread is still at work (a starved thread, a disk slower
 //! than the writers), committing connections wait for it, which bounds the log
-//! as SQLite's own checkpoint does.
+//! as SQLite's own checkpoint does. The threshold is
+//! [`SqliteOptions::checkpoint_pages`], a quarter of `wal_limit_bytes` at most,
+//! so that wait keeps the log within the limit; `journal_size_limit` (set with
+//! the other pragmas) then truncates the file to the limit when it starts over.
 
 use std::ffi::c_int;
 use std::path::PathBuf;

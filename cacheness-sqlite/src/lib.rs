@@ -30,7 +30,18 @@
 //! [`SqliteError::Corrupt`] naming it, and [`SqliteBackend::recreate`] (or
 //! [`SqliteOptions::recreate_if_corrupt`]) moves it aside and starts afresh. A
 //! database written by a newer schema fails with [`SqliteError::NewerSchema`];
-//! an older one is migrated in one transaction.
+//! an older one is migrated in one transaction. A row that cannot be read back
+//! (damaged by hand, JSON nested past the parser's limit) never blocks the rest:
+//! listings pass over it, `get` of its key names it, and
+//! [`MetadataBackend::unreadable`](cacheness_core::MetadataBackend::unreadable)
+//! reports it. A symbolic link or FIFO at the database's names is refused
+//! ([`SqliteError::NotRegular`]).
+//!
+//! On disk, the write-ahead log stays within [`SqliteOptions::wal_limit_bytes`]
+//! and the file gives back what `clear` and large removals free. A cache on
+//! read-only media opens with [`SqliteOptions::read_only`], which creates
+//! nothing; a writable open there fails with [`SqliteError::NotWritable`],
+//! naming the cause.
 
 mod backend;
 mod checkpoint;

@@ -73,7 +73,7 @@ pub struct SqliteOptions {
     ///
     /// The file backend does not make a put wait for that copy, as SQLite's own
     /// automatic checkpoint would (with `synchronous = NORMAL` it is when the
-    /// log reaches the disk: ~100 ms for 40 MB here): a thread of the backend,
+    /// log reaches the disk: ~100 ms for a 40 MB log here): a thread of the backend,
     /// `cacheness-ckpt`, started at the first checkpoint, copies while puts go
     /// on, and the next put copies only the short tail that they added
     /// meanwhile. The log may therefore grow past this size, and a put waits for
@@ -86,8 +86,12 @@ pub struct SqliteOptions {
     /// bytes (default 16 MiB; 0: no limit beyond `wal_autocheckpoint`'s; else at
     /// least 64 KiB). Checkpoints start at a quarter of it (or at
     /// `wal_autocheckpoint` pages, if fewer), commits wait for them once the log
-    /// holds the limit, and `PRAGMA journal_size_limit` truncates the file back
-    /// to it when the log starts over, so the file does not keep a peak size.
+    /// holds 4 times that, and `PRAGMA journal_size_limit` truncates the file
+    /// back to the limit when the log starts over, so the file does not keep a
+    /// peak size. (A reader holding an old snapshot can still hold the log
+    /// back, as in any WAL database; the backend's reads are short.) Should the
+    /// disk fill anyway, the write that does not fit checkpoints and truncates
+    /// the log and is tried once more.
     ///
     /// A smaller limit keeps a small cache small on disk (the log is otherwise
     /// the largest file of a cache of a few MB) and leaves a full disk less to
