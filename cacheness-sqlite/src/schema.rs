@@ -393,9 +393,11 @@ fn become_incremental(conn: &mut Connection, path: &Path) -> rusqlite::Result<()
     if auto_vacuum(conn)? != INCREMENTAL {
         // The copy VACUUM makes goes to a temporary file, not memory: a large
         // cache's index would otherwise be held in memory whole.
+        let temp_store: i64 = conn.query_row("PRAGMA temp_store", [], |row| row.get(0))?;
         let vacuumed = conn
             .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; PRAGMA temp_store = FILE; VACUUM;");
-        conn.execute_batch("PRAGMA temp_store = DEFAULT")?;
+        // Back to the connection's own setting: it joins the pool.
+        conn.execute_batch(&format!("PRAGMA temp_store = {temp_store}"))?;
         if let Err(error) = vacuumed {
             tracing::warn!(path = %path.display(), %error,
                 "sqlite: could not rewrite the database to give back free pages; it keeps its size on disk until this succeeds at a later open");
@@ -494,6 +496,28 @@ mod tests {
         configure_file(&again, &options).unwrap();
         ensure_schema(&mut again, &path).unwrap();
         assert_eq!(read(&conn, "data_version"), version, "the reopening wrote");
+    }
+
+    #[test]
+    fn the_migration_to_incremental_keeps_the_connections_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let mut conn = Connection::open(&path).unwrap();
+        configure_file(&conn, &SqliteOptions::default()).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+        conn.execute_batch("PRAGMA auto_vacuum = NONE; VACUUM; PRAGMA user_version = 5;")
+            .unwrap();
+        drop(conn);
+        let mut conn = Connection::open(&path).unwrap();
+        configure(&conn, &SqliteOptions::default()).unwrap();
+        ensure_schema(&mut conn, &path).unwrap();
+        let read = |pragma: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {pragma}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(read("user_version"), SCHEMA_VERSION);
+        assert_eq!(read("auto_vacuum"), INCREMENTAL);
+        assert_eq!(read("temp_store"), 2, "memory, as configured");
     }
 
     #[test]
