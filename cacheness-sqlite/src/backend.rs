@@ -68,6 +68,9 @@ pub struct SqliteBackend {
     memory: bool,
     /// Opened with [`SqliteOptions::read_only`]: writes fail, touches are dropped.
     read_only: bool,
+    /// The size of the reserve file (see [`RESERVE_SUFFIX`]); 0 in memory and
+    /// read-only.
+    reserve_bytes: u64,
     busy_timeout: Duration,
     pool: Pool,
     /// What [`data_version`](MetadataBackend::data_version) reads (`None` in memory).
@@ -247,6 +250,7 @@ impl SqliteBackend {
             path,
             memory: true,
             read_only: false,
+            reserve_bytes: 0,
             busy_timeout: options.busy_timeout,
             pool: Pool::single(conn),
             watcher: None,
@@ -323,6 +327,7 @@ impl SqliteBackend {
             path: path.to_owned(),
             memory: false,
             read_only: true,
+            reserve_bytes: 0,
             busy_timeout: options.busy_timeout,
             pool: Pool::file(conn, path.to_owned(), options, Some(uri)).map_err(open_error)?,
             watcher,
@@ -357,17 +362,20 @@ impl SqliteBackend {
             };
             Ok((conn, watcher))
         })?;
-        Ok(SqliteBackend {
+        let backend = SqliteBackend {
             path: path.to_owned(),
             memory: false,
             read_only: false,
+            reserve_bytes: reserve_bytes(options),
             busy_timeout: options.busy_timeout,
             pool: Pool::file(conn, path.to_owned(), options, None)
                 .map_err(|source| crate::error::open_error(path, source))?,
             watcher: Some(Mutex::new(watcher)),
             own: OwnWrites::default(),
             lru_index: AtomicBool::new(false),
-        })
+        };
+        backend.ensure_reserve();
+        Ok(backend)
     }
 
     /// Runs `body` on a pooled connection, retrying while the database is busy.
@@ -431,9 +439,14 @@ impl SqliteBackend {
         match self.write_once(operation, &mut body) {
             Err(SqliteError::Query { source, .. }) if is_disk_full(&source) => {
                 tracing::warn!(path = %self.path.display(), operation,
-                    "sqlite: disk full; checkpointing and truncating the log to make room");
+                    "sqlite: disk full; using the reserve, checkpointing and truncating the log to make room");
+                // The checkpoint may have to grow the database (pages new since
+                // the last one): the reserve makes that room.
+                self.release_reserve();
                 self.truncate_log();
-                self.write_once(operation, body)
+                let retried = self.write_once(operation, body);
+                self.ensure_reserve();
+                retried
             }
             other => other,
         }
@@ -458,6 +471,56 @@ impl SqliteBackend {
                 "sqlite: log not truncated: a reader or writer was still using it"),
             Err(error) => tracing::warn!(path = %self.path.display(), %error,
                 "sqlite: could not checkpoint and truncate the log"),
+        }
+    }
+
+    /// The reserve file beside the database: `reserve_bytes` of allocated
+    /// zeros. Best effort: without room for it (or with something else at its
+    /// name) there is none, and nothing fails.
+    fn ensure_reserve(&self) {
+        if self.reserve_bytes == 0 {
+            return;
+        }
+        let reserve = with_suffix(&self.path, RESERVE_SUFFIX);
+        if fs::symlink_metadata(&reserve).is_ok() {
+            return;
+        }
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = open_regular(&reserve, &options).and_then(|mut file| {
+            let zeros = [0u8; 64 << 10];
+            let mut left = self.reserve_bytes;
+            while left > 0 {
+                let chunk = left.min(zeros.len() as u64) as usize;
+                std::io::Write::write_all(&mut file, &zeros[..chunk])?;
+                left -= chunk as u64;
+            }
+            Ok(())
+        });
+        if let Err(error) = written {
+            tracing::debug!(path = %reserve.display(), %error, "sqlite: no room for the reserve file");
+            if error.kind() != std::io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(&reserve);
+            }
+        }
+    }
+
+    /// Deletes the reserve file, giving its room to the write that needs it.
+    fn release_reserve(&self) {
+        if self.reserve_bytes == 0 {
+            return;
+        }
+        let reserve = with_suffix(&self.path, RESERVE_SUFFIX);
+        match fs::remove_file(&reserve) {
+            Ok(()) => {
+                tracing::warn!(path = %reserve.display(), "sqlite: reserve file released on a full disk")
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(path = %reserve.display(), %error, "sqlite: could not release the reserve file")
+            }
         }
     }
 
@@ -1117,6 +1180,23 @@ fn touch_exactly(tx: &Transaction<'_>, touch: &Touch) -> Result<(), Failure> {
             Wide(access_count.saturating_add(touch.count))
         ])?;
     Ok(())
+}
+
+/// The name (appended to the database's) of the reserve file: allocated
+/// zeros that a write failing on a full disk deletes, so that the checkpoint
+/// that truncates the log has room to grow the database by the pages new since
+/// the last one. Without it, a disk that filled while the log held new pages
+/// (the checkpoint thread behind the writers) refused every write, removals
+/// and `clear` included, until room was made by hand.
+pub(crate) const RESERVE_SUFFIX: &str = "-reserve";
+
+/// The reserve's size: an eighth of the log's limit (the new pages a log holds
+/// are a fraction of its frames), from 64 KiB to 1 MiB; 1 MiB without a limit.
+fn reserve_bytes(options: &SqliteOptions) -> u64 {
+    match options.wal_limit_bytes {
+        0 => 1 << 20,
+        limit => (limit / 8).clamp(64 << 10, 1 << 20),
+    }
 }
 
 /// Free pages past which a removal gives them back to the filesystem, if they

@@ -90,8 +90,10 @@ pub struct SqliteOptions {
     /// back to the limit when the log starts over, so the file does not keep a
     /// peak size. (A reader holding an old snapshot can still hold the log
     /// back, as in any WAL database; the backend's reads are short.) Should the
-    /// disk fill anyway, the write that does not fit checkpoints and truncates
-    /// the log and is tried once more.
+    /// disk fill anyway, the write that does not fit deletes the reserve file
+    /// (`cache_metadata.db-reserve`: an eighth of this limit, from 64 KiB to
+    /// 1 MiB, of allocated zeros, made at open), checkpoints and truncates the
+    /// log, and is tried once more.
     ///
     /// A smaller limit keeps a small cache small on disk (the log is otherwise
     /// the largest file of a cache of a few MB) and leaves a full disk less to
