@@ -436,6 +436,15 @@ impl CacheConfig {
                 {
                     options.synchronous = cacheness_sqlite::Synchronous::Full;
                 }
+                options.read_only |= self.read_only;
+                // The log counts towards the dir's footprint: a size-limited cache
+                // keeps it within its limit (at least 64 KiB, at most the default).
+                if let Some(max_size) = self.max_size
+                    && options.wal_limit_bytes
+                        == cacheness_sqlite::SqliteOptions::default().wal_limit_bytes
+                {
+                    options.wal_limit_bytes = max_size.clamp(64 << 10, options.wal_limit_bytes);
+                }
                 Ok(Arc::new(cacheness_sqlite::SqliteBackend::open_with(
                     dir, &options,
                 )?))

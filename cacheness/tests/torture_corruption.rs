@@ -290,8 +290,11 @@ fn a_deleted_sqlite_file_is_rebuilt_from_the_blobs() {
         .map(|entry| entry.key)
         .collect();
     fs::remove_file(root.path().join("cache_metadata.db")).unwrap();
+    // The open rebuilds a missing database from the blobs, as json does; an
+    // explicit rebuild afterwards finds every entry already there.
     let cache = torture_support::open("sqlite", root.path());
     let report = cache.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 0, "{report:?}");
     let mut restored = 0;
     for (key, bytes) in &expected {
         match cache.get_bytes(key).unwrap() {
@@ -303,7 +306,7 @@ fn a_deleted_sqlite_file_is_rebuilt_from_the_blobs() {
             None => assert!(inline.contains(key), "a blob-backed entry was not rebuilt"),
         }
     }
-    assert_eq!(restored, report.restored);
+    assert_eq!(restored, report.present);
     assert_eq!(restored + inline.len() as u64, ENTRIES);
 }
 
