@@ -8,6 +8,7 @@
 //! 2 bad usage (unknown command or option, malformed key); 3 `verify` found damage
 //! (without `--repair`).
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,7 +59,8 @@ enum Command {
         /// The key: 32 hex characters.
         #[arg(value_parser = parse_key)]
         key: CacheKey,
-        /// Write to this file instead of stdout.
+        /// Write to this file instead of stdout: created private (0600) beside
+        /// it, then renamed into place; a symlink there is refused.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
@@ -132,7 +134,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(Failure(message, code)) => {
-            eprintln!("cacheness: {message}");
+            eprintln!("cacheness: {}", shown(&message));
             ExitCode::from(code)
         }
     }
@@ -146,7 +148,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         )
     })?;
     if !dir.is_dir() {
-        return Err(Failure(format!("{}: no such directory", dir.display()), 1));
+        return Err(Failure(
+            format!("{}: no such directory", shown_path(&dir)),
+            1,
+        ));
     }
     let backend = match cli.backend {
         Some(backend) => backend,
@@ -155,7 +160,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Failure(
                     format!(
                         "{}: no cache metadata found (pass --backend to choose one)",
-                        dir.display()
+                        shown_path(&dir)
                     ),
                     1,
                 )
@@ -209,10 +214,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Get { key, output } => {
             let bytes = cache
                 .get_bytes(&key)?
-                .ok_or_else(|| Failure(format!("no entry {key} in {}", dir.display()), 1))?;
+                .ok_or_else(|| Failure(format!("no entry {key} in {}", shown_path(&dir)), 1))?;
             match output {
-                Some(path) => std::fs::write(&path, &bytes)
-                    .map_err(|error| Failure(format!("{}: {error}", path.display()), 1))?,
+                Some(path) => write_output(&path, &bytes)?,
                 None => out.write_all(&bytes)?,
             }
         }
@@ -260,7 +264,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 writeln!(out, "missing   {key}")?;
             }
             for name in &report.orphaned {
-                writeln!(out, "orphaned  {}", dir.join("blobs").join(name).display())?;
+                writeln!(
+                    out,
+                    "orphaned  {}",
+                    shown_path(&dir.join("blobs").join(name))
+                )?;
             }
             if report.is_clean() {
                 return Ok(0);
@@ -303,8 +311,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             for (name, reason) in &report.invalid {
                 writeln!(
                     out,
-                    "invalid   {}: {reason}",
-                    dir.join("blobs").join(name).display()
+                    "invalid   {}: {}",
+                    shown_path(&dir.join("blobs").join(name)),
+                    shown(reason)
                 )?;
             }
         }
@@ -335,6 +344,120 @@ fn migrate(dir: &Path, from: &str, to: &str) -> Result<u8, Failure> {
         report.elapsed
     );
     Ok(0)
+}
+
+/// Writes `bytes` to `path` as a private file (mode 0600): into a new temp file
+/// beside it, then renamed over it, so a failure leaves no partial file and an
+/// existing `path` is replaced whole. A symlink at `path` is refused, never
+/// written through.
+fn write_output(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    let fail = |reason: String| Failure(format!("{}: {reason}", shown_path(path)), 1);
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            return Err(fail(
+                "is a symbolic link; refusing to write through it".into(),
+            ));
+        }
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(fail("exists and is not a regular file".into()));
+        }
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(fail(error.to_string())),
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| fail("is not a file name".into()))?;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let (temp, mut file) = create_temp_beside(parent, name).map_err(|error| {
+        Failure(
+            format!("{}: create a temporary file: {error}", shown_path(parent)),
+            1,
+        )
+    })?;
+    let written = file
+        .write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| {
+            drop(file);
+            std::fs::rename(&temp, path)
+        });
+    written.map_err(|error| {
+        let _ = std::fs::remove_file(&temp);
+        fail(error.to_string())
+    })
+}
+
+/// A new file (mode 0600, created exclusively, so never through a symlink) named
+/// after `name` in `parent`.
+fn create_temp_beside(
+    parent: &Path,
+    name: &std::ffi::OsStr,
+) -> io::Result<(PathBuf, std::fs::File)> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut attempt = 0u32;
+    loop {
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".cacheness-{}-{attempt}.tmp", std::process::id()));
+        let temp = parent.join(temp_name);
+        match options.open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// `text` safe to print to a terminal: control characters (C0, DEL, C1), bidi
+/// overrides and isolates, and line and paragraph separators are escaped as
+/// `\n`, `\t`, `\r` or `\u{..}`, so that a stored prefix or description cannot
+/// move the cursor, recolour the terminal, or fake a row of the table.
+fn shown(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if needs_escape(c) => escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            // Bidi marks, embeddings, overrides and isolates; line and paragraph
+            // separators; the zero-width space, word joiner and byte-order mark,
+            // which hide text. (Zero-width joiners stay: emoji need them.)
+            '\u{061c}'
+                | '\u{200b}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
+
+/// A path, lossily decoded and escaped like [`shown`].
+fn shown_path(path: &Path) -> String {
+    shown(&path.to_string_lossy()).into_owned()
 }
 
 fn progress_bar(message: &'static str) -> ProgressBar {
@@ -390,8 +513,8 @@ fn print_table(out: &mut impl Write, entries: &[ListedEntry], now: u64) -> io::R
             out,
             "{:<32}  {:<12}  {:<24}  {:>10}  {:>8}  {:>9}  {:>6}",
             entry.key,
-            truncate(&entry.prefix, 12),
-            truncate(&entry.description, 24),
+            truncate(&shown(&entry.prefix), 12),
+            truncate(&shown(&entry.description), 24),
             entry.stored_size,
             human_duration(now.saturating_sub(entry.created_at)),
             expires,

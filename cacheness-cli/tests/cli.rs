@@ -269,3 +269,142 @@ fn bad_input_gives_clear_errors_and_exit_codes() {
         stderr(&corrupt)
     );
 }
+
+#[test]
+fn text_from_the_cache_is_printed_with_control_characters_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::builder()
+        .dir(dir.path())
+        .backend("sqlite")
+        .open()
+        .unwrap();
+    let prefix = "p\u{1b}[31m";
+    let description =
+        "x\n0123456789abcdef0123456789abcdef  fake\u{1b}]0;title\u{7}\u{202e}\u{9b}2J";
+    cache
+        .put_with(
+            &key!(name = "hostile"),
+            &1,
+            &PutOptions::new().prefix(prefix).description(description),
+        )
+        .unwrap();
+    drop(cache);
+
+    let table = cacheness(dir.path(), &["ls"]);
+    assert_code(&table, 0);
+    let text = stdout(&table);
+    for raw in ['\u{1b}', '\u{7}', '\u{202e}', '\u{9b}'] {
+        assert!(!text.contains(raw), "{raw:?} printed raw: {text:?}");
+    }
+    assert_eq!(
+        text.lines().count(),
+        3,
+        "a header, one row, the count: {text}"
+    );
+    assert!(text.contains("p\\u{1b}[31m"), "{text}");
+    assert!(text.contains("x\\n0123"), "{text}");
+
+    let json = cacheness(dir.path(), &["ls", "--json"]);
+    assert_code(&json, 0);
+    assert_eq!(stdout(&json).lines().count(), 1);
+    let entry: serde_json::Value = serde_json::from_str(stdout(&json).trim()).unwrap();
+    assert_eq!(entry["prefix"], prefix, "JSON carries the text as it is");
+    assert_eq!(entry["description"], description);
+    assert!(!stdout(&json).contains('\u{1b}'), "serde escapes controls");
+
+    let planted = dir.path().join("no\u{1b}[2Jsuch");
+    let missing = cacheness(&planted, &["ls"]);
+    assert_code(&missing, 1);
+    assert!(!stderr(&missing).contains('\u{1b}'), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("no\\u{1b}[2Jsuch: no such directory"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn get_output_is_private_whole_and_never_through_a_symlink() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    let out_dir = tempfile::tempdir().unwrap();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    let fresh = out_dir.path().join("fresh.bin");
+    assert_code(
+        &cacheness(dir.path(), &["get", &large, "-o", fresh.to_str().unwrap()]),
+        0,
+    );
+    assert_eq!(fs::read(&fresh).unwrap().len(), 20_000);
+    assert_eq!(mode(&fresh), 0o600);
+
+    let existing = out_dir.path().join("existing.bin");
+    fs::write(&existing, b"old").unwrap();
+    fs::set_permissions(&existing, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_code(
+        &cacheness(
+            dir.path(),
+            &["get", &large, "-o", existing.to_str().unwrap()],
+        ),
+        0,
+    );
+    assert_eq!(fs::read(&existing).unwrap().len(), 20_000);
+    assert_eq!(mode(&existing), 0o600, "replaced by a private file");
+
+    let target = out_dir.path().join("target");
+    fs::write(&target, b"untouched").unwrap();
+    let link = out_dir.path().join("link.bin");
+    symlink(&target, &link).unwrap();
+    let through = cacheness(dir.path(), &["get", &large, "-o", link.to_str().unwrap()]);
+    assert_code(&through, 1);
+    assert!(
+        stderr(&through).contains("symbolic link"),
+        "{}",
+        stderr(&through)
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"untouched");
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+
+    // A write that fails half-way (the file size limit, with SIGXFSZ ignored so
+    // the write returns EFBIG) leaves neither a partial file nor a temp file. A
+    // json cache: SQLite's shared-memory file is larger than the limit.
+    let json_dir = tempfile::tempdir().unwrap();
+    let value: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+    CacheConfig::builder()
+        .dir(json_dir.path())
+        .backend("json")
+        .open()
+        .unwrap()
+        .put_bytes(&key!(name = "large"), &value)
+        .unwrap();
+    let partial = out_dir.path().join("partial.bin");
+    let limited = Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 8; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_cacheness"))
+        .arg("--dir")
+        .arg(json_dir.path())
+        .args(["get", &large, "-o"])
+        .arg(&partial)
+        .output()
+        .unwrap();
+    assert_code(&limited, 1);
+    assert!(
+        stderr(&limited).contains("partial.bin: File too large"),
+        "{}",
+        stderr(&limited)
+    );
+    assert!(!partial.exists(), "no partial output file");
+    let left: Vec<_> = fs::read_dir(out_dir.path())
+        .unwrap()
+        .map(|item| item.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 4, "no temp file left: {left:?}");
+}
