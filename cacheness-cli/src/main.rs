@@ -4,9 +4,18 @@
 //! cacheness --dir DIR [--backend NAME] <command>
 //! ```
 //!
-//! Exit codes: 0 success; 1 an error (named on stderr with its path and cause);
-//! 2 bad usage (unknown command or option, malformed key); 3 `verify` found damage
-//! (without `--repair`).
+//! Commands that only read (`ls`, `stats`, `get`, `verify` without `--repair`)
+//! open the cache read-only. No command migrates a cache between backends except
+//! `migrate`: a `--backend` that disagrees with the metadata in the dir is an
+//! error. A backend that keeps its metadata in memory (`memory`,
+//! `sqlite-memory`) is refused: it cannot hold the dir's entries. Text from the cache
+//! (prefixes, descriptions, names, paths) is printed with control characters
+//! escaped.
+//!
+//! Exit codes: 0 success; 1 an error (named on stderr with its path and cause,
+//! including a `--backend` the dir cannot be opened with); 2 bad usage (unknown
+//! command or option, malformed key, missing confirmation); 3 `verify` found
+//! damage (without `--repair`).
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -25,14 +34,18 @@ struct Cli {
     /// The cache directory (it must exist).
     #[arg(long, short = 'd', global = true, env = "CACHENESS_DIR")]
     dir: Option<PathBuf>,
-    /// The metadata backend; by default, the one whose metadata file is in the dir.
+    /// The metadata backend: `json` or `sqlite` (`memlayer+NAME` means NAME). By
+    /// default the one whose metadata is in the dir; another one is an error
+    /// (switch with `migrate`). `rebuild` on a dir without metadata uses it, or
+    /// sqlite.
     #[arg(long, short = 'b', global = true)]
     backend: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 ok, 1 error, 2 usage, 3 verify found damage.";
+const EXIT_CODES: &str = "Exit codes: 0 ok; 1 error (including a --backend that is not the dir's \
+     or cannot hold its entries: memory, sqlite-memory); 2 usage; 3 verify found damage.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -88,11 +101,13 @@ enum Command {
         #[arg(long)]
         max_size: Option<u64>,
     },
-    /// Recreate metadata from the blob files' headers.
+    /// Recreate metadata from the blob files' headers (also in a dir whose
+    /// metadata was lost: with --backend, or sqlite).
     Rebuild,
-    /// Copy every entry's metadata to another backend in the same directory.
+    /// Switch the cache to another disk backend: copy every entry's metadata to
+    /// it, in the same directory; afterwards the dir opens with it.
     Migrate {
-        /// The target backend.
+        /// The target backend: `json` or `sqlite`, not the current one.
         #[arg(long)]
         to: String,
     },
@@ -147,39 +162,57 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             2,
         )
     })?;
-    if !dir.is_dir() {
-        return Err(Failure(
-            format!("{}: no such directory", shown_path(&dir)),
-            1,
-        ));
+    check_dir(&dir)?;
+    let requested = cli.backend.as_deref().map(disk_backend).transpose()?;
+    let current = current_backend(&dir)?;
+    if let Command::Migrate { to } = &cli.command {
+        return migrate(&dir, requested, current, to);
     }
-    let backend = match cli.backend {
-        Some(backend) => backend,
-        None => cacheness::detect_backend(&dir)?
-            .ok_or_else(|| {
-                Failure(
-                    format!(
-                        "{}: no cache metadata found (pass --backend to choose one)",
-                        shown_path(&dir)
-                    ),
-                    1,
-                )
-            })?
-            .to_owned(),
+    let backend = match (current, requested) {
+        (Some(current), Some(requested)) if current != requested => {
+            return Err(Failure(
+                format!(
+                    "{}: the cache uses the {current} backend, not {requested}; \
+                     leave out --backend, or switch the cache with `cacheness migrate --to {requested}`",
+                    shown_path(&dir)
+                ),
+                1,
+            ));
+        }
+        (Some(current), _) => current,
+        // Only rebuild may create metadata: it is the command for a dir whose
+        // metadata was lost. Any other command on such a dir would see no
+        // entries, and gc would delete every blob file as an orphan.
+        (None, requested) if matches!(cli.command, Command::Rebuild) => {
+            requested.unwrap_or("sqlite")
+        }
+        (None, _) => {
+            return Err(Failure(
+                format!(
+                    "{}: no cache metadata found (run `cacheness rebuild` to recover \
+                     entries from the blob files)",
+                    shown_path(&dir)
+                ),
+                1,
+            ));
+        }
     };
     let max_size = match &cli.command {
         Command::Gc { max_size } => *max_size,
         _ => None,
     };
+    let read_only = match &cli.command {
+        Command::Ls { .. } | Command::Stats { .. } | Command::Get { .. } => true,
+        Command::Verify { repair } => !repair,
+        _ => false,
+    };
     let config = CacheConfig {
         dir: Some(dir.clone()),
-        backend: backend.clone(),
+        backend: backend.to_owned(),
         max_size,
+        read_only,
         ..CacheConfig::default()
     };
-    if let Command::Migrate { to } = &cli.command {
-        return migrate(&dir, &backend, to);
-    }
     let cache = config.open()?;
     let mut out = io::stdout().lock();
     match cli.command {
@@ -298,12 +331,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let bar = progress_bar("rebuilding");
             let report = cache.rebuild(&mut |progress| tick(&bar, progress))?;
             bar.finish_and_clear();
+            // In a dir that had no metadata, the open already restored what the
+            // blob files hold (json and sqlite rebuild a lost index at open):
+            // every entry there came from a blob file.
+            let (restored, present) = match current {
+                None => (report.restored + report.present, 0),
+                Some(_) => (report.restored, report.present),
+            };
             writeln!(
                 out,
-                "{} blobs read: {} entries restored, {} already present, {} superseded, {} invalid ({:.2?})",
+                "{} blobs read: {restored} entries restored, {present} already present, {} superseded, {} invalid ({:.2?})",
                 report.blobs,
-                report.restored,
-                report.present,
                 report.superseded,
                 report.invalid.len(),
                 report.elapsed
@@ -323,17 +361,39 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn migrate(dir: &Path, from: &str, to: &str) -> Result<u8, Failure> {
-    let source = cacheness::open_backend(from, Some(dir))?;
-    let target = cacheness::open_backend(to, Some(dir))?;
-    let blobs = cacheness::LocalBlobStore::open(dir, cacheness::Durability::Flush)?;
+fn migrate(
+    dir: &Path,
+    requested: Option<&'static str>,
+    current: Option<&'static str>,
+    to: &str,
+) -> Result<u8, Failure> {
+    let to = disk_backend(to)?;
+    let Some(from) = current else {
+        return Err(Failure(
+            format!("{}: no cache metadata found to migrate", shown_path(dir)),
+            1,
+        ));
+    };
+    if let Some(requested) = requested.filter(|requested| *requested != from) {
+        return Err(Failure(
+            format!(
+                "{}: the cache uses the {from} backend, not {requested}",
+                shown_path(dir)
+            ),
+            1,
+        ));
+    }
+    if to == from {
+        return Err(Failure(
+            format!(
+                "{}: the cache already uses the {to} backend",
+                shown_path(dir)
+            ),
+            1,
+        ));
+    }
     let bar = progress_bar("migrating");
-    let report = cacheness::migrate(
-        source.as_ref(),
-        target.as_ref(),
-        Some(&blobs),
-        &mut |progress| tick(&bar, progress),
-    )?;
+    let report = cacheness::migrate_dir(dir, to, &mut |progress| tick(&bar, progress))?;
     bar.finish_and_clear();
     println!(
         "{} entries: {} copied from {from} to {to}, {} already there, {} moved to blob files ({:.2?})",
@@ -344,6 +404,67 @@ fn migrate(dir: &Path, from: &str, to: &str) -> Result<u8, Failure> {
         report.elapsed
     );
     Ok(0)
+}
+
+/// Fails unless `dir` is a directory, saying what it is instead.
+fn check_dir(dir: &Path) -> Result<(), Failure> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => Err(Failure(
+            format!("{}: is not a directory", shown_path(dir)),
+            1,
+        )),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Err(Failure(
+            format!("{}: no such directory", shown_path(dir)),
+            1,
+        )),
+        Err(error) => Err(Failure(format!("{}: {error}", shown_path(dir)), 1)),
+    }
+}
+
+/// The disk backend a `--backend` or `--to` name stands for. A backend that keeps
+/// its metadata in the process (`memory`, `sqlite-memory`) cannot hold a cache
+/// dir's entries: it would see none of them, and gc would delete every blob file
+/// as an orphan, so it is refused. `memlayer+NAME` is NAME: the memory layer
+/// lives and dies with one process, so a command gains nothing from it.
+fn disk_backend(name: &str) -> Result<&'static str, Failure> {
+    let inner = name.strip_prefix("memlayer+").unwrap_or(name);
+    let known = cacheness::BACKENDS.iter().find(|info| info.name == inner);
+    match known {
+        Some(info) if info.needs_dir => Ok(info.name),
+        Some(_) => Err(Failure(
+            format!(
+                "backend `{}` keeps its metadata in this process's memory, so it cannot \
+                 hold a cache dir's entries (it would see none, and gc would delete \
+                 every blob file); use {}",
+                shown(name),
+                disk_backend_names()
+            ),
+            1,
+        )),
+        None => Err(Failure(
+            format!(
+                "unknown backend `{}`; a cache dir's backend is {}",
+                shown(name),
+                disk_backend_names()
+            ),
+            1,
+        )),
+    }
+}
+
+fn disk_backend_names() -> String {
+    cacheness::BACKENDS
+        .iter()
+        .filter(|info| info.needs_dir)
+        .map(|info| info.name)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The disk backend whose metadata is in `dir` now, if any.
+fn current_backend(dir: &Path) -> Result<Option<&'static str>, Failure> {
+    Ok(cacheness::detect_backend(dir)?)
 }
 
 /// Writes `bytes` to `path` as a private file (mode 0600): into a new temp file

@@ -158,11 +158,9 @@ fn gc_rebuild_and_migrate() {
 
     let migrated = cacheness(dir.path(), &["migrate", "--to", "json"]);
     assert_code(&migrated, 0);
-    // A JSON backend opening a dir without metadata rebuilds it from the blob
-    // files at once, so the large entry is there before the migration copies it.
     assert!(
         stdout(&migrated).contains(
-            "4 entries: 3 copied from sqlite to json, 1 already there, 3 moved to blob files"
+            "4 entries: 4 copied from sqlite to json, 0 already there, 3 moved to blob files"
         ),
         "{}",
         stdout(&migrated)
@@ -170,7 +168,8 @@ fn gc_rebuild_and_migrate() {
     let json_ls = cacheness(dir.path(), &["--backend", "json", "ls", "--json"]);
     assert_eq!(stdout(&json_ls).lines().count(), 4);
 
-    // Lose the sqlite metadata: opening with sqlite migrates the json metadata back.
+    // Lose the sqlite metadata: the cache is json's now, so nothing changes, and
+    // opening it with sqlite is an error, not a migration back.
     let remove_sqlite = || {
         for name in [
             "cache_metadata.db",
@@ -181,13 +180,20 @@ fn gc_rebuild_and_migrate() {
         }
     };
     remove_sqlite();
-    let migrated_back = cacheness(dir.path(), &["--backend", "sqlite", "ls", "--json"]);
-    assert_code(&migrated_back, 0);
     assert_eq!(
-        stdout(&migrated_back).lines().count(),
-        4,
-        "migrated from the json metadata"
+        stdout(&cacheness(dir.path(), &["ls", "--json"]))
+            .lines()
+            .count(),
+        4
     );
+    let with_sqlite = cacheness(dir.path(), &["--backend", "sqlite", "ls", "--json"]);
+    assert_code(&with_sqlite, 1);
+    assert!(
+        stderr(&with_sqlite).contains("uses the json backend"),
+        "{}",
+        stderr(&with_sqlite)
+    );
+    assert!(!dir.path().join("cache_metadata.db").exists());
 
     // Lose all metadata: rebuild brings back what lives in blob files, which since
     // the migration to json (it keeps no values inline) is every entry.
@@ -270,6 +276,84 @@ fn bad_input_gives_clear_errors_and_exit_codes() {
     );
 }
 
+/// Every file under `dir` (relative paths), for checking a command left the dir
+/// as it was.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for item in fs::read_dir(&next).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                pending.push(path.clone());
+            }
+            files.push(
+                path.strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    files.sort();
+    files
+}
+
+fn blob_count(dir: &Path) -> usize {
+    files_under(dir)
+        .iter()
+        .filter(|name| name.starts_with("blobs/") && name.matches('/').count() == 2)
+        .count()
+}
+
+#[test]
+fn backends_without_a_dir_are_refused_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    let blobs = blob_count(dir.path());
+    assert_eq!(blobs, 1);
+    let commands: [&[&str]; 10] = [
+        &["ls"],
+        &["stats"],
+        &["get", &large],
+        &["rm", &large],
+        &["clear", "--yes"],
+        &["verify"],
+        &["verify", "--repair"],
+        &["gc"],
+        &["rebuild"],
+        &["migrate", "--to", "json"],
+    ];
+    for backend in [
+        "memory",
+        "sqlite-memory",
+        "memlayer+memory",
+        "memlayer+sqlite-memory",
+    ] {
+        for command in commands {
+            let output = cacheness(dir.path(), &[&["--backend", backend], command].concat());
+            assert_code(&output, 1);
+            assert!(
+                stderr(&output).contains("cannot hold a cache dir's entries"),
+                "{backend} {command:?}: {}",
+                stderr(&output)
+            );
+        }
+        let migrated = cacheness(dir.path(), &["migrate", "--to", backend]);
+        assert_code(&migrated, 1);
+        assert!(
+            stderr(&migrated).contains(&format!("`{backend}`")),
+            "{}",
+            stderr(&migrated)
+        );
+    }
+    assert_eq!(blob_count(dir.path()), blobs, "no blob file was removed");
+    assert!(stdout(&cacheness(dir.path(), &["ls"])).contains("4 entries"));
+    assert!(!dir.path().join("metadata.json").exists());
+}
+
+/// A signed json cache with an entry whose expiry was moved by hand in the
+/// metadata files: verify reports it and get does not serve it.
 #[test]
 fn text_from_the_cache_is_printed_with_control_characters_escaped() {
     let dir = tempfile::tempdir().unwrap();
@@ -407,4 +491,113 @@ fn get_output_is_private_whole_and_never_through_a_symlink() {
         .map(|item| item.unwrap().file_name())
         .collect();
     assert_eq!(left.len(), 4, "no temp file left: {left:?}");
+}
+
+#[test]
+fn a_backend_other_than_the_dirs_is_an_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let before = files_under(dir.path());
+    let json = cacheness(dir.path(), &["--backend", "json", "ls"]);
+    assert_code(&json, 1);
+    assert!(
+        stderr(&json).contains("sqlite") && stderr(&json).contains("cacheness migrate --to json"),
+        "{}",
+        stderr(&json)
+    );
+    for command in [&["gc"][..], &["verify", "--repair"], &["rebuild"]] {
+        let output = cacheness(dir.path(), &[&["--backend", "json"], command].concat());
+        assert_code(&output, 1);
+    }
+    assert_eq!(files_under(dir.path()), before, "no json metadata appeared");
+    assert_code(&cacheness(dir.path(), &["--backend", "memory", "ls"]), 1);
+    assert_code(&cacheness(dir.path(), &["--backend", "sqlite", "ls"]), 0);
+    assert_code(
+        &cacheness(dir.path(), &["--backend", "memlayer+sqlite", "ls"]),
+        0,
+    );
+
+    let same = cacheness(dir.path(), &["migrate", "--to", "sqlite"]);
+    assert_code(&same, 1);
+    assert!(stderr(&same).contains("already"), "{}", stderr(&same));
+
+    assert_code(&cacheness(dir.path(), &["migrate", "--to", "json"]), 0);
+    let listed = cacheness(dir.path(), &["ls", "--json"]);
+    assert_code(&listed, 0);
+    assert_eq!(stdout(&listed).lines().count(), 4, "ls now reads json");
+    let sqlite = cacheness(dir.path(), &["--backend", "sqlite", "ls"]);
+    assert_code(&sqlite, 1);
+    assert!(stderr(&sqlite).contains("json"), "{}", stderr(&sqlite));
+    assert_code(&cacheness(dir.path(), &["migrate", "--to", "json"]), 1);
+}
+
+#[test]
+fn dir_errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, b"not a dir").unwrap();
+    let output = cacheness(&file, &["ls"]);
+    assert_code(&output, 1);
+    assert!(
+        stderr(&output).contains("a-file: is not a directory"),
+        "{}",
+        stderr(&output)
+    );
+    let missing = cacheness(&dir.path().join("gone"), &["ls"]);
+    assert_code(&missing, 1);
+    assert!(
+        stderr(&missing).contains("gone: no such directory"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn rebuild_recovers_a_dir_that_has_only_blob_files() {
+    for backend in [None, Some("sqlite"), Some("json")] {
+        let dir = tempfile::tempdir().unwrap();
+        let large = populated(dir.path());
+        for name in [
+            "cache_metadata.db",
+            "cache_metadata.db-wal",
+            "cache_metadata.db-shm",
+        ] {
+            let _ = fs::remove_file(dir.path().join(name));
+        }
+        assert_eq!(blob_count(dir.path()), 1);
+        // Nothing but rebuild works on it: gc would take every blob for an orphan.
+        let gc = cacheness(dir.path(), &["gc"]);
+        assert_code(&gc, 1);
+        assert!(
+            stderr(&gc).contains("no cache metadata found"),
+            "{}",
+            stderr(&gc)
+        );
+        assert_eq!(blob_count(dir.path()), 1, "gc removed no blob");
+
+        let mut args = Vec::new();
+        if let Some(backend) = backend {
+            args.extend(["--backend", backend]);
+        }
+        args.push("rebuild");
+        let rebuilt = cacheness(dir.path(), &args);
+        assert_code(&rebuilt, 0);
+        assert!(
+            stdout(&rebuilt).contains("1 entries restored, 0 already present"),
+            "{backend:?}: {}",
+            stdout(&rebuilt)
+        );
+        let expected = if backend == Some("json") {
+            "metadata.json"
+        } else {
+            "cache_metadata.db"
+        };
+        assert!(
+            dir.path().join(expected).exists() || backend == Some("json"),
+            "{backend:?}: {expected}"
+        );
+        let get = cacheness(dir.path(), &["get", &large]);
+        assert_code(&get, 0);
+        assert_eq!(get.stdout.len(), 20_000, "{backend:?}");
+    }
 }
