@@ -8,7 +8,8 @@
 //! open the cache read-only. No command migrates a cache between backends except
 //! `migrate`: a `--backend` that disagrees with the metadata in the dir is an
 //! error. A backend that keeps its metadata in memory (`memory`,
-//! `sqlite-memory`) is refused: it cannot hold the dir's entries. Text from the cache
+//! `sqlite-memory`) is refused: it cannot hold the dir's entries. When the dir
+//! holds `signing.key`, entries are checked against it. Text from the cache
 //! (prefixes, descriptions, names, paths) is printed with control characters
 //! escaped.
 //!
@@ -210,6 +211,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         dir: Some(dir.clone()),
         backend: backend.to_owned(),
         max_size,
+        // A signed cache is checked with its key; the CLI never creates one.
+        sign_entries: signing_key_present(&dir)?,
         read_only,
         ..CacheConfig::default()
     };
@@ -465,6 +468,25 @@ fn disk_backend_names() -> String {
 /// The disk backend whose metadata is in `dir` now, if any.
 fn current_backend(dir: &Path) -> Result<Option<&'static str>, Failure> {
     Ok(cacheness::detect_backend(dir)?)
+}
+
+/// Whether the dir holds a signing key (`signing.key`): then entries are checked
+/// against it. A key file that is not a regular file (a symlink, a FIFO) is
+/// refused rather than followed.
+fn signing_key_present(dir: &Path) -> Result<bool, Failure> {
+    let path = dir.join("signing.key");
+    match std::fs::symlink_metadata(&path) {
+        Ok(metadata) if metadata.is_file() => Ok(true),
+        Ok(_) => Err(Failure(
+            format!(
+                "{}: is not a regular file; refusing to use it as the signing key",
+                shown_path(&path)
+            ),
+            1,
+        )),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(Failure(format!("{}: {error}", shown_path(&path)), 1)),
+    }
 }
 
 /// Writes `bytes` to `path` as a private file (mode 0600): into a new temp file

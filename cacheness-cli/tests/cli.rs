@@ -355,6 +355,108 @@ fn backends_without_a_dir_are_refused_for_every_command() {
 /// A signed json cache with an entry whose expiry was moved by hand in the
 /// metadata files: verify reports it and get does not serve it.
 #[test]
+fn signed_caches_are_checked_with_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CacheConfig {
+        dir: Some(dir.path().to_path_buf()),
+        backend: "json".into(),
+        sign_entries: true,
+        ..CacheConfig::default()
+    };
+    let cache = config.open().unwrap();
+    cache.put(&key!(name = "honest"), &"kept").unwrap();
+    cache
+        .put_with(
+            &key!(name = "edited"),
+            &"expires soon",
+            &PutOptions::new().ttl(std::time::Duration::from_secs(60)),
+        )
+        .unwrap();
+    cache.flush().unwrap();
+    drop(cache);
+    assert!(dir.path().join("signing.key").exists());
+
+    let mut edited = 0;
+    for name in ["metadata.json", "metadata.journal"] {
+        let path = dir.path().join(name);
+        let Ok(text) = fs::read_to_string(&path) else {
+            continue;
+        };
+        let mut changed = String::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("\"expires_at\":") {
+            let (before, after) = rest.split_at(at + "\"expires_at\":".len());
+            changed.push_str(before);
+            let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap();
+            let expires_at: u64 = after[..digits].parse().unwrap_or(0);
+            if digits > 0 {
+                // A year later than the entry was put to expire.
+                changed.push_str(&(expires_at + 365 * 86_400_000).to_string());
+                edited += 1;
+            }
+            rest = &after[digits..];
+        }
+        changed.push_str(rest);
+        fs::write(&path, changed).unwrap();
+    }
+    assert!(edited > 0, "the expiry was found in the metadata");
+
+    let edited_key = key!(name = "edited").key().to_string();
+    let verify = cacheness(dir.path(), &["verify"]);
+    assert_code(&verify, 3);
+    assert!(
+        stdout(&verify).contains(&format!("corrupted {edited_key}")),
+        "{}",
+        stdout(&verify)
+    );
+    let get = cacheness(dir.path(), &["get", &edited_key]);
+    assert_code(&get, 1);
+    assert!(get.stdout.is_empty(), "not served: {}", stdout(&get));
+    let honest = cacheness(
+        dir.path(),
+        &["get", &key!(name = "honest").key().to_string()],
+    );
+    assert_code(&honest, 0);
+    assert_eq!(stdout(&honest), "\"kept\"");
+}
+
+#[test]
+fn the_cli_never_creates_a_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    for command in [
+        &["ls"][..],
+        &["stats"],
+        &["get", &large],
+        &["verify"],
+        &["verify", "--repair"],
+        &["gc"],
+        &["rebuild"],
+    ] {
+        assert_code(&cacheness(dir.path(), command), 0);
+    }
+    assert!(!dir.path().join("signing.key").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signing_key_that_is_a_symlink_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("key");
+    fs::write(&target, [7u8; 32]).unwrap();
+    std::os::unix::fs::symlink(&target, dir.path().join("signing.key")).unwrap();
+    let ls = cacheness(dir.path(), &["ls"]);
+    assert_code(&ls, 1);
+    assert!(
+        stderr(&ls).contains("signing.key: is not a regular file"),
+        "{}",
+        stderr(&ls)
+    );
+}
+
+#[test]
 fn text_from_the_cache_is_printed_with_control_characters_escaped() {
     let dir = tempfile::tempdir().unwrap();
     let cache = CacheConfig::builder()
