@@ -703,3 +703,58 @@ fn rebuild_recovers_a_dir_that_has_only_blob_files() {
         assert_eq!(get.stdout.len(), 20_000, "{backend:?}");
     }
 }
+
+/// Every file under `dir` with its length and content hash.
+fn snapshot(dir: &Path) -> Vec<(String, u64, String)> {
+    files_under(dir)
+        .into_iter()
+        .filter(|name| dir.join(name).is_file())
+        .map(|name| {
+            let bytes = fs::read(dir.join(&name)).unwrap();
+            let hash = blake3::hash(&bytes).to_hex().to_string();
+            (name, bytes.len() as u64, hash)
+        })
+        .collect()
+}
+
+#[test]
+fn read_commands_leave_the_dir_as_it_was() {
+    for backend in ["json", "sqlite"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheConfig::builder()
+            .dir(dir.path())
+            .backend(backend)
+            .open()
+            .unwrap();
+        cache.put(&key!(name = "small"), &"small").unwrap();
+        let large: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        cache.put_bytes(&key!(name = "large"), &large).unwrap();
+        cache.flush().unwrap();
+        drop(cache);
+        let before = snapshot(dir.path());
+        let large_key = key!(name = "large").key().to_string();
+        let small_key = key!(name = "small").key().to_string();
+        for command in [
+            &["ls"][..],
+            &["ls", "--json"],
+            &["stats"],
+            &["get", &large_key],
+            &["get", &small_key],
+            &["get", &key!(name = "absent").key().to_string()],
+            &["verify"],
+        ] {
+            let output = cacheness(dir.path(), command);
+            assert!(
+                output.status.code() != Some(2),
+                "{backend} {command:?}: {}",
+                stderr(&output)
+            );
+            assert_eq!(
+                snapshot(dir.path()),
+                before,
+                "{backend}: `cacheness {}` changed the dir",
+                command.join(" ")
+            );
+        }
+    }
+}
