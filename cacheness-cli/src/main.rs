@@ -35,10 +35,11 @@ struct Cli {
     /// The cache directory (it must exist).
     #[arg(long, short = 'd', global = true, env = "CACHENESS_DIR")]
     dir: Option<PathBuf>,
-    /// The metadata backend: `json` or `sqlite` (`memlayer+NAME` means NAME). By
-    /// default the one whose metadata is in the dir; another one is an error
-    /// (switch with `migrate`). `rebuild` on a dir without metadata uses it, or
-    /// sqlite.
+    /// The metadata backend, `json` or `sqlite`; by default the dir's.
+    ///
+    /// A backend other than the one whose metadata is in the dir is an error
+    /// (switch with `migrate`); `memlayer+NAME` means NAME; memory backends are
+    /// refused. `rebuild` in a dir without metadata uses it, or sqlite.
     #[arg(long, short = 'b', global = true)]
     backend: Option<String>,
     #[command(subcommand)]
@@ -73,8 +74,10 @@ enum Command {
         /// The key: 32 hex characters.
         #[arg(value_parser = parse_key)]
         key: CacheKey,
-        /// Write to this file instead of stdout: created private (0600) beside
-        /// it, then renamed into place; a symlink there is refused.
+        /// Write to this file instead of stdout.
+        ///
+        /// Written private (0600) to a temp file beside it, then renamed into
+        /// place; a symlink there is refused.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
@@ -102,11 +105,15 @@ enum Command {
         #[arg(long)]
         max_size: Option<u64>,
     },
-    /// Recreate metadata from the blob files' headers (also in a dir whose
-    /// metadata was lost: with --backend, or sqlite).
+    /// Recreate metadata from the blob files' headers.
+    ///
+    /// Also in a dir whose metadata was lost: with --backend, or sqlite.
     Rebuild,
-    /// Switch the cache to another disk backend: copy every entry's metadata to
-    /// it, in the same directory; afterwards the dir opens with it.
+    /// Switch the cache to another disk backend.
+    ///
+    /// Copies every entry's metadata to it, in the same directory, under the
+    /// lock and markers an open's migration uses; afterwards the dir opens with
+    /// it. The old metadata stays in place.
     Migrate {
         /// The target backend: `json` or `sqlite`, not the current one.
         #[arg(long)]
