@@ -352,33 +352,22 @@ fn backends_without_a_dir_are_refused_for_every_command() {
     assert!(!dir.path().join("metadata.json").exists());
 }
 
-/// A signed json cache with an entry whose expiry was moved by hand in the
-/// metadata files: verify reports it and get does not serve it.
-#[test]
-fn signed_caches_are_checked_with_their_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = CacheConfig {
-        dir: Some(dir.path().to_path_buf()),
-        backend: "json".into(),
-        sign_entries: true,
-        ..CacheConfig::default()
-    };
-    let cache = config.open().unwrap();
-    cache.put(&key!(name = "honest"), &"kept").unwrap();
-    cache
-        .put_with(
-            &key!(name = "edited"),
-            &"expires soon",
-            &PutOptions::new().ttl(std::time::Duration::from_secs(60)),
-        )
-        .unwrap();
-    cache.flush().unwrap();
-    drop(cache);
-    assert!(dir.path().join("signing.key").exists());
-
+/// Moves every expiry in the cache's metadata a year later, as a hand edit
+/// would; returns how many it moved.
+fn edit_expiries(backend: &str, dir: &Path) -> usize {
+    const YEAR_MS: u64 = 365 * 86_400_000;
+    if backend == "sqlite" {
+        let db = rusqlite::Connection::open(dir.join("cache_metadata.db")).unwrap();
+        return db
+            .execute(
+                "UPDATE entries SET expires_at = expires_at + ?1 WHERE expires_at IS NOT NULL",
+                [YEAR_MS as i64],
+            )
+            .unwrap();
+    }
     let mut edited = 0;
     for name in ["metadata.json", "metadata.journal"] {
-        let path = dir.path().join(name);
+        let path = dir.join(name);
         let Ok(text) = fs::read_to_string(&path) else {
             continue;
         };
@@ -388,10 +377,9 @@ fn signed_caches_are_checked_with_their_key() {
             let (before, after) = rest.split_at(at + "\"expires_at\":".len());
             changed.push_str(before);
             let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap();
-            let expires_at: u64 = after[..digits].parse().unwrap_or(0);
             if digits > 0 {
-                // A year later than the entry was put to expire.
-                changed.push_str(&(expires_at + 365 * 86_400_000).to_string());
+                let expires_at: u64 = after[..digits].parse().unwrap();
+                changed.push_str(&(expires_at + YEAR_MS).to_string());
                 edited += 1;
             }
             rest = &after[digits..];
@@ -399,25 +387,56 @@ fn signed_caches_are_checked_with_their_key() {
         changed.push_str(rest);
         fs::write(&path, changed).unwrap();
     }
-    assert!(edited > 0, "the expiry was found in the metadata");
+    edited
+}
 
-    let edited_key = key!(name = "edited").key().to_string();
-    let verify = cacheness(dir.path(), &["verify"]);
-    assert_code(&verify, 3);
-    assert!(
-        stdout(&verify).contains(&format!("corrupted {edited_key}")),
-        "{}",
-        stdout(&verify)
-    );
-    let get = cacheness(dir.path(), &["get", &edited_key]);
-    assert_code(&get, 1);
-    assert!(get.stdout.is_empty(), "not served: {}", stdout(&get));
-    let honest = cacheness(
-        dir.path(),
-        &["get", &key!(name = "honest").key().to_string()],
-    );
-    assert_code(&honest, 0);
-    assert_eq!(stdout(&honest), "\"kept\"");
+/// A signed cache with an entry whose expiry was moved by hand in the metadata
+/// (json's files, sqlite's row): verify reports it and get does not serve it.
+#[test]
+fn signed_caches_are_checked_with_their_key() {
+    for backend in ["json", "sqlite"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = CacheConfig {
+            dir: Some(dir.path().to_path_buf()),
+            backend: backend.into(),
+            sign_entries: true,
+            ..CacheConfig::default()
+        };
+        let cache = config.open().unwrap();
+        cache.put(&key!(name = "honest"), &"kept").unwrap();
+        cache
+            .put_with(
+                &key!(name = "edited"),
+                &"expires soon",
+                &PutOptions::new().ttl(std::time::Duration::from_secs(60)),
+            )
+            .unwrap();
+        cache.flush().unwrap();
+        drop(cache);
+        assert!(dir.path().join("signing.key").exists());
+        assert!(
+            edit_expiries(backend, dir.path()) > 0,
+            "{backend}: the expiry was found in the metadata"
+        );
+
+        let edited_key = key!(name = "edited").key().to_string();
+        let verify = cacheness(dir.path(), &["verify"]);
+        assert_code(&verify, 3);
+        assert!(
+            stdout(&verify).contains(&format!("corrupted {edited_key}")),
+            "{backend}: {}",
+            stdout(&verify)
+        );
+        let get = cacheness(dir.path(), &["get", &edited_key]);
+        assert_code(&get, 1);
+        assert!(get.stdout.is_empty(), "{backend}: served {}", stdout(&get));
+        let honest = cacheness(
+            dir.path(),
+            &["get", &key!(name = "honest").key().to_string()],
+        );
+        assert_code(&honest, 0);
+        assert_eq!(stdout(&honest), "\"kept\"", "{backend}");
+    }
 }
 
 #[test]
