@@ -9,14 +9,14 @@
 //! `migrate`: a `--backend` that disagrees with the metadata in the dir is an
 //! error. A backend that keeps its metadata in memory (`memory`,
 //! `sqlite-memory`) is refused: it cannot hold the dir's entries. When the dir
-//! holds `signing.key`, entries are checked against it. Text from the cache
+//! holds `signing.key`, entries are checked against it; only `sign` creates one. Text from the cache
 //! (prefixes, descriptions, names, paths) is printed with control characters
 //! escaped.
 //!
 //! Exit codes: 0 success; 1 an error (named on stderr with its path and cause,
 //! including a `--backend` the dir cannot be opened with); 2 bad usage (unknown
 //! command or option, malformed key, missing confirmation); 3 `verify` found
-//! damage (without `--repair`).
+//! damage (without `--repair`), or `sign` left entries it could not sign.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -47,7 +47,8 @@ struct Cli {
 }
 
 const EXIT_CODES: &str = "Exit codes: 0 ok; 1 error (including a --backend that is not the dir's \
-     or cannot hold its entries: memory, sqlite-memory); 2 usage; 3 verify found damage.";
+     or cannot hold its entries: memory, sqlite-memory); 2 usage; 3 verify found damage, or sign \
+     left entries unsigned.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -109,6 +110,12 @@ enum Command {
     ///
     /// Also in a dir whose metadata was lost: with --backend, or sqlite.
     Rebuild,
+    /// Sign the entries that have no signature yet, with the dir's signing key.
+    ///
+    /// Creates `signing.key` (0600, random) if the dir has none: the only
+    /// command that does. Entries whose signature does not match, or whose
+    /// bytes fail their checks, are left as they are and listed (exit code 3).
+    Sign,
     /// Switch the cache to another disk backend.
     ///
     /// Copies every entry's metadata to it, in the same directory, under the
@@ -214,12 +221,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Verify { repair } => !repair,
         _ => false,
     };
+    let key_present = signing_key_present(&dir)?;
     let config = CacheConfig {
         dir: Some(dir.clone()),
         backend: backend.to_owned(),
         max_size,
-        // A signed cache is checked with its key; the CLI never creates one.
-        sign_entries: signing_key_present(&dir)?,
+        // A signed cache is checked with its key; only `sign` creates one.
+        sign_entries: key_present || matches!(cli.command, Command::Sign),
         read_only,
         ..CacheConfig::default()
     };
@@ -364,6 +372,32 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     shown(reason)
                 )?;
             }
+        }
+        Command::Sign => {
+            if !key_present {
+                writeln!(
+                    out,
+                    "created {} (open the cache with sign_entries so new entries are signed)",
+                    shown_path(&dir.join("signing.key"))
+                )?;
+            }
+            let bar = progress_bar("signing");
+            let report = cache.sign_unsigned(&mut |progress| tick(&bar, progress))?;
+            bar.finish_and_clear();
+            writeln!(
+                out,
+                "{} entries: {} signed now, {} already signed, {} refused ({:.2?})",
+                report.entries,
+                report.signed,
+                report.already_signed,
+                report.refused.len(),
+                report.elapsed
+            )?;
+            for (key, reason) in &report.refused {
+                writeln!(out, "refused   {key}: {}", shown(reason))?;
+            }
+            cache.flush()?;
+            return Ok(if report.refused.is_empty() { 0 } else { 3 });
         }
         Command::Migrate { .. } => unreachable!("handled before the cache is opened"),
     }

@@ -439,6 +439,99 @@ fn signed_caches_are_checked_with_their_key() {
     }
 }
 
+/// `sign` creates the key (the only command that does) and signs the entries
+/// an unsigned cache holds; later unsigned puts are signed by the next run,
+/// and an entry edited by hand is refused, not signed.
+#[test]
+fn sign_signs_unsigned_entries_in_place() {
+    for backend in ["json", "sqlite"] {
+        let dir = tempfile::tempdir().unwrap();
+        let unsigned = |dir: &Path| {
+            CacheConfig::builder()
+                .dir(dir)
+                .backend(backend)
+                .open()
+                .unwrap()
+        };
+        let cache = unsigned(dir.path());
+        cache.put(&key!(name = "a"), &"alpha").unwrap();
+        let large: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        cache.put_bytes(&key!(name = "large"), &large).unwrap();
+        cache.flush().unwrap();
+        drop(cache);
+
+        let signed = cacheness(dir.path(), &["sign"]);
+        assert_code(&signed, 0);
+        assert!(
+            stdout(&signed).contains("created ")
+                && stdout(&signed).contains("2 entries: 2 signed now, 0 already signed, 0 refused"),
+            "{backend}: {}",
+            stdout(&signed)
+        );
+        let key_file = dir.path().join("signing.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&key_file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{backend}");
+        }
+        assert_code(&cacheness(dir.path(), &["verify"]), 0);
+        let get = cacheness(
+            dir.path(),
+            &["get", &key!(name = "large").key().to_string()],
+        );
+        assert_code(&get, 0);
+        assert_eq!(get.stdout, large, "{backend}");
+
+        // An unsigned put after signing: verify reports it, sign signs it.
+        let cache = unsigned(dir.path());
+        cache.put(&key!(name = "b"), &"beta").unwrap();
+        cache
+            .put_with(
+                &key!(name = "edited"),
+                &"expires soon",
+                &PutOptions::new().ttl(std::time::Duration::from_secs(60)),
+            )
+            .unwrap();
+        cache.flush().unwrap();
+        drop(cache);
+        let b_key = key!(name = "b").key().to_string();
+        let verify = cacheness(dir.path(), &["verify"]);
+        assert_code(&verify, 3);
+        assert!(
+            stdout(&verify).contains(&format!("corrupted {b_key}")),
+            "{backend}: {}",
+            stdout(&verify)
+        );
+        assert_code(&cacheness(dir.path(), &["sign"]), 0);
+        assert_code(&cacheness(dir.path(), &["verify"]), 0);
+        assert_eq!(
+            stdout(&cacheness(dir.path(), &["get", &b_key])),
+            "\"beta\"",
+            "{backend}"
+        );
+
+        // Signed, then edited by hand: sign refuses it and says why.
+        assert!(edit_expiries(backend, dir.path()) > 0);
+        let edited_key = key!(name = "edited").key().to_string();
+        let again = cacheness(dir.path(), &["sign"]);
+        assert_code(&again, 3);
+        assert!(
+            stdout(&again).contains("0 signed now, 3 already signed, 1 refused")
+                && stdout(&again).contains(&format!("refused   {edited_key}: ")),
+            "{backend}: {}",
+            stdout(&again)
+        );
+        let verify = cacheness(dir.path(), &["verify"]);
+        assert_code(&verify, 3);
+        assert!(
+            stdout(&verify).contains(&format!("corrupted {edited_key}")),
+            "{backend}: {}",
+            stdout(&verify)
+        );
+    }
+}
+
 #[test]
 fn the_cli_never_creates_a_signing_key() {
     let dir = tempfile::tempdir().unwrap();
