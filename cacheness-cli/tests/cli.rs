@@ -870,3 +870,41 @@ fn read_commands_leave_the_dir_as_it_was() {
         }
     }
 }
+
+/// A migration from sqlite to json killed after it created json's metadata:
+/// the in-progress marker names it. A maintenance command run then must leave
+/// a dir that still opens, with every entry, and that `migrate` can finish.
+#[test]
+fn a_command_after_an_interrupted_migration_keeps_the_dir_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    drop(cacheness::open_backend("json", Some(dir.path())).unwrap());
+    fs::write(dir.path().join(".cacheness-migrating"), "sqlite -> json\n").unwrap();
+    assert!(
+        dir.path().join("metadata.journal").exists() || dir.path().join("metadata.json").exists()
+    );
+
+    let listed = cacheness(dir.path(), &["ls", "--json"]);
+    assert_code(&listed, 0);
+    assert_eq!(
+        stdout(&listed).lines().count(),
+        4,
+        "read from sqlite, still current"
+    );
+
+    let gc = cacheness(dir.path(), &["gc"]);
+    assert!(
+        gc.status.success() || stderr(&gc).contains("migrat"),
+        "gc either runs or names the unfinished migration: {}",
+        stderr(&gc)
+    );
+    let after = cacheness(dir.path(), &["ls", "--json"]);
+    assert_code(&after, 0);
+    assert_eq!(stdout(&after).lines().count(), 4);
+
+    let migrated = cacheness(dir.path(), &["migrate", "--to", "json"]);
+    assert_code(&migrated, 0);
+    let json = cacheness(dir.path(), &["--backend", "json", "ls", "--json"]);
+    assert_code(&json, 0);
+    assert_eq!(stdout(&json).lines().count(), 4);
+}
