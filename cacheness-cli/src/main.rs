@@ -749,3 +749,28 @@ fn human_duration(ms: u64) -> String {
         _ => format!("{}d", seconds / 86_400),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_escapes_what_moves_or_hides_text_and_keeps_the_rest() {
+        assert_eq!(shown("plain text"), "plain text");
+        assert!(matches!(shown("grüße, 日本, 👨‍👩‍👧"), Cow::Borrowed(_)));
+        assert_eq!(shown("a\nb\tc\rd"), "a\\nb\\tc\\rd");
+        assert_eq!(shown("\u{1b}[31mred"), "\\u{1b}[31mred");
+        assert_eq!(shown("\u{7f}\u{85}\u{9b}"), "\\u{7f}\\u{85}\\u{9b}");
+        assert_eq!(
+            shown("abc\u{202e}fed\u{2066}\u{2069}\u{200f}\u{61c}"),
+            "abc\\u{202e}fed\\u{2066}\\u{2069}\\u{200f}\\u{61c}"
+        );
+        assert_eq!(
+            shown("x\u{2028}y\u{200b}z\u{feff}"),
+            "x\\u{2028}y\\u{200b}z\\u{feff}"
+        );
+        // Escaped text has nothing left to escape.
+        let once = shown("\u{1b}\n\u{202e}").into_owned();
+        assert_eq!(shown(&once), once);
+    }
+}
