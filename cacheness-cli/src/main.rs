@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cacheness::{CacheConfig, CacheKey, Entry, ListOptions, ListedEntry, Progress, Stats};
+use cacheness::{
+    CacheConfig, CacheKey, Entry, GcOptions, ListOptions, ListedEntry, Progress, Stats,
+    VerifyOptions,
+};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -99,12 +102,26 @@ enum Command {
         /// Remove damaged entries and orphaned files.
         #[arg(long)]
         repair: bool,
+        /// How old a blob file no entry refers to must be to count as orphaned
+        /// (default 1h): a younger one may be a put in progress.
+        ///
+        /// A number of seconds or a duration such as 90s, 15m, 24h. 0 counts
+        /// every unreferenced file: only when nothing else writes to the cache.
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<Duration>,
     },
     /// Remove expired entries, orphaned blobs and stray temp files; enforce the size limit.
     Gc {
         /// The size limit to enforce, in bytes.
         #[arg(long)]
         max_size: Option<u64>,
+        /// How old an unreferenced blob or a temp file must be to be removed
+        /// (default 1h): a younger one may be a put in progress.
+        ///
+        /// A number of seconds or a duration such as 90s, 15m, 24h. 0 removes
+        /// them whatever their age: only when nothing else writes to the cache.
+        #[arg(long, value_parser = parse_duration)]
+        grace: Option<Duration>,
     },
     /// Recreate metadata from the blob files' headers.
     ///
@@ -137,6 +154,28 @@ enum SortBy {
 
 fn parse_key(text: &str) -> Result<CacheKey, String> {
     text.parse::<CacheKey>().map_err(|error| error.to_string())
+}
+
+/// `90`, `90s`, `250ms`, `15m`, `24h`, `7d`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 90s, 15m or 24h"))?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => return Err(format!("unknown unit `{other}` (use ms, s, m, h or d)")),
+    };
+    Duration::try_from_secs_f64(number * scale)
+        .map_err(|_| format!("`{text}` is not a duration of zero or more"))
 }
 
 /// An error to report: the message, and the exit code.
@@ -213,12 +252,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
     };
     let max_size = match &cli.command {
-        Command::Gc { max_size } => *max_size,
+        Command::Gc { max_size, .. } => *max_size,
         _ => None,
     };
     let read_only = match &cli.command {
         Command::Ls { .. } | Command::Stats { .. } | Command::Get { .. } => true,
-        Command::Verify { repair } => !repair,
+        Command::Verify { repair, .. } => !repair,
         _ => false,
     };
     let key_present = signing_key_present(&dir)?;
@@ -294,19 +333,24 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             writeln!(out, "removed {} entries", cache.clear()?)?;
         }
-        Command::Verify { repair } => {
+        Command::Verify { repair, grace } => {
+            let mut options = VerifyOptions::new().repair(repair);
+            if let Some(grace) = grace {
+                options = options.grace(grace);
+            }
             let bar = progress_bar("verifying");
-            let report = cache.verify(repair, &mut |progress| tick(&bar, progress))?;
+            let report = cache.verify_with(&options, &mut |progress| tick(&bar, progress))?;
             bar.finish_and_clear();
             writeln!(
                 out,
-                "{} entries, {} bytes checked in {:.2?}: {} corrupted, {} missing, {} orphaned files",
+                "{} entries, {} bytes checked in {:.2?}: {} corrupted, {} missing, {} orphaned files, {} unreadable entries",
                 report.entries,
                 report.bytes,
                 report.elapsed,
                 report.corrupted.len(),
                 report.missing.len(),
-                report.orphaned.len()
+                report.orphaned.len(),
+                report.unreadable.len()
             )?;
             for key in &report.corrupted {
                 writeln!(out, "corrupted {key}")?;
@@ -321,18 +365,28 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     shown_path(&dir.join("blobs").join(name))
                 )?;
             }
+            for (key, reason) in &report.unreadable {
+                writeln!(out, "unreadable {key}: {}", shown(reason))?;
+            }
             if report.is_clean() {
                 return Ok(0);
             }
             if repair {
-                writeln!(out, "repaired: damaged entries and orphaned files removed")?;
+                writeln!(
+                    out,
+                    "repaired: damaged and unreadable entries and orphaned files removed"
+                )?;
                 return Ok(0);
             }
             return Ok(3);
         }
-        Command::Gc { .. } => {
+        Command::Gc { grace, .. } => {
+            let mut options = GcOptions::new();
+            if let Some(grace) = grace {
+                options = options.grace(grace);
+            }
             let bar = progress_bar("collecting");
-            let report = cache.gc(&mut |progress| tick(&bar, progress))?;
+            let report = cache.gc_with(&options, &mut |progress| tick(&bar, progress))?;
             bar.finish_and_clear();
             writeln!(
                 out,
@@ -772,5 +826,17 @@ mod tests {
         // Escaped text has nothing left to escape.
         let once = shown("\u{1b}\n\u{202e}").into_owned();
         assert_eq!(shown(&once), once);
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        for bad in ["", "soon", "-5s", "3 fortnights", "5y"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

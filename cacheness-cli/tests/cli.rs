@@ -908,3 +908,114 @@ fn a_command_after_an_interrupted_migration_keeps_the_dir_usable() {
     assert_code(&json, 0);
     assert_eq!(stdout(&json).lines().count(), 4);
 }
+
+/// A blob file no entry refers to: kept while younger than the grace period
+/// (it may be a put in progress), reported and removed with `--grace 0`.
+#[test]
+fn gc_and_verify_spare_young_unreferenced_blobs_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let large = populated(dir.path());
+    let shard = dir.path().join("blobs").join(&large[..2]);
+    let blob = fs::read_dir(&shard)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let stray = shard.join(format!("{large}-00000000000000ff"));
+    fs::copy(&blob, &stray).unwrap();
+
+    let verify = cacheness(dir.path(), &["verify"]);
+    assert_code(&verify, 0);
+    let gc = cacheness(dir.path(), &["gc"]);
+    assert_code(&gc, 0);
+    assert!(stdout(&gc).contains(" 0 orphaned blobs"), "{}", stdout(&gc));
+    assert!(stray.exists(), "young: maybe a put in progress");
+
+    let verify = cacheness(dir.path(), &["verify", "--grace", "0"]);
+    assert_code(&verify, 3);
+    assert!(
+        stdout(&verify).contains("1 orphaned files"),
+        "{}",
+        stdout(&verify)
+    );
+    assert_code(&cacheness(dir.path(), &["gc", "--grace", "1h"]), 0);
+    assert!(stray.exists());
+    let gc = cacheness(dir.path(), &["gc", "--grace", "0s"]);
+    assert_code(&gc, 0);
+    assert!(stdout(&gc).contains(" 1 orphaned blobs"), "{}", stdout(&gc));
+    assert!(!stray.exists());
+    assert!(blob.exists(), "the entry's own blob stays");
+    assert_code(&cacheness(dir.path(), &["gc", "--grace", "soon"]), 2);
+}
+
+/// An entry the backend cannot decode (json: its journal line; sqlite: its
+/// row): verify lists it with the reason, `--repair` removes it, and the rest
+/// of the cache is served throughout.
+#[test]
+fn verify_reports_unreadable_entries_and_repair_removes_them() {
+    for backend in ["json", "sqlite"] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheConfig::builder()
+            .dir(dir.path())
+            .backend(backend)
+            .open()
+            .unwrap();
+        for name in ["a", "b", "c"] {
+            cache.put(&key!(name = name), &name).unwrap();
+        }
+        cache.flush().unwrap();
+        drop(cache);
+        let bad = key!(name = "a").key();
+        if backend == "sqlite" {
+            let db = rusqlite::Connection::open(dir.path().join("cache_metadata.db")).unwrap();
+            let changed = db
+                .execute(
+                    "UPDATE entries SET compression = 'bogus\u{1b}[2J' WHERE key = ?1",
+                    [bad.as_bytes().to_vec()],
+                )
+                .unwrap();
+            assert_eq!(changed, 1);
+        } else {
+            let journal = dir.path().join("metadata.journal");
+            let text = fs::read_to_string(&journal).unwrap();
+            let needle = format!("\"key\":\"{bad}\"");
+            let edited: Vec<String> = text
+                .lines()
+                .map(|line| {
+                    if line.contains(&needle) {
+                        line.replace("\"compression\":\"", "\"compression\":\"bogus\\u001b[2J")
+                    } else {
+                        line.to_owned()
+                    }
+                })
+                .collect();
+            assert_ne!(
+                edited.join("\n"),
+                text.trim_end(),
+                "the entry's line was found"
+            );
+            fs::write(&journal, edited.join("\n") + "\n").unwrap();
+        }
+
+        let verify = cacheness(dir.path(), &["verify"]);
+        assert_code(&verify, 3);
+        assert!(
+            stdout(&verify).contains("1 unreadable entries")
+                && stdout(&verify).contains(&format!("unreadable {bad}: ")),
+            "{backend}: {}",
+            stdout(&verify)
+        );
+        assert!(!stdout(&verify).contains('\u{1b}'), "{}", stdout(&verify));
+        let b = cacheness(dir.path(), &["get", &key!(name = "b").key().to_string()]);
+        assert_eq!(stdout(&b), "\"b\"", "{backend}: {}", stderr(&b));
+        assert_code(&cacheness(dir.path(), &["verify", "--repair"]), 0);
+        let clean = cacheness(dir.path(), &["verify"]);
+        assert_code(&clean, 0);
+        assert!(
+            stdout(&clean).contains("2 entries"),
+            "{backend}: {}",
+            stdout(&clean)
+        );
+    }
+}
