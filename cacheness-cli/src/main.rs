@@ -9,9 +9,10 @@
 //! `migrate`: a `--backend` that disagrees with the metadata in the dir is an
 //! error. A backend that keeps its metadata in memory (`memory`,
 //! `sqlite-memory`) is refused: it cannot hold the dir's entries. When the dir
-//! holds `signing.key`, entries are checked against it; only `sign` creates one. Text from the cache
-//! (prefixes, descriptions, names, paths) is printed with control characters
-//! escaped.
+//! holds `signing.key`, entries are checked against it; only `sign` creates one.
+//! `gc` and `verify` spare unreferenced files younger than `--grace` (1 h), which
+//! may be puts in progress in other processes. Text from the cache (prefixes,
+//! descriptions, names, paths) is printed with control characters escaped.
 //!
 //! Exit codes: 0 success; 1 an error (named on stderr with its path and cause,
 //! including a `--backend` the dir cannot be opened with); 2 bad usage (unknown
