@@ -262,6 +262,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         _ => false,
     };
     let key_present = signing_key_present(&dir)?;
+    let key_id = dir.join("signing.id");
+    if !key_present && std::fs::symlink_metadata(&key_id).is_ok() {
+        // Signed with a key its program passes (the dir keeps only a
+        // fingerprint): the CLI has no key to check signatures with.
+        eprintln!(
+            "cacheness: warning: {} says the cache is signed with a key its program \
+             holds; without that key, signatures are not checked here",
+            shown_path(&key_id)
+        );
+    }
     let config = CacheConfig {
         dir: Some(dir.clone()),
         backend: backend.to_owned(),

@@ -1019,3 +1019,32 @@ fn verify_reports_unreadable_entries_and_repair_removes_them() {
         );
     }
 }
+
+/// A cache signed with a key its program passes keeps only a fingerprint
+/// (`signing.id`): the CLI says it cannot check signatures, and `sign` refuses
+/// to make a key of its own that would disagree with the record.
+#[test]
+fn a_cache_signed_with_a_programs_key_is_not_given_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = cacheness::backends::SqliteBackend::open(dir.path()).unwrap();
+    let cache = cacheness::Cache::builder()
+        .dir(dir.path())
+        .signing_key([7; 32])
+        .open(backend)
+        .unwrap();
+    cache.put(&key!(name = "a"), &"alpha").unwrap();
+    drop(cache);
+    assert!(dir.path().join("signing.id").exists());
+
+    let ls = cacheness(dir.path(), &["ls"]);
+    assert_code(&ls, 0);
+    assert!(
+        stderr(&ls).contains("signing.id") && stderr(&ls).contains("not checked"),
+        "{}",
+        stderr(&ls)
+    );
+    let sign = cacheness(dir.path(), &["sign"]);
+    assert_code(&sign, 1);
+    assert!(stderr(&sign).contains("signing.id"), "{}", stderr(&sign));
+    assert!(!dir.path().join("signing.key").exists());
+}
