@@ -279,6 +279,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         // A signed cache is checked with its key; only `sign` creates one.
         sign_entries: key_present || matches!(cli.command, Command::Sign),
         read_only,
+        // Only `migrate` switches a cache; another process may have switched it
+        // since the backend was detected.
+        switch_backend_on_open: false,
         ..CacheConfig::default()
     };
     let cache = config.open()?;

@@ -97,6 +97,12 @@ pub struct CacheConfig {
     /// migrated, written or deleted (reads record no access and a damaged entry
     /// reads as a miss). The configured backend must be the dir's current one.
     pub read_only: bool,
+    /// When the dir belongs to the other disk backend (its metadata, or the
+    /// markers of a switch, say so), a writable open copies its entries into the
+    /// configured backend and makes that one current. With `false`, such an open
+    /// is an error naming the dir's backend: for tools that must never switch a
+    /// cache just by opening it (the CLI).
+    pub switch_backend_on_open: bool,
     /// A memory layer for hot keys in front of the backend; `None` for none. A
     /// backend named `memlayer+NAME` adds one with the defaults (1 000 entries,
     /// 300 s).
@@ -123,6 +129,7 @@ impl Default for CacheConfig {
             access_granularity: cacheness_core::cache::DEFAULT_ACCESS_GRANULARITY,
             sign_entries: false,
             read_only: false,
+            switch_backend_on_open: true,
             #[cfg(feature = "memlayer")]
             memory_layer: None,
             #[cfg(feature = "json")]
@@ -233,7 +240,7 @@ impl CacheConfig {
         // The backend may create files in the dir: it must exist first.
         cacheness_core::blob::create_private_dir(dir)?;
         // Decided, and marked on disk, before the backend creates its metadata.
-        let pending = crate::migration::prepare(dir, info.name)?;
+        let pending = crate::migration::prepare(dir, info.name, self.switch_backend_on_open)?;
         let rebuild = match &pending {
             None => crate::migration::RebuildAtOpen::check(dir, info.name)?,
             Some(_) => None,
@@ -326,7 +333,7 @@ impl CacheConfig {
                 reason: format!("{} holds no cache metadata to migrate", dir.display()),
             });
         };
-        let Some(pending) = crate::migration::prepare(dir, info.name)? else {
+        let Some(pending) = crate::migration::prepare(dir, info.name, true)? else {
             return Err(Error::Config {
                 field: "backend",
                 reason: format!("{} already uses the {current} backend", dir.display()),

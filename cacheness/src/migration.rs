@@ -176,12 +176,28 @@ pub(crate) struct Pending {
 /// current backend is the other one (or a migration into `target` was cut short),
 /// takes the migration lock and writes the in-progress marker, and returns the
 /// migration to run once `target` is open. `None` when nothing is to be done.
-pub(crate) fn prepare(dir: &Path, target: &str) -> Result<Option<Pending>> {
+///
+/// With `allowed` false, a switch that would be needed is an error naming the
+/// dir's backend instead (for tools that must never switch a cache by opening it).
+pub(crate) fn prepare(dir: &Path, target: &str, allowed: bool) -> Result<Option<Pending>> {
     let Some(target) = disk_backend(target) else {
         return Ok(None);
     };
     if !needs_migration(dir, target)? {
         return Ok(None);
+    }
+    // Settling a switch away from `target` that was cut short keeps `target`
+    // current: that is not a switch, and any writable open may do it.
+    let settles_only = matches!(in_progress(dir)?, Some((_, to)) if to != target);
+    if !allowed && !settles_only {
+        let current = current_backend(dir)?.unwrap_or(target);
+        return Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "{} is a {current} cache, not {target}, and this open may not switch it",
+                dir.display()
+            ),
+        });
     }
     let lock = MigrationLock::acquire(dir)?;
     // Another process may have finished (or undone) it while we waited.
@@ -193,8 +209,12 @@ pub(crate) fn prepare(dir: &Path, target: &str) -> Result<Option<Pending>> {
         Some((_, to)) if to == target => {}
         Some(_) => {
             // A migration away from `target` was cut short: `target`'s metadata is
-            // still complete and current, and the partial copy is simply stale.
+            // still complete and current, and the partial copy is stale. A done
+            // marker says so before the in-progress one goes, or the dir would
+            // hold both metadata sets with nothing naming the current one.
+            mark_done(dir, from, target)?;
             remove_marker(&dir.join(IN_PROGRESS))?;
+            sync_dir(dir)?;
             return Ok(None);
         }
         None => write_in_progress(dir, from, target)?,
@@ -236,6 +256,20 @@ fn write_in_progress(dir: &Path, from: &str, to: &str) -> Result<()> {
     sync_dir(dir)
 }
 
+/// Makes `.cacheness-migrated-FROM-to-TO` the one done marker: `to` is current.
+fn mark_done(dir: &Path, from: &str, to: &str) -> Result<()> {
+    for other_from in DISK_BACKENDS {
+        let other_to = the_other(other_from).expect("a disk backend has another");
+        if (other_from, other_to) != (from, to) {
+            remove_marker(&done_marker(dir, other_from, other_to))?;
+        }
+    }
+    let done = done_marker(dir, from, to);
+    open_regular(&done, private_file().write(true).create(true))
+        .and_then(|file| file.sync_all())
+        .map_err(|source| Error::io("mark migration done", &done, source))
+}
+
 /// Removes a marker (a symlink planted there is removed, never followed).
 fn remove_marker(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
@@ -275,14 +309,7 @@ impl Pending {
         let blobs = LocalBlobStore::open(dir, Durability::Flush)?;
         let report = ops::migrate(source, target, Some(&blobs), progress)?;
         target.flush()?;
-        for other_from in DISK_BACKENDS {
-            let other_to = the_other(other_from).expect("a disk backend has another");
-            remove_marker(&done_marker(dir, other_from, other_to))?;
-        }
-        let done = done_marker(dir, from, to);
-        open_regular(&done, private_file().write(true).create(true))
-            .and_then(|file| file.sync_all())
-            .map_err(|source| Error::io("mark migration done", &done, source))?;
+        mark_done(dir, from, to)?;
         remove_marker(&dir.join(IN_PROGRESS))?;
         sync_dir(dir)?;
         tracing::info!(

@@ -437,10 +437,13 @@ fn every_state_a_killed_migration_leaves_opens_whole() {
             let state = format!("marked={marked} created={created} done={done} reopen={reopen}");
             let cache = config(dir.path(), reopen).open().unwrap();
             cache.gc(&mut no_progress).unwrap();
-            if !marked && done {
-                // The copy finished; only its marker's removal was cut short.
-                assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some(reopen));
-            }
+            // Whatever was cut short, the backend just opened is the current one
+            // now, and the dir names it (no two metadata sets without a marker).
+            assert_eq!(
+                cacheness::detect_backend(dir.path()).unwrap(),
+                Some(reopen),
+                "{state}"
+            );
             assert_eq!(cache.stats().unwrap().entries, 50, "{state}");
             for index in 0..50u32 {
                 assert_eq!(
@@ -534,6 +537,18 @@ fn migrate_to_switches_the_dir_and_refuses_what_cannot_hold_it() {
         let error = cacheness::migrate_dir(dir.path(), refused, &mut no_progress).unwrap_err();
         assert!(error.to_string().contains(refused), "{refused}: {error}");
     }
+    // An open that may not switch the cache is refused and changes nothing.
+    let error = CacheConfig {
+        switch_backend_on_open: false,
+        ..config(dir.path(), "json")
+    }
+    .open()
+    .unwrap_err();
+    assert!(error.to_string().contains("is a sqlite cache"), "{error}");
+    assert_eq!(
+        cacheness::detect_backend(dir.path()).unwrap(),
+        Some("sqlite")
+    );
     let report = cacheness::migrate_dir(dir.path(), "json", &mut no_progress).unwrap();
     assert_eq!(report.copied, 20);
     assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
