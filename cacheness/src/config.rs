@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use cacheness_core::ops::{MigrateReport, Progress};
-use cacheness_core::{Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock};
+use cacheness_core::{
+    BlobStore, Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock,
+};
 
 /// A backend cacheness knows of, and whether this build has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,33 +236,60 @@ impl CacheConfig {
             return builder.open_shared(self.open_backend()?);
         };
         check_dir(dir, self.read_only)?;
+        if !info.needs_dir {
+            refuse_memory_backend_on_disk_cache(dir, info.name)?;
+        }
         if self.read_only {
             return self.open_read_only(dir, info.name, builder);
         }
         // The backend may create files in the dir: it must exist first.
         cacheness_core::blob::create_private_dir(dir)?;
-        // Decided, and marked on disk, before the backend creates its metadata.
-        let pending = crate::migration::prepare(dir, info.name, self.switch_backend_on_open)?;
-        let rebuild = match &pending {
-            None => crate::migration::RebuildAtOpen::check(dir, info.name)?,
-            Some(_) => None,
+        let writable = std::fs::metadata(dir)
+            .map_err(|source| Error::io("inspect directory", dir, source))?
+            .permissions();
+        if writable.readonly() {
+            return Err(Error::Config {
+                field: "dir",
+                reason: format!("{} is not writable", dir.display()),
+            });
+        }
+        // Decided, and marked on disk, before the backend creates its metadata;
+        // the lease is held as long as the cache is open.
+        let opening = match info.needs_dir {
+            true => Some(crate::migration::begin_open(
+                dir,
+                info.name,
+                self.switch_backend_on_open,
+            )?),
+            false => None,
         };
+        let mut blobs: Arc<dyn BlobStore> =
+            Arc::new(cacheness_core::LocalBlobStore::open(dir, self.durability)?);
         // With a memory layer, the bytes of hot values in blob files are held
         // too, in front of the local blob store.
         #[cfg(feature = "memlayer")]
         if let Some(config) = self.layer_config(split_layer(&self.backend)?.0) {
-            let local = cacheness_core::LocalBlobStore::open(dir, self.durability)?;
-            let layer = cacheness_memlayer::BlobLayer::new(Arc::new(local), &config)?;
-            builder = builder.blob_store(Arc::new(layer));
+            blobs = Arc::new(cacheness_memlayer::BlobLayer::new(blobs, &config)?);
         }
+        let (switch, rebuild) = match opening {
+            Some(opening) => {
+                blobs = Arc::new(crate::migration::LeasedBlobs {
+                    inner: blobs,
+                    _lease: opening.lease,
+                });
+                (opening.switch, opening.rebuild)
+            }
+            None => (None, None),
+        };
+        builder = builder.blob_store(blobs);
         let backend = self.open_backend()?;
-        if let Some(pending) = pending {
+        if let Some(switch) = switch {
             let source = CacheConfig {
-                backend: pending.from.to_owned(),
+                backend: switch.from.to_owned(),
                 ..self.clone()
             }
             .open_plain_backend()?;
-            pending.run(dir, source.as_ref(), backend.as_ref(), &mut log_progress)?;
+            switch.run(dir, source.as_ref(), backend.as_ref(), &mut log_progress)?;
         }
         let cache = builder.open_shared(backend)?;
         if let Some(rebuild) = rebuild {
@@ -333,7 +362,8 @@ impl CacheConfig {
                 reason: format!("{} holds no cache metadata to migrate", dir.display()),
             });
         };
-        let Some(pending) = crate::migration::prepare(dir, info.name, true)? else {
+        let opening = crate::migration::begin_open(dir, info.name, true)?;
+        let Some(pending) = opening.switch else {
             return Err(Error::Config {
                 field: "backend",
                 reason: format!("{} already uses the {current} backend", dir.display()),
@@ -347,6 +377,23 @@ impl CacheConfig {
         let target = config(pending.to).open_plain_backend()?;
         let source = config(pending.from).open_plain_backend()?;
         pending.run(dir, source.as_ref(), target.as_ref(), progress)
+    }
+}
+
+/// A backend that keeps its metadata in memory sees none of a disk cache's
+/// entries, so its gc would take every blob file for an orphan.
+fn refuse_memory_backend_on_disk_cache(dir: &Path, backend: &str) -> Result<()> {
+    match crate::migration::current_backend(dir) {
+        Ok(None) => Ok(()),
+        Ok(Some(current)) => Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "{} is a {current} cache; the {backend} backend keeps its metadata in memory \
+                 and cannot hold its entries",
+                dir.display()
+            ),
+        }),
+        Err(error) => Err(error),
     }
 }
 

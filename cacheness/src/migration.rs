@@ -21,10 +21,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cacheness_core::files::{open_regular, refuse_irregular};
 use cacheness_core::ops::{MigrateReport, Progress};
-use cacheness_core::{Durability, Error, LocalBlobStore, MetadataBackend, Result, ops};
+use cacheness_core::{
+    BlobStore, CacheKey, ContentHash, Durability, Error, LocalBlobStore, MetadataBackend, Result,
+    ops,
+};
 
 /// Written before a migration creates its target and removed when it ends.
 const IN_PROGRESS: &str = ".cacheness-migrating";
@@ -94,64 +99,124 @@ fn in_progress(dir: &Path) -> Result<Option<(&'static str, &'static str)>> {
     })
 }
 
+/// An in-progress marker whose source still has metadata: one that names a
+/// source with none was planted or outlived its source, and means nothing.
+fn live_in_progress(dir: &Path) -> Result<Option<(&'static str, &'static str)>> {
+    Ok(in_progress(dir)?.filter(|(from, _)| has_metadata(dir, from)))
+}
+
+/// The target of the one completed-switch marker, if exactly one exists.
+fn last_switch_target(dir: &Path) -> Result<Option<&'static str>> {
+    let mut completed = Vec::new();
+    for from in DISK_BACKENDS {
+        let to = the_other(from).expect("a disk backend has another");
+        if marker_exists(&done_marker(dir, from, to))? {
+            completed.push(to);
+        }
+    }
+    Ok(match completed.as_slice() {
+        [to] => Some(to),
+        _ => None,
+    })
+}
+
 /// The backend whose metadata is authoritative in `dir`: see the module docs.
 /// `Ok(None)` when the dir holds no metadata; an error when it holds both
-/// backends' metadata and nothing says which is current.
+/// backends' metadata and nothing says which is current. The current backend's
+/// metadata may be missing (lost after a switch, while the stale source's is
+/// still there): it stays the current one, to be rebuilt, never replaced by
+/// the stale copy.
 pub(crate) fn current_backend(dir: &Path) -> Result<Option<&'static str>> {
-    if let Some((from, _)) = in_progress(dir)? {
+    if let Some((from, _)) = live_in_progress(dir)? {
         return Ok(Some(from));
     }
     let present: Vec<&'static str> = DISK_BACKENDS
         .into_iter()
         .filter(|backend| has_metadata(dir, backend))
         .collect();
-    match present.as_slice() {
-        [] => Ok(None),
-        [only] => Ok(Some(only)),
-        _ => {
-            let mut completed = Vec::new();
-            for from in DISK_BACKENDS {
-                let to = the_other(from).expect("a disk backend has another");
-                if marker_exists(&done_marker(dir, from, to))? {
-                    completed.push(to);
-                }
-            }
-            match completed.as_slice() {
-                [to] => Ok(Some(to)),
-                _ => Err(Error::Config {
-                    field: "dir",
-                    reason: format!(
-                        "{} holds both json metadata (metadata.json/metadata.journal) and sqlite \
-                         metadata (cache_metadata.db) and no marker says which is current; move \
-                         the stale one away",
-                        dir.display()
-                    ),
-                }),
-            }
-        }
+    match (present.as_slice(), last_switch_target(dir)?) {
+        ([], _) => Ok(None),
+        (_, Some(to)) => Ok(Some(to)),
+        ([only], None) => Ok(Some(only)),
+        (_, None) => Err(Error::Config {
+            field: "dir",
+            reason: format!(
+                "{} holds both json metadata (metadata.json/metadata.journal) and sqlite \
+                 metadata (cache_metadata.db) and no marker says which is current; move \
+                 the stale one away",
+                dir.display()
+            ),
+        }),
     }
 }
 
-/// The dir's migration lock, held until dropped.
-pub(crate) struct MigrationLock {
+/// A writable handle's share of the dir: `.cacheness-migrate.lock` held shared
+/// for as long as the handle is open. A switch needs it exclusive, so it cannot
+/// run while any process has the cache open for writing with either backend:
+/// such a process would go on writing into the metadata the switch leaves behind.
+#[derive(Debug)]
+pub(crate) struct DirLease {
     file: File,
+    path: PathBuf,
 }
 
-impl MigrationLock {
-    /// Blocks until this process holds the dir's migration lock.
-    pub(crate) fn acquire(dir: &Path) -> Result<MigrationLock> {
+/// How long a switch waits for other handles to close before it gives up.
+const SWITCH_WAIT: Duration = Duration::from_secs(2);
+
+impl DirLease {
+    /// Blocks while a switch holds the dir, then holds it shared.
+    fn shared(dir: &Path) -> Result<DirLease> {
         let path = dir.join(LOCK);
         let file = open_regular(&path, private_file().write(true).create(true))
             .map_err(|source| Error::io("open migration lock", &path, source))?;
-        file.lock()
-            .map_err(|source| Error::io("lock for migration", &path, source))?;
-        Ok(MigrationLock { file })
+        file.lock_shared()
+            .map_err(|source| Error::io("lock cache dir", &path, source))?;
+        Ok(DirLease { file, path })
     }
-}
 
-impl Drop for MigrationLock {
-    fn drop(&mut self) {
-        let _ = self.file.unlock();
+    /// Trades the shared hold for an exclusive one, waiting a bounded time for
+    /// other handles to close. `Ok(false)` when, meanwhile, `still_needed`
+    /// turned false (another opener did the switch): the hold is shared again.
+    /// Fails naming the lock when other handles stay open.
+    fn make_exclusive(&self, still_needed: impl Fn() -> Result<bool>) -> Result<bool> {
+        self.file
+            .unlock()
+            .map_err(|source| Error::io("unlock cache dir", &self.path, source))?;
+        let started = Instant::now();
+        loop {
+            match self.file.try_lock() {
+                Ok(()) => return Ok(true),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(Error::io("lock cache dir", &self.path, source));
+                }
+            }
+            if !still_needed()? {
+                self.make_shared()?;
+                return Ok(false);
+            }
+            if started.elapsed() >= SWITCH_WAIT {
+                self.make_shared()?;
+                return Err(Error::Config {
+                    field: "backend",
+                    reason: format!(
+                        "switching the backend of {} needs every other handle of the cache \
+                         closed, and some process still has it open (it holds {} shared)",
+                        self.path.parent().unwrap_or(&self.path).display(),
+                        self.path.display()
+                    ),
+                });
+            }
+            // Other openers of the same backend let go within milliseconds.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Back to a shared hold after a switch.
+    fn make_shared(&self) -> Result<()> {
+        self.file
+            .lock_shared()
+            .map_err(|source| Error::io("lock cache dir", &self.path, source))
     }
 }
 
@@ -165,32 +230,47 @@ fn private_file() -> OpenOptions {
     options
 }
 
-/// A migration decided under the lock: from `from` into the backend being opened.
+/// What a writable open of a disk backend holds and still has to do.
+pub(crate) struct Opening {
+    /// Held for the handle's life (see [`DirLease`]).
+    pub(crate) lease: Arc<DirLease>,
+    /// A switch to run once the target backend is open.
+    pub(crate) switch: Option<Pending>,
+    /// A rebuild to run once the cache is open.
+    pub(crate) rebuild: Option<RebuildAtOpen>,
+}
+
+/// A switch decided under the exclusive hold: from `from` into the backend
+/// being opened.
 pub(crate) struct Pending {
     pub(crate) from: &'static str,
     pub(crate) to: &'static str,
-    _lock: MigrationLock,
+    lease: Arc<DirLease>,
 }
 
-/// Called before a writable open of `target` creates its metadata: when the dir's
-/// current backend is the other one (or a migration into `target` was cut short),
-/// takes the migration lock and writes the in-progress marker, and returns the
-/// migration to run once `target` is open. `None` when nothing is to be done.
+/// Called before a writable open of the disk backend `target` creates its
+/// metadata. Takes the dir's lease; settles markers a dead process left; when the
+/// dir's current backend is the other one (or a switch into `target` was cut
+/// short), makes the hold exclusive and writes the in-progress marker, and
+/// returns the switch to run once `target` is open.
 ///
 /// With `allowed` false, a switch that would be needed is an error naming the
 /// dir's backend instead (for tools that must never switch a cache by opening it).
-pub(crate) fn prepare(dir: &Path, target: &str, allowed: bool) -> Result<Option<Pending>> {
-    let Some(target) = disk_backend(target) else {
-        return Ok(None);
-    };
-    if !needs_migration(dir, target)? {
-        return Ok(None);
+pub(crate) fn begin_open(dir: &Path, target: &'static str, allowed: bool) -> Result<Opening> {
+    let lease = Arc::new(DirLease::shared(dir)?);
+    // No switch runs while we hold the lease, so a marker found now was left by
+    // a process that died (or planted): settle it.
+    settle_markers(dir, target)?;
+    if !needs_switch(dir, target)? {
+        let rebuild = RebuildAtOpen::check(dir, target)?;
+        return Ok(Opening {
+            lease,
+            switch: None,
+            rebuild,
+        });
     }
-    // Settling a switch away from `target` that was cut short keeps `target`
-    // current: that is not a switch, and any writable open may do it.
-    let settles_only = matches!(in_progress(dir)?, Some((_, to)) if to != target);
-    if !allowed && !settles_only {
-        let current = current_backend(dir)?.unwrap_or(target);
+    let current = current_backend(dir)?.unwrap_or(target);
+    if !allowed {
         return Err(Error::Config {
             field: "backend",
             reason: format!(
@@ -199,38 +279,88 @@ pub(crate) fn prepare(dir: &Path, target: &str, allowed: bool) -> Result<Option<
             ),
         });
     }
-    let lock = MigrationLock::acquire(dir)?;
-    // Another process may have finished (or undone) it while we waited.
-    if !needs_migration(dir, target)? {
-        return Ok(None);
+    refuse_lost_source(dir, current, target)?;
+    let exclusive = lease.make_exclusive(|| needs_switch(dir, target))?;
+    // Another process may have switched it while we waited.
+    if !exclusive || !needs_switch(dir, target)? {
+        if exclusive {
+            lease.make_shared()?;
+        }
+        return Ok(Opening {
+            lease,
+            switch: None,
+            rebuild: None,
+        });
     }
     let from = the_other(target).expect("a disk backend has another");
-    match in_progress(dir)? {
-        Some((_, to)) if to == target => {}
-        Some(_) => {
-            // A migration away from `target` was cut short: `target`'s metadata is
-            // still complete and current, and the partial copy is stale. A done
-            // marker says so before the in-progress one goes, or the dir would
-            // hold both metadata sets with nothing naming the current one.
-            mark_done(dir, from, target)?;
-            remove_marker(&dir.join(IN_PROGRESS))?;
-            sync_dir(dir)?;
-            return Ok(None);
-        }
-        None => write_in_progress(dir, from, target)?,
+    if live_in_progress(dir)?.is_none() {
+        write_in_progress(dir, from, target)?;
     }
-    Ok(Some(Pending {
-        from,
-        to: target,
-        _lock: lock,
-    }))
+    Ok(Opening {
+        lease: lease.clone(),
+        switch: Some(Pending {
+            from,
+            to: target,
+            lease,
+        }),
+        rebuild: None,
+    })
 }
 
-fn needs_migration(dir: &Path, target: &'static str) -> Result<bool> {
-    match current_backend(dir) {
-        Ok(current) => {
-            Ok(current.is_some_and(|current| current != target) || in_progress(dir)?.is_some())
+/// Removes an in-progress marker whose source has no metadata (planted, or
+/// its source gone), and settles a switch away from `target` that was cut
+/// short: `target`'s metadata is still whole and current, so a done marker
+/// says so before the in-progress one goes.
+///
+/// With no metadata in the dir at all, markers describe nothing: they are
+/// removed, so the metadata this open creates (or rebuilds) is current.
+fn settle_markers(dir: &Path, target: &'static str) -> Result<()> {
+    if DISK_BACKENDS
+        .into_iter()
+        .all(|backend| !has_metadata(dir, backend))
+    {
+        for from in DISK_BACKENDS {
+            let to = the_other(from).expect("a disk backend has another");
+            remove_marker(&done_marker(dir, from, to))?;
         }
+        return remove_marker(&dir.join(IN_PROGRESS));
+    }
+    match in_progress(dir)? {
+        Some((from, _)) if !has_metadata(dir, from) => {
+            tracing::warn!(dir = %dir.display(), "removing a migration marker whose source has no metadata");
+            remove_marker(&dir.join(IN_PROGRESS))?;
+            sync_dir(dir)
+        }
+        Some((from, to)) if from == target => {
+            mark_done(dir, to, from)?;
+            remove_marker(&dir.join(IN_PROGRESS))?;
+            sync_dir(dir)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A switch from a backend whose metadata is gone would copy nothing and empty
+/// the target: the lost metadata must be rebuilt with its own backend first.
+fn refuse_lost_source(dir: &Path, current: &str, target: &str) -> Result<()> {
+    if has_metadata(dir, current) {
+        return Ok(());
+    }
+    Err(Error::Config {
+        field: "backend",
+        reason: format!(
+            "{} is a {current} cache whose metadata is missing; open it with the {current} \
+             backend, which rebuilds it from the blob files, before switching to {target}",
+            dir.display()
+        ),
+    })
+}
+
+fn needs_switch(dir: &Path, target: &'static str) -> Result<bool> {
+    match current_backend(dir) {
+        Ok(current) => Ok(
+            current.is_some_and(|current| current != target) || live_in_progress(dir)?.is_some()
+        ),
         Err(Error::Config { reason, .. }) => {
             // Both metadata sets and no marker (a dir from before markers were
             // kept): the configured backend is used and the other left alone.
@@ -312,6 +442,7 @@ impl Pending {
         mark_done(dir, from, to)?;
         remove_marker(&dir.join(IN_PROGRESS))?;
         sync_dir(dir)?;
+        self.lease.make_shared()?;
         tracing::info!(
             dir = %dir.display(),
             from,
@@ -325,37 +456,102 @@ impl Pending {
     }
 }
 
-/// A sqlite cache whose database is gone while its blob files are still there:
-/// the open recreates the entries from the blob headers, as the json backend
-/// does when its metadata is lost. Holds the migration lock, so processes opening
-/// the dir at once rebuild it once.
+/// Written before an open rebuilds lost metadata, removed when the rebuild
+/// finished: while it exists, the metadata is incomplete, so `gc` and `verify`
+/// in any process take no blob for an orphan, and the next open finishes the job.
+pub(crate) const REBUILDING: &str = ".cacheness-rebuilding";
+
+/// A sqlite cache whose database is gone while its blob files are still there
+/// (also after a switch to sqlite, beside the stale json copy): the open
+/// recreates the entries from the blob headers, as the json backend does when
+/// its metadata is lost. Also a rebuild a killed process left unfinished.
 pub(crate) struct RebuildAtOpen {
-    _lock: MigrationLock,
+    marker: PathBuf,
 }
 
 impl RebuildAtOpen {
-    /// `Some` when opening `backend` in `dir` must rebuild first.
+    /// `Some` when opening `backend` in `dir` must rebuild; then the marker is
+    /// written, before the backend creates its metadata.
     pub(crate) fn check(dir: &Path, backend: &str) -> Result<Option<RebuildAtOpen>> {
-        let missing = |dir: &Path| {
-            backend == "sqlite" && !has_metadata(dir, "sqlite") && !has_metadata(dir, "json")
-        };
-        if !missing(dir) || !has_blob_files(dir) {
+        let marker = dir.join(REBUILDING);
+        let unfinished = fs::symlink_metadata(&marker).is_ok();
+        let lost = backend == "sqlite"
+            && !has_metadata(dir, "sqlite")
+            && current_backend(dir)?.is_none_or(|current| current == "sqlite")
+            && has_blob_files(dir);
+        if !unfinished && !lost {
             return Ok(None);
         }
-        let lock = MigrationLock::acquire(dir)?;
-        Ok(missing(dir).then_some(RebuildAtOpen { _lock: lock }))
+        open_regular(&marker, private_file().write(true).create(true))
+            .and_then(|file| file.sync_all())
+            .map_err(|source| Error::io("mark rebuild", &marker, source))?;
+        sync_dir(dir)?;
+        Ok(Some(RebuildAtOpen { marker }))
     }
 
-    /// Rebuilds the entries of `cache` from its blob files.
+    /// Rebuilds the entries of `cache` from its blob files, then removes the
+    /// marker (a failed rebuild leaves it for the next open).
     pub(crate) fn run(self, cache: &cacheness_core::Cache) -> Result<()> {
         let report = cache.rebuild(&mut ops::no_progress)?;
+        remove_marker(&self.marker)?;
         tracing::warn!(
             dir = ?cache.dir(),
             restored = report.restored,
             invalid = report.invalid.len(),
-            "the sqlite metadata was missing; rebuilt it from the blob files"
+            "the metadata was missing or half rebuilt; rebuilt it from the blob files"
         );
         Ok(())
+    }
+}
+
+/// A blob store that holds the dir's lease for as long as the cache that owns
+/// it is open; everything else goes to the store it wraps.
+#[derive(Debug)]
+pub(crate) struct LeasedBlobs {
+    pub(crate) inner: Arc<dyn BlobStore>,
+    pub(crate) _lease: Arc<DirLease>,
+}
+
+impl BlobStore for LeasedBlobs {
+    fn write(&self, key: &CacheKey, parts: &[&[u8]]) -> Result<String> {
+        self.inner.write(key, parts)
+    }
+
+    fn write_hashed(
+        &self,
+        key: &CacheKey,
+        body: &[u8],
+        header: &mut dyn FnMut(&ContentHash) -> Vec<u8>,
+    ) -> Result<(String, ContentHash)> {
+        self.inner.write_hashed(key, body, header)
+    }
+
+    fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read(name)
+    }
+
+    fn read_stored(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        self.inner.read_stored(name)
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        self.inner.remove(name)
+    }
+
+    fn list(&self, visit: &mut dyn FnMut(&str)) -> Result<()> {
+        self.inner.list(visit)
+    }
+
+    fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
+        self.inner.modified(name)
+    }
+
+    fn collect_temp_files(&self, grace: Duration) -> Result<u64> {
+        self.inner.collect_temp_files(grace)
+    }
+
+    fn local_path(&self, name: &str) -> Option<PathBuf> {
+        self.inner.local_path(name)
     }
 }
 

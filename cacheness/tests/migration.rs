@@ -501,6 +501,8 @@ fn migration_markers_are_private_and_never_follow_links() {
     for name in names {
         let target = outside.path().join(name);
         std::fs::write(&target, "precious").unwrap();
+        // The lock file exists already: every writable open holds it.
+        let _ = std::fs::remove_file(planted.path().join(name));
         symlink(&target, planted.path().join(name)).unwrap();
     }
     for backend in ["sqlite", "json"] {
@@ -688,4 +690,178 @@ fn a_read_only_open_serves_reads_and_leaves_every_file_as_it_was() {
             "{backend}: a refused open wrote"
         );
     }
+}
+
+/// The review's case: a handle opened before a switch kept writing into the
+/// metadata the switch left behind (310 of 400 puts lost), and its gc deleted
+/// the new backend's blobs. Every writable handle now holds the dir shared and
+/// a switch needs it alone.
+#[test]
+fn a_switch_waits_for_no_open_handle_and_is_refused_beside_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = config(dir.path(), "json").open().unwrap();
+    writer
+        .put(&key!(index = 0u32), &incompressible(0, 900))
+        .unwrap();
+    let error = cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap_err();
+    assert!(error.to_string().contains("still has it open"), "{error}");
+    let error = config(dir.path(), "sqlite").open().unwrap_err();
+    assert!(error.to_string().contains("still has it open"), "{error}");
+    assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
+    assert!(!dir.path().join("cache_metadata.db").exists());
+    writer
+        .put(&key!(index = 1u32), &incompressible(1, 900))
+        .unwrap();
+    drop(writer);
+    let report = cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap();
+    assert_eq!(report.copied, 2);
+}
+
+/// Several processes (threads here, each with its own lock file handle) opening
+/// a json dir with sqlite at once: one switches, the others wait and open it.
+#[test]
+fn openers_racing_to_switch_all_open_and_switch_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "json").open().unwrap();
+        for index in 0..100u32 {
+            cache
+                .put(&key!(index = index), &incompressible(index, 700))
+                .unwrap();
+        }
+    }
+    let caches: Vec<_> = std::thread::scope(|scope| {
+        let openers: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| config(dir.path(), "sqlite").open()))
+            .collect();
+        openers
+            .into_iter()
+            .map(|opener| opener.join().unwrap())
+            .collect()
+    });
+    for cache in &caches {
+        let cache = cache.as_ref().unwrap();
+        assert_eq!(cache.stats().unwrap().entries, 100);
+    }
+}
+
+/// The review's case: after a switch, the new backend's metadata lost. Before,
+/// the stale copy became current (0 of the later entries) and gc removed their
+/// blobs; now the lost backend stays current and is rebuilt.
+#[test]
+fn losing_the_metadata_after_a_switch_rebuilds_it_instead_of_reviving_the_stale_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "json").open().unwrap();
+        for index in 0..10u32 {
+            cache
+                .put(&key!(index = index), &incompressible(index, 900))
+                .unwrap();
+        }
+    }
+    {
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        for index in 10..20u32 {
+            cache
+                .put(&key!(index = index), &incompressible(index, 900))
+                .unwrap();
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("cache_metadata.db{suffix}")));
+    }
+    assert_eq!(
+        cacheness::detect_backend(dir.path()).unwrap(),
+        Some("sqlite")
+    );
+    let error = config(dir.path(), "json").open().unwrap_err();
+    assert!(error.to_string().contains("metadata is missing"), "{error}");
+    let cache = config(dir.path(), "sqlite").open().unwrap();
+    cache.gc(&mut no_progress).unwrap();
+    for index in 0..20u32 {
+        assert_eq!(
+            cache.get::<Vec<u8>>(&key!(index = index)).unwrap(),
+            Some(incompressible(index, 900)),
+            "entry {index}"
+        );
+    }
+    assert!(!dir.path().join(".cacheness-rebuilding").exists());
+}
+
+/// The review's case: a well-formed marker planted in a sqlite cache made the
+/// open "resume" a switch from json, which has no metadata, and empty sqlite.
+#[test]
+fn a_migration_marker_whose_source_has_no_metadata_is_ignored() {
+    for planted in ["json -> sqlite\n", "sqlite -> json\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = config(dir.path(), "sqlite").open().unwrap();
+            for index in 0..20u32 {
+                cache.put(&key!(index = index), &index).unwrap();
+            }
+        }
+        std::fs::write(dir.path().join(".cacheness-migrating"), planted).unwrap();
+        assert_eq!(
+            cacheness::detect_backend(dir.path()).unwrap(),
+            Some("sqlite")
+        );
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        for index in 0..20u32 {
+            assert_eq!(
+                cache.get::<u32>(&key!(index = index)).unwrap(),
+                Some(index),
+                "{planted}"
+            );
+        }
+        assert!(
+            !dir.path().join(".cacheness-migrating").exists(),
+            "{planted}"
+        );
+    }
+}
+
+/// The review's case: the library let the memory backend open a disk cache's
+/// dir, and its gc removed every blob.
+#[test]
+fn a_memory_backend_cannot_open_a_disk_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        cache
+            .put(&key!(index = 1u32), &incompressible(1, 900))
+            .unwrap();
+    }
+    for backend in ["memory", "sqlite-memory"] {
+        let error = config(dir.path(), backend).open().unwrap_err();
+        assert!(
+            error.to_string().contains("is a sqlite cache"),
+            "{backend}: {error}"
+        );
+    }
+}
+
+/// A rebuild at open that was killed leaves its marker; the next open finishes it.
+#[test]
+fn an_unfinished_rebuild_is_finished_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        for index in 0..10u32 {
+            cache
+                .put(&key!(index = index), &incompressible(index, 900))
+                .unwrap();
+        }
+    }
+    // As a kill leaves it: the marker, and metadata that lacks entries.
+    cacheness::open_backend("sqlite", Some(dir.path()))
+        .unwrap()
+        .remove(&key!(index = 3u32).key())
+        .unwrap();
+    std::fs::write(dir.path().join(".cacheness-rebuilding"), "").unwrap();
+    let cache = config(dir.path(), "sqlite").open().unwrap();
+    assert_eq!(
+        cache.get::<Vec<u8>>(&key!(index = 3u32)).unwrap(),
+        Some(incompressible(3, 900))
+    );
+    assert!(!dir.path().join(".cacheness-rebuilding").exists());
 }
