@@ -865,3 +865,99 @@ fn an_unfinished_rebuild_is_finished_by_the_next_open() {
     );
     assert!(!dir.path().join(".cacheness-rebuilding").exists());
 }
+
+const SWITCH_WRITER: &str = "CACHENESS_SWITCH_WRITER_DIR";
+
+/// The writer role of the switch-beside-writers test: puts fresh keys through
+/// a json cache, prints each acknowledged one, and keeps the cache open until
+/// the parent closes its stdin.
+#[test]
+fn switch_writer_child() {
+    let Ok(spec) = std::env::var(SWITCH_WRITER) else {
+        return;
+    };
+    let (dir, writer) = spec.split_once('|').unwrap();
+    let cache = config(Path::new(dir), "json").open().unwrap();
+    let writer: u32 = writer.parse().unwrap();
+    for index in 0..SWITCH_PUTS {
+        let id = writer * 1_000 + index;
+        cache
+            .put(&key!(index = id), &incompressible(id, 2_000))
+            .unwrap();
+        println!("ack {id}");
+    }
+    let mut rest = String::new();
+    std::io::stdin().read_line(&mut rest).unwrap();
+}
+
+const SWITCH_PUTS: u32 = 300;
+
+/// Maintenance's switch beside writers in other processes: refused while they
+/// have the cache open (before, their later puts were lost to the switch), and
+/// once they closed it, it carries every acknowledged put.
+#[test]
+fn a_switch_beside_writers_in_other_processes_is_refused_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(config(dir.path(), "json").open().unwrap());
+    let mut writers: Vec<_> = (0..2u32)
+        .map(|writer| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "switch_writer_child",
+                    "--exact",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(SWITCH_WRITER, format!("{}|{writer}", dir.path().display()))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut outputs: Vec<_> = writers
+        .iter_mut()
+        .map(|child| BufReader::new(child.stdout.take().unwrap()).lines())
+        .collect();
+    let mut acked: Vec<u32> = Vec::new();
+    let mut next_ack = |lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>| {
+        loop {
+            let line = lines.next().expect("a writer ended early").unwrap();
+            // The harness may start the line with "test switch_writer_child ... ".
+            if let Some(at) = line.find("ack ") {
+                return line[at + "ack ".len()..].trim().parse::<u32>().unwrap();
+            }
+        }
+    };
+    // Both writers have the cache open once each acknowledged a put.
+    for lines in &mut outputs {
+        acked.push(next_ack(lines));
+    }
+    let error = cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap_err();
+    assert!(error.to_string().contains("still has it open"), "{error}");
+    let error = config(dir.path(), "sqlite").open().unwrap_err();
+    assert!(error.to_string().contains("still has it open"), "{error}");
+    for lines in &mut outputs {
+        for _ in 1..SWITCH_PUTS {
+            acked.push(next_ack(lines));
+        }
+    }
+    for writer in &mut writers {
+        drop(writer.stdin.take());
+    }
+    for mut writer in writers {
+        assert!(writer.wait().unwrap().success());
+    }
+    assert_eq!(acked.len(), 2 * SWITCH_PUTS as usize);
+    cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap();
+    let cache = config(dir.path(), "sqlite").open().unwrap();
+    cache.gc(&mut no_progress).unwrap();
+    for id in acked {
+        assert_eq!(
+            cache.get::<Vec<u8>>(&key!(index = id)).unwrap(),
+            Some(incompressible(id, 2_000)),
+            "acknowledged put {id}"
+        );
+    }
+}
