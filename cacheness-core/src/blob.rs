@@ -28,6 +28,12 @@ pub const BLOB_FORMAT_VERSION: u8 = 1;
 const PREAMBLE_LEN: usize = 6 + 1 + 1 + 4;
 /// A header larger than this is damage, not metadata.
 const MAX_HEADER_LEN: usize = 64 << 20;
+/// The most bytes a blob file holds before its stored bytes: the preamble and
+/// the largest header (64 MiB). A blob file of an entry with `stored_size`
+/// stored bytes is never longer than `MAX_HEADER_BYTES + stored_size`, so a
+/// reader that knows the entry can pass one byte more than that to
+/// [`BlobStore::read_limited`] and never hold more, whatever is at the name.
+pub const MAX_HEADER_BYTES: u64 = (PREAMBLE_LEN + MAX_HEADER_LEN) as u64;
 
 /// How old an unreferenced blob file or a temp file must be before maintenance
 /// may delete it: one hour.
@@ -94,6 +100,36 @@ pub trait BlobStore: Send + Sync + Debug {
         self.read(name)
     }
 
+    /// At most the first `limit` bytes of the blob, or `None` if there is no
+    /// blob of that name: a blob longer than `limit` comes back cut to `limit`
+    /// bytes. For a reader that knows how long the blob should be: it passes
+    /// one more byte than that, sees a longer blob as too long, and never
+    /// holds more than the limit, however large the file (a sparse file of a
+    /// terabyte at a blob's name costs nothing).
+    ///
+    /// The default reads the whole blob with [`read`](Self::read) and cuts it;
+    /// a store that can read part of a blob overrides it, as
+    /// [`LocalBlobStore`] does.
+    fn read_limited(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.read(name)?.map(|mut bytes| {
+            bytes.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            bytes
+        }))
+    }
+
+    /// Opens the blob on the medium itself (as [`read_stored`](Self::read_stored)
+    /// does, past any copy kept in memory) for a streaming read: its length and
+    /// a reader of its bytes. What `verify` and `rebuild` use, so that checking
+    /// a file never holds it whole: they read the header with a bound, compare
+    /// the length with what the header or entry says, and hash the rest as it
+    /// streams by.
+    ///
+    /// The default wraps [`read_stored`](Self::read_stored); a store that can
+    /// stream overrides it, as [`LocalBlobStore`] does.
+    fn open_stored(&self, name: &str) -> Result<Option<StoredBlob>> {
+        Ok(self.read_stored(name)?.map(StoredBlob::from_bytes))
+    }
+
     /// Deletes the blob; a blob that is already gone is not an error.
     fn remove(&self, name: &str) -> Result<()>;
 
@@ -120,6 +156,35 @@ pub trait BlobStore: Send + Sync + Debug {
     /// The file behind a blob, for stores that have one.
     fn local_path(&self, _name: &str) -> Option<PathBuf> {
         None
+    }
+}
+
+/// A blob opened for a streaming read ([`BlobStore::open_stored`]).
+#[non_exhaustive]
+pub struct StoredBlob {
+    /// The blob's length in bytes.
+    pub len: u64,
+    /// The blob's bytes, from the first.
+    pub reader: Box<dyn Read + Send>,
+}
+
+impl StoredBlob {
+    /// A blob of `len` bytes read from `reader`.
+    pub fn new(len: u64, reader: Box<dyn Read + Send>) -> Self {
+        StoredBlob { len, reader }
+    }
+
+    /// A blob already in memory.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        StoredBlob::new(bytes.len() as u64, Box::new(io::Cursor::new(bytes)))
+    }
+}
+
+impl Debug for StoredBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredBlob")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -387,6 +452,39 @@ impl LocalBlobStore {
 /// `cacheness-bench`); at 64 MiB it took PUT from ~60 % to ~100 % of the disk.
 const HASH_WHILE_WRITING_MIN: usize = 4 << 20;
 
+impl LocalBlobStore {
+    /// Opens a blob file for reading, never through a link, with the path to
+    /// name in errors; `None` if there is no such blob.
+    fn open_file(&self, name: &str) -> Result<Option<(File, PathBuf)>> {
+        #[cfg(target_os = "linux")]
+        {
+            validate_blob_name(name)?;
+            match self.beneath.open(&self.blobs_dir, name) {
+                Ok(beneath::Opened::File(file)) => {
+                    return Ok(Some((file, self.blobs_dir.join(name))));
+                }
+                Ok(beneath::Opened::Missing) => return Ok(None),
+                Ok(beneath::Opened::Refused) => {
+                    tracing::warn!(blob = name, blobs = %self.blobs_dir.display(), "blob path holds a symlink or a non-directory; ignored");
+                    return Ok(None);
+                }
+                Ok(beneath::Opened::Unsupported) => {}
+                Err(source) => {
+                    return Err(Error::io("open blob", self.blobs_dir.join(name), source));
+                }
+            }
+        }
+        let Some(path) = self.real_shard(name)? else {
+            return Ok(None);
+        };
+        match open_regular_read(&path) {
+            Ok(file) => Ok(Some((file, path))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::io("read blob", path, source)),
+        }
+    }
+}
+
 impl BlobStore for LocalBlobStore {
     fn write(&self, key: &CacheKey, parts: &[&[u8]]) -> Result<String> {
         self.write_with(key, |temp_path| self.write_temp(temp_path, parts))
@@ -408,34 +506,27 @@ impl BlobStore for LocalBlobStore {
     }
 
     fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        #[cfg(target_os = "linux")]
-        {
-            validate_blob_name(name)?;
-            match self.beneath.open(&self.blobs_dir, name) {
-                Ok(beneath::Opened::File(file)) => {
-                    return read_whole(file).map(Some).map_err(|source| {
-                        Error::io("read blob", self.blobs_dir.join(name), source)
-                    });
-                }
-                Ok(beneath::Opened::Missing) => return Ok(None),
-                Ok(beneath::Opened::Refused) => {
-                    tracing::warn!(blob = name, blobs = %self.blobs_dir.display(), "blob path holds a symlink or a non-directory; ignored");
-                    return Ok(None);
-                }
-                Ok(beneath::Opened::Unsupported) => {}
-                Err(source) => {
-                    return Err(Error::io("open blob", self.blobs_dir.join(name), source));
-                }
-            }
-        }
-        let Some(path) = self.real_shard(name)? else {
+        self.read_limited(name, u64::MAX)
+    }
+
+    fn read_limited(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let Some((file, path)) = self.open_file(name)? else {
             return Ok(None);
         };
-        match open_regular_read(&path).and_then(read_whole) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(Error::io("read blob", path, source)),
-        }
+        read_whole(file, limit)
+            .map(Some)
+            .map_err(|source| Error::io("read blob", path, source))
+    }
+
+    fn open_stored(&self, name: &str) -> Result<Option<StoredBlob>> {
+        let Some((file, path)) = self.open_file(name)? else {
+            return Ok(None);
+        };
+        let len = file
+            .metadata()
+            .map_err(|source| Error::io("read blob", path, source))?
+            .len();
+        Ok(Some(StoredBlob::new(len, Box::new(file))))
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -524,19 +615,26 @@ impl BlobStore for LocalBlobStore {
     }
 }
 
-/// The whole of a blob file in one allocation sized from its length. Blob files
-/// are never changed once renamed into place, so the length is final: no
-/// growing buffer, no extra read to find the end. A file that came out shorter
-/// is caught by the engine's size check.
-fn read_whole(file: File) -> io::Result<Vec<u8>> {
-    let len = file.metadata()?.len();
+/// The whole of a blob file, or its first `limit` bytes, in one allocation
+/// sized from its length. Blob files are never changed once renamed into
+/// place, so the length is final: no growing buffer, no extra read to find the
+/// end. A file that came out shorter is caught by the engine's size check.
+fn read_whole(file: File, limit: u64) -> io::Result<Vec<u8>> {
+    let len = file.metadata()?.len().min(limit);
     let capacity = usize::try_from(len).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             "blob too large for this platform",
         )
     })?;
-    let mut bytes = Vec::with_capacity(capacity);
+    let mut bytes = Vec::new();
+    // A length the allocator refuses is an error, not an abort.
+    bytes.try_reserve_exact(capacity).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot hold a blob of {len} bytes in memory"),
+        )
+    })?;
     file.take(len).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
@@ -921,27 +1019,48 @@ impl BlobHeader {
     }
 }
 
+impl BlobHeader {
+    /// Reads the preamble and the header from the start of a blob file of
+    /// `file_len` bytes, and returns the header and the offset where the
+    /// stored bytes start (`reader` is left there). Reads no more than the
+    /// length the preamble gives, and refuses that length when it exceeds the
+    /// largest header (64 MiB) or the file: a damaged or planted file never
+    /// makes it allocate more than that.
+    pub fn read_from(reader: &mut dyn Read, file_len: u64) -> Result<(BlobHeader, u64), String> {
+        if file_len < PREAMBLE_LEN as u64 {
+            return Err(format!("{file_len} bytes is too short for a blob"));
+        }
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        reader
+            .read_exact(&mut preamble)
+            .map_err(|error| format!("cannot read the preamble: {error}"))?;
+        let header_len = check_preamble(&preamble)?;
+        let end = PREAMBLE_LEN as u64 + header_len as u64;
+        if header_len > MAX_HEADER_LEN || end > file_len {
+            return Err(format!(
+                "header length {header_len} runs past the end of the file"
+            ));
+        }
+        let mut header_json = vec![0u8; header_len];
+        reader
+            .read_exact(&mut header_json)
+            .map_err(|error| format!("cannot read the header: {error}"))?;
+        let header =
+            serde_json::from_slice(&header_json).map_err(|error| format!("bad header: {error}"))?;
+        Ok((header, end))
+    }
+}
+
 /// The offset of the stored bytes in a blob file, checking the preamble only.
 pub fn payload_offset(file: &[u8]) -> Result<usize, String> {
     split_header(file).map(|(_, offset)| offset)
 }
 
 fn split_header(file: &[u8]) -> Result<(&[u8], usize), String> {
-    if file.len() < PREAMBLE_LEN {
+    let Some(preamble) = file.first_chunk::<PREAMBLE_LEN>() else {
         return Err(format!("{} bytes is too short for a blob", file.len()));
-    }
-    if &file[..6] != BLOB_MAGIC {
-        return Err("not a cacheness blob (bad magic)".into());
-    }
-    if file[6] != BLOB_FORMAT_VERSION {
-        return Err(format!(
-            "blob format version {} is not supported (this build reads {BLOB_FORMAT_VERSION})",
-            file[6]
-        ));
-    }
-    let mut length = [0u8; 4];
-    length.copy_from_slice(&file[8..12]);
-    let header_len = u32::from_le_bytes(length) as usize;
+    };
+    let header_len = check_preamble(preamble)?;
     let end = PREAMBLE_LEN.saturating_add(header_len);
     if header_len > MAX_HEADER_LEN || end > file.len() {
         return Err(format!(
@@ -951,12 +1070,94 @@ fn split_header(file: &[u8]) -> Result<(&[u8], usize), String> {
     Ok((&file[PREAMBLE_LEN..end], end))
 }
 
+/// Checks a blob file's magic and format version; returns the header length
+/// the preamble gives (not yet checked against any bound).
+fn check_preamble(preamble: &[u8; PREAMBLE_LEN]) -> Result<usize, String> {
+    if &preamble[..6] != BLOB_MAGIC {
+        return Err("not a cacheness blob (bad magic)".into());
+    }
+    if preamble[6] != BLOB_FORMAT_VERSION {
+        return Err(format!(
+            "blob format version {} is not supported (this build reads {BLOB_FORMAT_VERSION})",
+            preamble[6]
+        ));
+    }
+    let length = [preamble[8], preamble[9], preamble[10], preamble[11]];
+    Ok(u32::from_le_bytes(length) as usize)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn key() -> CacheKey {
         CacheKey::from_bytes([0xab; 16])
+    }
+
+    #[test]
+    fn limited_and_streamed_reads_never_hold_more_than_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path(), Durability::Flush).unwrap();
+        let name = store.write(&key(), &[b"hello ", b"world"]).unwrap();
+        assert_eq!(store.read_limited(&name, 5).unwrap().unwrap(), b"hello");
+        assert_eq!(
+            store.read_limited(&name, 100).unwrap().unwrap(),
+            b"hello world"
+        );
+        let mut stored = store.open_stored(&name).unwrap().unwrap();
+        assert_eq!(stored.len, 11);
+        let mut bytes = Vec::new();
+        stored.reader.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, b"hello world");
+        // A sparse terabyte at a blob's name: only the limit is read.
+        let huge = format!("ab/{}-00000000000000ff", "ab".repeat(16));
+        File::create(store.blobs_dir.join(&huge))
+            .unwrap()
+            .set_len(1 << 40)
+            .unwrap();
+        assert_eq!(store.read_limited(&huge, 3).unwrap().unwrap(), vec![0; 3]);
+        assert_eq!(store.open_stored(&huge).unwrap().unwrap().len, 1 << 40);
+        let missing = format!("ab/{}-00000000000000fe", "ab".repeat(16));
+        assert!(store.read_limited(&missing, 3).unwrap().is_none());
+        assert!(store.open_stored(&missing).unwrap().is_none());
+    }
+
+    #[test]
+    fn headers_are_read_with_a_bound() {
+        let header = BlobHeader {
+            key: key(),
+            prefix: "p".into(),
+            description: String::new(),
+            type_tag: "t".into(),
+            codec: "json".into(),
+            params: None,
+            created_at: 5,
+            expires_at: None,
+            stored_size: 6,
+            raw_size: 6,
+            compression: Compression::None,
+            content_hash: ContentHash::of(b"stored"),
+            signature: None,
+            user_metadata: UserMetadata::new(),
+        };
+        let mut file = header.encode();
+        let offset = file.len() as u64;
+        file.extend_from_slice(b"stored");
+        let (read, at) =
+            BlobHeader::read_from(&mut io::Cursor::new(&file), file.len() as u64).unwrap();
+        assert_eq!((read, at), (header, offset));
+        // A preamble claiming more than the file or the largest header holds
+        // is refused before anything is allocated for it.
+        let mut claims = file.clone();
+        claims[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = BlobHeader::read_from(&mut io::Cursor::new(&claims), 1 << 40).unwrap_err();
+        assert!(error.contains("runs past"), "{error}");
+        let error = BlobHeader::read_from(&mut io::Cursor::new(&file), offset - 1).unwrap_err();
+        assert!(error.contains("runs past"), "{error}");
+        let error = BlobHeader::read_from(&mut io::Cursor::new(b"CNBLOB"), 6).unwrap_err();
+        assert!(error.contains("too short"), "{error}");
+        let error = BlobHeader::read_from(&mut io::Cursor::new(vec![0; 64]), 64).unwrap_err();
+        assert!(error.contains("bad magic"), "{error}");
     }
 
     #[test]

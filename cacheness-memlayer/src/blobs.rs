@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use cacheness_core::blob::StoredBlob;
 use cacheness_core::{BlobStore, CacheKey, ContentHash, Result};
 use quick_cache::sync::Cache as QuickCache;
 
@@ -139,9 +140,32 @@ impl BlobStore for BlobLayer {
         Ok(read)
     }
 
+    fn read_limited(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        let cut = |len: usize| usize::try_from(limit).map_or(len, |limit| len.min(limit));
+        if let Some(bytes) = self.held.get(name) {
+            return Ok(Some(bytes[..cut(bytes.len())].to_vec()));
+        }
+        // The store's own way: the local one never reads past the limit.
+        let read = self.store.read_limited(name, limit)?;
+        // Only a blob that came back whole is held.
+        if let Some(bytes) = &read
+            && (bytes.len() as u64) < limit
+            && bytes.len() <= MAX_HELD_BLOB_BYTES
+        {
+            self.held
+                .insert(name.to_owned(), Arc::from(bytes.as_slice()));
+        }
+        Ok(read)
+    }
+
     fn read_stored(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.held.remove(name);
         self.store.read_stored(name)
+    }
+
+    fn open_stored(&self, name: &str) -> Result<Option<StoredBlob>> {
+        self.held.remove(name);
+        self.store.open_stored(name)
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -216,6 +240,28 @@ mod tests {
         assert_eq!(layer.read_stored(&name).unwrap().unwrap(), b"damaged!");
         assert_eq!(layer.held(), 0);
         assert_eq!(layer.read(&name).unwrap().unwrap(), b"damaged!");
+    }
+
+    #[test]
+    fn limited_reads_hold_only_whole_blobs_and_open_stored_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = open_layer(dir.path(), Capacity::Entries(10));
+        let name = layer.write(&key(4), &[b"a whole blob"]).unwrap();
+        assert_eq!(layer.read_limited(&name, 7).unwrap().unwrap(), b"a whole");
+        assert_eq!(layer.held(), 0, "a blob cut at the limit is not held");
+        assert_eq!(
+            layer.read_limited(&name, 13).unwrap().unwrap(),
+            b"a whole blob"
+        );
+        assert_eq!(layer.held(), 1);
+        assert_eq!(layer.read_limited(&name, 2).unwrap().unwrap(), b"a ");
+
+        std::fs::write(layer.local_path(&name).unwrap(), b"damaged!").unwrap();
+        let mut stored = layer.open_stored(&name).unwrap().unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut stored.reader, &mut bytes).unwrap();
+        assert_eq!((stored.len, bytes.as_slice()), (8, &b"damaged!"[..]));
+        assert_eq!(layer.held(), 0, "what verify and rebuild see is the file");
     }
 
     #[test]
