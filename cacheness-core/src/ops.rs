@@ -3,12 +3,13 @@
 //! did and calls a progress callback as it goes.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
 use crate::blob::{BlobHeader, BlobStore, GRACE_PERIOD, older_than, validate_blob_name};
-use crate::cache::Cache;
+use crate::cache::{Cache, decompress};
 use crate::codec::Codec;
 use crate::entry::{Compression, ContentHash, Entry, Location};
 use crate::error::Result;
@@ -254,11 +255,86 @@ fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String>
         return Err("content hash mismatch".into());
     }
     if entry.compression == Compression::Lz4 {
-        let raw =
-            lz4_flex::decompress_size_prepended(stored).map_err(|error| format!("lz4: {error}"))?;
-        if raw.len() as u64 != entry.raw_size {
-            return Err("decompressed size differs from the entry".into());
-        }
+        decompress(stored, entry.raw_size)?;
+    }
+    Ok(())
+}
+
+/// A blob file opened for checking: its header read (with a bound) and the
+/// reader at the first stored byte.
+struct HeadedBlob {
+    header: BlobHeader,
+    /// The file's length past the header: what it holds as stored bytes.
+    payload_len: u64,
+    reader: Box<dyn Read + Send>,
+}
+
+/// What opening a blob file for checking found.
+enum Opened {
+    Missing,
+    Bad(String),
+    Headed(Box<HeadedBlob>),
+}
+
+/// Opens blob `name` and reads its header, never more than the preamble
+/// allows (a huge or sparse file at a blob's name costs nothing).
+fn open_headed(blobs: &dyn BlobStore, name: &str) -> Opened {
+    let stored = match blobs.open_stored(name) {
+        Ok(Some(stored)) => stored,
+        Ok(None) => return Opened::Missing,
+        Err(error) => return Opened::Bad(error.to_string()),
+    };
+    let len = stored.len;
+    let mut reader = stored.reader;
+    match BlobHeader::read_from(&mut reader, len) {
+        Ok((header, offset)) => Opened::Headed(Box::new(HeadedBlob {
+            header,
+            payload_len: len - offset,
+            reader,
+        })),
+        Err(reason) => Opened::Bad(reason),
+    }
+}
+
+/// Checks the stored bytes that follow a blob's header against `entry`, as
+/// [`check_stored`] does, without holding them: the length first (a file of
+/// another length is damage, read no further), then the hash as the bytes
+/// stream by. Compressed bytes are read whole to check that they decompress:
+/// their length is the file's, checked first.
+fn check_payload(entry: &Entry, blob: Box<HeadedBlob>) -> std::result::Result<(), String> {
+    let HeadedBlob {
+        payload_len,
+        reader,
+        ..
+    } = *blob;
+    if payload_len != entry.stored_size {
+        return Err(format!(
+            "{payload_len} stored bytes, expected {}",
+            entry.stored_size
+        ));
+    }
+    let mut payload = reader.take(payload_len);
+    let unreadable = |error: io::Error| format!("cannot read the stored bytes: {error}");
+    if entry.compression == Compression::Lz4 {
+        let mut stored = Vec::new();
+        let capacity = usize::try_from(payload_len)
+            .map_err(|_| format!("{payload_len} stored bytes do not fit in memory"))?;
+        stored
+            .try_reserve_exact(capacity)
+            .map_err(|_| format!("{payload_len} stored bytes do not fit in memory"))?;
+        payload.read_to_end(&mut stored).map_err(unreadable)?;
+        return check_stored(entry, &stored);
+    }
+    let mut hasher = blake3::Hasher::new();
+    let read = io::copy(&mut payload, &mut hasher).map_err(unreadable)?;
+    if read != entry.stored_size {
+        return Err(format!(
+            "{read} stored bytes, expected {}",
+            entry.stored_size
+        ));
+    }
+    if ContentHash(*hasher.finalize().as_bytes()) != entry.content_hash {
+        return Err("content hash mismatch".into());
     }
     Ok(())
 }
@@ -334,6 +410,11 @@ impl<C: Codec> Cache<C> {
     /// missing, entries the backend cannot read, and blob files no entry refers
     /// to that are older than `options.grace`. With `options.repair`, removes
     /// the damaged and unreadable entries and the orphaned files.
+    ///
+    /// A blob file is never read whole to be checked: its header is read with
+    /// a bound, its length compared with the entry's before any stored byte is
+    /// read (a file of another length is corrupted), and its bytes hashed as
+    /// they stream by.
     ///
     /// Safe beside writers in this and other processes: an entry found damaged
     /// is looked up again and counts only if it is still the same version (a
@@ -442,14 +523,13 @@ impl<C: Codec> Cache<C> {
                 let Some(blobs) = self.blob_store() else {
                     return Err(Damage::Corrupted("the cache has no blob store".into()));
                 };
-                let file = match blobs.read_stored(name) {
-                    Ok(Some(file)) => file,
-                    Ok(None) => return Err(Damage::Missing),
-                    Err(error) => return Err(Damage::Corrupted(error.to_string())),
+                let blob = match open_headed(blobs, name) {
+                    Opened::Headed(blob) => blob,
+                    Opened::Missing => return Err(Damage::Missing),
+                    Opened::Bad(reason) => return Err(Damage::Corrupted(reason)),
                 };
-                let (header, offset) = BlobHeader::decode(&file).map_err(Damage::Corrupted)?;
-                check_header(entry, &header).map_err(Damage::Corrupted)?;
-                check_stored(entry, &file[offset..]).map_err(Damage::Corrupted)
+                check_header(entry, &blob.header).map_err(Damage::Corrupted)?;
+                check_payload(entry, blob).map_err(Damage::Corrupted)
             }
         }
     }
@@ -460,6 +540,11 @@ impl<C: Codec> Cache<C> {
     /// bytes fail their hash, are reported and left alone. Entries already in
     /// the metadata are kept. Values that lived inline in the lost metadata
     /// cannot be recovered (they had no file).
+    ///
+    /// A blob file is never read whole to be checked: its header is read with
+    /// a bound (64 MiB at most), a file whose length is not the header's plus
+    /// the stored size the header gives is invalid before any stored byte is
+    /// read, and the stored bytes are hashed as they stream by.
     pub fn rebuild(&self, progress: &mut dyn FnMut(Progress)) -> Result<RebuildReport> {
         self.check_writable("rebuild")?;
         let started = Instant::now();
@@ -479,49 +564,43 @@ impl<C: Codec> Cache<C> {
             let Some(blobs) = self.blob_store() else {
                 break;
             };
-            let file = match blobs.read_stored(&name) {
-                Ok(Some(file)) => file,
+            let blob = match open_headed(blobs, &name) {
+                Opened::Headed(blob) => blob,
                 // Gone since it was listed.
-                Ok(None) => continue,
-                // Not a regular file (swapped in since the listing), unreadable:
-                // reported, not restored, and the rest goes on.
-                Err(error) => {
-                    report.invalid.push((name, error.to_string()));
+                Opened::Missing => continue,
+                // No valid header, not a regular file (swapped in since the
+                // listing), unreadable: reported, not restored, and the rest
+                // goes on.
+                Opened::Bad(reason) => {
+                    report.invalid.push((name, reason));
                     continue;
                 }
             };
-            let header = match BlobHeader::decode(&file) {
-                Ok((header, offset)) => {
-                    let entry = header.clone().into_entry(name.clone());
-                    let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
-                    let checked = check_header_params(&header)
-                        .and_then(|()| check_stored(&entry, &file[offset..]))
-                        .and_then(|()| {
-                            if signed {
-                                Ok(())
-                            } else {
-                                Err("signature does not match the header".to_owned())
-                            }
-                        });
-                    match checked {
-                        Ok(()) if key_of_blob(&name) == Some(header.key) => header,
-                        Ok(()) => {
-                            report
-                                .invalid
-                                .push((name, "blob name does not match its header's key".into()));
-                            continue;
-                        }
-                        Err(reason) => {
-                            report.invalid.push((name, reason));
-                            continue;
-                        }
+            let header = blob.header.clone();
+            let entry = header.clone().into_entry(name.clone());
+            let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
+            let checked = check_header_params(&header)
+                .and_then(|()| check_payload(&entry, blob))
+                .and_then(|()| {
+                    if signed {
+                        Ok(())
+                    } else {
+                        Err("signature does not match the header".to_owned())
                     }
+                });
+            match checked {
+                Ok(()) if key_of_blob(&name) == Some(header.key) => {}
+                Ok(()) => {
+                    report
+                        .invalid
+                        .push((name, "blob name does not match its header's key".into()));
+                    continue;
                 }
                 Err(reason) => {
                     report.invalid.push((name, reason));
                     continue;
                 }
-            };
+            }
             let newer = newest
                 .get(&header.key)
                 .is_none_or(|(current, _)| header.created_at > current.created_at);

@@ -961,3 +961,82 @@ fn rebuild_never_replaces_a_put_that_commits_under_it() {
         "the put that committed during the rebuild is what the key holds"
     );
 }
+
+/// A sparse file of a terabyte at a blob's name: a length no read may trust.
+const HUGE: u64 = 1 << 40;
+
+fn make_huge(path: &Path) {
+    let file = fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    file.set_len(HUGE).unwrap();
+}
+
+#[test]
+fn huge_sparse_files_at_blob_names_are_damage_and_cost_no_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = open(dir.path(), backend.clone());
+    for index in 0..4u8 {
+        cache
+            .put_bytes(&key!(huge = index), &noise(1_000, index))
+            .unwrap();
+    }
+    // No header at all: a terabyte of zeros.
+    fs::create_dir_all(dir.path().join("blobs/5b")).unwrap();
+    let zeros = format!("5b/{}-ffffffffffffffff", "5b".repeat(16));
+    make_huge(&dir.path().join("blobs").join(&zeros));
+    // A valid header (a copy of a real blob) grown to a terabyte: its length
+    // is not the header's plus the stored size the header gives.
+    let copied = cache.entry(&key!(huge = 0u8)).unwrap().unwrap();
+    let copied_path = cache.blob_path(&copied).unwrap();
+    let grown_path =
+        copied_path.with_file_name(format!("{}-fffffffffffffffe", copied.key.to_hex()));
+    fs::copy(&copied_path, &grown_path).unwrap();
+    make_huge(&grown_path);
+    // An entry's own blob grown to a terabyte.
+    let damaged = cache.entry(&key!(huge = 1u8)).unwrap().unwrap();
+    make_huge(&cache.blob_path(&damaged).unwrap());
+
+    let report = cache.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.corrupted, vec![damaged.key], "{report:?}");
+    assert!(report.missing.is_empty(), "{report:?}");
+
+    // The metadata is lost: rebuild reads every file, huge ones included.
+    for index in 0..4u8 {
+        backend.remove(&key!(huge = index).key()).unwrap();
+    }
+    let report = cache.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 3, "{report:?}");
+    let grown = format!(
+        "{}/{}",
+        &copied.key.to_hex()[..2],
+        grown_path.file_name().unwrap().to_str().unwrap()
+    );
+    let reason_of = |name: &str| {
+        report
+            .invalid
+            .iter()
+            .find(|(invalid, _)| invalid == name)
+            .map(|(_, reason)| reason.clone())
+            .unwrap_or_else(|| panic!("{name} is not reported invalid: {report:?}"))
+    };
+    assert!(reason_of(&zeros).contains("bad magic"), "{report:?}");
+    for name in [grown.as_str(), damaged.blob_name().unwrap()] {
+        assert!(
+            reason_of(name).ends_with("stored bytes, expected 1000"),
+            "{name}: {}",
+            reason_of(name)
+        );
+    }
+    assert_eq!(report.invalid.len(), 3, "{report:?}");
+    for index in [0u8, 2, 3] {
+        assert_eq!(
+            cache.get_bytes(&key!(huge = index)).unwrap(),
+            Some(noise(1_000, index))
+        );
+    }
+}
