@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 use std::ops::ControlFlow;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
@@ -17,6 +18,32 @@ use crate::key::{CacheKey, Params};
 
 /// Entries are read from a backend in pages of this many.
 const PAGE: usize = 1_000;
+
+/// The file [`Cache::rebuild`] keeps in the cache dir while it puts entries
+/// back: until it is gone, the metadata may lack entries whose blob files are
+/// still there.
+pub const REBUILD_MARKER: &str = ".cacheness-rebuilding";
+
+/// Files whose presence in the cache dir says its metadata is being filled and
+/// may not yet list every blob file: a backend switch in progress (the
+/// facade's `.cacheness-migrating`) and a rebuild ([`REBUILD_MARKER`]). While
+/// one is there, `gc` and `verify` take no blob file for an orphan.
+pub const INCOMPLETE_METADATA_MARKERS: [&str; 2] = [".cacheness-migrating", REBUILD_MARKER];
+
+/// The first of [`INCOMPLETE_METADATA_MARKERS`] present in `dir`, if any.
+///
+/// Presence is all that counts: a marker of any kind (a regular file, a
+/// symbolic link, a FIFO, a directory) is present, and so is one whose
+/// presence cannot be told (an error other than "not found"), since taking
+/// blob files for orphans when it is there would delete entries' data.
+pub fn incomplete_metadata_marker(dir: &Path) -> Option<&'static str> {
+    INCOMPLETE_METADATA_MARKERS.into_iter().find(|marker| {
+        !matches!(
+            std::fs::symlink_metadata(dir.join(marker)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound
+        )
+    })
+}
 
 /// Where a long operation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +163,13 @@ pub struct VerifyReport {
     /// Entries whose blob file is missing.
     pub missing: Vec<CacheKey>,
     /// Blob files that no entry refers to, older than the grace period.
+    /// Always empty when [`orphans_skipped`](Self::orphans_skipped).
     pub orphaned: Vec<String>,
+    /// Whether orphaned blob files were not looked for, because a marker of
+    /// [`INCOMPLETE_METADATA_MARKERS`] says the metadata is being filled (a
+    /// rebuild or a backend switch in progress, or cut short): a blob file
+    /// without an entry may then be one whose entry is still to come.
+    pub orphans_skipped: bool,
     /// Entries the backend holds but cannot decode, with the reason
     /// ([`MetadataBackend::unreadable`]).
     pub unreadable: Vec<(CacheKey, String)>,
@@ -185,6 +218,11 @@ pub struct GcReport {
     pub expired: u64,
     /// Blob files no entry referred to, removed.
     pub orphaned_blobs: u64,
+    /// Whether orphaned blob files were not collected, because a marker of
+    /// [`INCOMPLETE_METADATA_MARKERS`] says the metadata is being filled (a
+    /// rebuild or a backend switch in progress, or cut short). Temp files are
+    /// collected by age all the same.
+    pub orphans_skipped: bool,
     /// Temporary files older than the grace period removed.
     pub temp_files: u64,
     /// Entries evicted to bring the cache under its size limit.
@@ -416,6 +454,10 @@ impl<C: Codec> Cache<C> {
     /// read (a file of another length is corrupted), and its bytes hashed as
     /// they stream by.
     ///
+    /// While a marker of [`INCOMPLETE_METADATA_MARKERS`] is in the cache dir
+    /// (a rebuild or backend switch in progress or cut short), no blob file is
+    /// taken for an orphan: [`VerifyReport::orphans_skipped`] says so.
+    ///
     /// Safe beside writers in this and other processes: an entry found damaged
     /// is looked up again and counts only if it is still the same version (a
     /// put or removal that raced with the check is not damage), and a blob file
@@ -483,8 +525,16 @@ impl<C: Codec> Cache<C> {
         let unreadable_keys: HashSet<CacheKey> =
             report.unreadable.iter().map(|(key, _)| *key).collect();
         // ...except one whose entry was put after the scan passed its key.
-        report.orphaned =
-            self.unreferenced(&listed, &referenced, &unreadable_keys, options.grace)?;
+        if let Some(marker) = self.incomplete_metadata() {
+            tracing::info!(
+                marker,
+                "verify: the metadata is being filled; orphaned blob files not looked for"
+            );
+            report.orphans_skipped = true;
+        } else {
+            report.orphaned =
+                self.unreferenced(&listed, &referenced, &unreadable_keys, options.grace)?;
+        }
         if options.repair {
             // Entries first, then files: a kill in between leaves at most an
             // orphaned file for the next gc.
@@ -545,8 +595,18 @@ impl<C: Codec> Cache<C> {
     /// a bound (64 MiB at most), a file whose length is not the header's plus
     /// the stored size the header gives is invalid before any stored byte is
     /// read, and the stored bytes are hashed as they stream by.
+    ///
+    /// While it runs, [`REBUILD_MARKER`] is in the cache dir (created 0600
+    /// before anything is read; an error if something that is not a regular
+    /// file is at its name), so `gc` and `verify` in any process take no blob
+    /// file for an orphan while the metadata is still being filled. It is
+    /// removed when the rebuild has finished, and only then: a rebuild that
+    /// fails or is killed leaves it, and orphans stay uncollected until the
+    /// next rebuild (or the facade's open, which runs one when it finds the
+    /// marker) finishes the job.
     pub fn rebuild(&self, progress: &mut dyn FnMut(Progress)) -> Result<RebuildReport> {
         self.check_writable("rebuild")?;
+        let marker = self.create_rebuild_marker()?;
         let started = Instant::now();
         let mut report = RebuildReport::default();
         let names = self.list_blobs()?;
@@ -641,8 +701,37 @@ impl<C: Codec> Cache<C> {
             }
         }
         self.backend().flush()?;
+        if let Some(marker) = marker {
+            match std::fs::remove_file(&marker) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    return Err(crate::Error::io("remove rebuild marker", &marker, error));
+                }
+                _ => {}
+            }
+        }
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Creates [`REBUILD_MARKER`] in the cache dir (a cache without a dir has
+    /// no blob files to protect) and returns its path.
+    fn create_rebuild_marker(&self) -> Result<Option<std::path::PathBuf>> {
+        let Some(dir) = self.dir() else {
+            return Ok(None);
+        };
+        let path = dir.join(REBUILD_MARKER);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        crate::files::open_regular(&path, &options)
+            .map_err(|source| crate::Error::io("create rebuild marker", &path, source))?;
+        Ok(Some(path))
+    }
+
+    /// The marker of [`INCOMPLETE_METADATA_MARKERS`] present in the cache dir.
+    fn incomplete_metadata(&self) -> Option<&'static str> {
+        self.dir().and_then(incomplete_metadata_marker)
     }
 
     /// [`gc_with`](Self::gc_with) with the default grace period.
@@ -659,6 +748,11 @@ impl<C: Codec> Cache<C> {
     /// only once it is older than the grace period, so a put that has written
     /// its blob but not yet committed its entry keeps it. A kill leaves at most
     /// files that the next gc collects.
+    ///
+    /// While a marker of [`INCOMPLETE_METADATA_MARKERS`] is in the cache dir
+    /// (a rebuild or backend switch in progress or cut short), no blob file is
+    /// taken for an orphan: [`GcReport::orphans_skipped`] says so. Expired
+    /// entries, temp files and the size limit are handled as always.
     pub fn gc_with(
         &self,
         options: &GcOptions,
@@ -674,7 +768,16 @@ impl<C: Codec> Cache<C> {
             done: report.expired,
             total: Some(report.expired),
         });
-        let verified = self.orphans(options.grace)?;
+        let verified = if let Some(marker) = self.incomplete_metadata() {
+            tracing::info!(
+                marker,
+                "gc: the metadata is being filled; orphaned blob files not collected"
+            );
+            report.orphans_skipped = true;
+            Vec::new()
+        } else {
+            self.orphans(options.grace)?
+        };
         if let Some(blobs) = self.blob_store() {
             for name in &verified {
                 blobs.remove(name)?;

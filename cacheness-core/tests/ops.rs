@@ -1040,3 +1040,224 @@ fn huge_sparse_files_at_blob_names_are_damage_and_cost_no_memory() {
         );
     }
 }
+
+/// Every kind of file a marker may be: presence is what counts.
+fn plant_marker(dir: &Path, marker: &str, kind: &str) {
+    let path = dir.join(marker);
+    match kind {
+        "file" => fs::write(&path, b"").unwrap(),
+        "dir" => fs::create_dir(&path).unwrap(),
+        #[cfg(unix)]
+        "dangling link" => std::os::unix::fs::symlink(dir.join("nowhere"), &path).unwrap(),
+        #[cfg(unix)]
+        "fifo" => {
+            let status = std::process::Command::new("mkfifo")
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        _ => unreachable!("no such kind {kind}"),
+    }
+}
+
+fn remove_marker(dir: &Path, marker: &str) {
+    let path = dir.join(marker);
+    if fs::symlink_metadata(&path).unwrap().is_dir() {
+        fs::remove_dir(&path).unwrap();
+    } else {
+        fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn gc_and_verify_collect_no_orphans_while_the_metadata_is_being_filled() {
+    use cacheness_core::ops::INCOMPLETE_METADATA_MARKERS;
+    let kinds: &[&str] = if cfg!(unix) {
+        &["file", "dir", "dangling link", "fifo"]
+    } else {
+        &["file", "dir"]
+    };
+    for marker in INCOMPLETE_METADATA_MARKERS {
+        for kind in kinds {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = open(dir.path(), Arc::new(MemoryBackend::new()));
+            cache
+                .put_bytes(&key!(kept = true), &noise(1_000, 1))
+                .unwrap();
+            // An old blob the metadata does not (yet) list, and an old temp file.
+            let (orphan, _) =
+                blob_without_entry(dir.path(), &key!(unlisted = true), b"not yet listed");
+            let orphan_path = dir.path().join("blobs").join(&orphan);
+            make_old(&orphan_path);
+            let temp = dir.path().join("tmp").join("stale.tmp");
+            fs::write(&temp, b"left by a crash").unwrap();
+            make_old(&temp);
+            plant_marker(dir.path(), marker, kind);
+            let case = format!("{marker} as a {kind}");
+
+            let report = cache.verify(false, &mut no_progress).unwrap();
+            assert!(report.orphaned.is_empty(), "{case}: {report:?}");
+            assert!(report.orphans_skipped, "{case}: {report:?}");
+            assert!(report.is_clean(), "{case}: {report:?}");
+            let report = cache.verify(true, &mut no_progress).unwrap();
+            assert!(
+                report.orphaned.is_empty() && report.orphans_skipped,
+                "{case}: {report:?}"
+            );
+            let gc = cache.gc(&mut no_progress).unwrap();
+            assert_eq!(gc.orphaned_blobs, 0, "{case}: {gc:?}");
+            assert!(gc.orphans_skipped, "{case}: {gc:?}");
+            assert_eq!(
+                gc.temp_files, 1,
+                "temp files still go by age; {case}: {gc:?}"
+            );
+            assert!(orphan_path.exists(), "{case}");
+            assert!(!temp.exists(), "{case}");
+
+            // Once the metadata is complete, the orphan is one.
+            remove_marker(dir.path(), marker);
+            let report = cache.verify(false, &mut no_progress).unwrap();
+            assert_eq!(report.orphaned, vec![orphan.clone()], "{case}: {report:?}");
+            assert!(!report.orphans_skipped, "{case}: {report:?}");
+            let gc = cache.gc(&mut no_progress).unwrap();
+            assert_eq!(
+                (gc.orphaned_blobs, gc.orphans_skipped),
+                (1, false),
+                "{case}: {gc:?}"
+            );
+            assert!(!orphan_path.exists(), "{case}");
+            assert_eq!(
+                cache.get_bytes(&key!(kept = true)).unwrap(),
+                Some(noise(1_000, 1))
+            );
+        }
+    }
+}
+
+/// A backend over `live` whose puts fail from the `fail_from`-th on.
+#[derive(Debug)]
+struct PutsFailFrom {
+    live: Arc<MemoryBackend>,
+    puts: std::sync::atomic::AtomicUsize,
+    fail_from: usize,
+}
+
+impl MetadataBackend for PutsFailFrom {
+    fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.live.get(key)
+    }
+    fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
+        let put = self.puts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if put >= self.fail_from {
+            return Err(cacheness_core::Error::io(
+                "put",
+                "metadata",
+                std::io::Error::other("disk gone"),
+            ));
+        }
+        self.live.put(entry)
+    }
+    fn remove(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
+        self.live.remove(key)
+    }
+    fn touch(&self, batch: &AccessBatch) -> cacheness_core::Result<()> {
+        self.live.touch(batch)
+    }
+    fn scan(
+        &self,
+        filter: &ScanFilter,
+        visit: &mut dyn FnMut(Entry) -> std::ops::ControlFlow<()>,
+    ) -> cacheness_core::Result<()> {
+        self.live.scan(filter, visit)
+    }
+}
+
+#[cfg(unix)]
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn rebuild_keeps_its_marker_until_it_has_finished() {
+    use cacheness_core::ops::REBUILD_MARKER;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join(REBUILD_MARKER);
+    let live = Arc::new(MemoryBackend::new());
+    let writer = open(dir.path(), live.clone());
+    for index in 0..4u8 {
+        writer
+            .put_bytes(&key!(lost = index), &noise(1_000, index))
+            .unwrap();
+    }
+    for index in 0..4u8 {
+        live.remove(&key!(lost = index).key()).unwrap();
+    }
+    for name in fs::read_dir(dir.path().join("blobs")).unwrap() {
+        for blob in fs::read_dir(name.unwrap().path()).unwrap() {
+            make_old(&blob.unwrap().path());
+        }
+    }
+
+    // Fails at its third put: the marker stays, and gc beside it keeps every
+    // blob, those of the entries still to come included.
+    let failing = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(100)
+        .open(PutsFailFrom {
+            live: live.clone(),
+            puts: Default::default(),
+            fail_from: 2,
+        })
+        .unwrap();
+    let mut marker_seen = false;
+    let error = failing
+        .rebuild(&mut |_| marker_seen |= fs::symlink_metadata(&marker).is_ok())
+        .unwrap_err();
+    assert!(error.to_string().contains("disk gone"), "{error}");
+    assert!(marker_seen, "the marker is there while the rebuild reads");
+    assert!(fs::symlink_metadata(&marker).unwrap().is_file());
+    #[cfg(unix)]
+    assert_eq!(mode_of(&marker), 0o600);
+    assert_eq!(live.len().unwrap(), 2);
+    let gc = writer.gc(&mut no_progress).unwrap();
+    assert_eq!((gc.orphaned_blobs, gc.orphans_skipped), (0, true), "{gc:?}");
+
+    // Killed midway (here a panic in the progress callback): the marker stays.
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        writer.rebuild(&mut |progress| {
+            assert!(progress.done < 2, "killed");
+        })
+    }));
+    assert!(panicked.is_err());
+    assert!(marker.exists());
+
+    // The next rebuild finishes the job and removes it.
+    let report = writer.rebuild(&mut no_progress).unwrap();
+    assert_eq!((report.restored, report.present), (2, 2), "{report:?}");
+    assert!(
+        fs::symlink_metadata(&marker).is_err(),
+        "no marker after success"
+    );
+    for index in 0..4u8 {
+        assert_eq!(
+            writer.get_bytes(&key!(lost = index)).unwrap(),
+            Some(noise(1_000, index))
+        );
+    }
+    let gc = writer.gc(&mut no_progress).unwrap();
+    assert!(!gc.orphans_skipped, "{gc:?}");
+
+    // Something that is not a regular file at the marker's name: refused.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &marker).unwrap();
+        let error = writer.rebuild(&mut no_progress).unwrap_err();
+        assert!(error.to_string().contains(REBUILD_MARKER), "{error}");
+        assert!(
+            !dir.path().join("elsewhere").exists(),
+            "the link is not followed"
+        );
+    }
+}
