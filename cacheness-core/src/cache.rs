@@ -22,7 +22,7 @@ use crate::entry::{
 };
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, MAX_NESTING, Params, ToKey};
-use crate::signing::{MismatchLog, Signer, check_dir_key};
+use crate::signing::{MismatchLog, Signer, check_dir_key, refuse_unsigned_writer};
 
 /// The longest description a put accepts, in bytes. With the other limits
 /// ([`MAX_USER_METADATA_LEN`], [`MAX_PARAMS_LEN`](crate::key::MAX_PARAMS_LEN),
@@ -277,6 +277,10 @@ impl<C: Codec> CacheBuilder<C> {
     /// The dir records its key (`signing.key`, or for a key given with
     /// [`signing_key`](Self::signing_key) its fingerprint in `signing.id`), and
     /// an open with another key fails with [`Error::Config`] naming the file.
+    /// So does a writable open **without** signing of a dir that records a key
+    /// (either file, of any kind): its entries would be unsigned, hidden from
+    /// the signed opens and removed by their `verify --repair`. A read-only
+    /// open without signing is allowed and checks no signatures.
     pub fn sign_entries(mut self) -> Self {
         self.signing = Signing::KeyFile;
         self
@@ -305,7 +309,12 @@ impl<C: Codec> CacheBuilder<C> {
     ///   [`LocalBlobStore::open_read_only`], which creates no `blobs/` or
     ///   `tmp/` (a missing `blobs/` reads as every blob missing);
     /// - with signing, `signing.key` is read if present and never created, and
-    ///   no `signing.id` is recorded.
+    ///   no `signing.id` is recorded;
+    /// - without signing, a dir that records a key (`signing.key` or
+    ///   `signing.id`) is opened all the same, since nothing is written, but no
+    ///   signature is checked: an entry whose metadata was edited by hand is
+    ///   served as it stands. (A writable open without signing of such a dir is
+    ///   refused: see [`sign_entries`](Self::sign_entries).)
     ///
     /// The backend is opened by the caller: open it read-only too (the facade
     /// does), since a backend may write on its own when it opens.
@@ -381,6 +390,9 @@ impl<C: Codec> CacheBuilder<C> {
         let read_only = self.read_only;
         if let (true, Some(dir)) = (read_only, &self.dir) {
             inspect_dir(dir)?;
+        }
+        if let (Signing::Off, false, Some(dir)) = (&self.signing, read_only, &self.dir) {
+            refuse_unsigned_writer(dir)?;
         }
         let blobs = match (self.blob_store, &self.dir) {
             (Some(store), _) if read_only => {

@@ -8,11 +8,16 @@
 //! read the whole cache as forged. An entry whose signature does not match is a
 //! miss and is kept: reads never delete for a signature; `verify` reports such
 //! entries and `verify --repair` removes them.
+//!
+//! A dir that records a key (either file, of any kind) is not opened for
+//! writing without one: that handle's entries would be unsigned, hidden from
+//! the signed handles and removed by their `verify --repair`. A read-only open
+//! without a key is allowed; it checks no signatures.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::ops::ControlFlow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -517,6 +522,47 @@ pub(crate) fn check_dir_key(
         )));
     }
     Ok(())
+}
+
+/// The file by which `dir` records that it is signed: `signing.key` or else
+/// `signing.id`, if either name is taken by a file of any kind (a symlink, a
+/// FIFO or a directory counts, and none is followed or opened); `None` if
+/// neither is, or `dir` is missing or not a directory.
+pub fn signing_record(dir: &Path) -> Result<Option<PathBuf>> {
+    for name in [KEY_FILE, ID_FILE] {
+        let path = dir.join(name);
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => return Ok(Some(path)),
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) => {}
+            Err(source) => return Err(Error::io("inspect signing record", path, source)),
+        }
+    }
+    Ok(None)
+}
+
+/// Refuses a writable open without a signing key of a dir that records one
+/// ([`Error::Config`], field "signing", naming the file): the entries it wrote
+/// would be unsigned, so the signed handles would hide them and their
+/// `verify --repair` would remove them. A config that disagrees with the dir is
+/// an error, never a deletion.
+pub(crate) fn refuse_unsigned_writer(dir: &Path) -> Result<()> {
+    match signing_record(dir)? {
+        None => Ok(()),
+        Some(record) => Err(Error::Config {
+            field: "signing",
+            reason: format!(
+                "{} says the cache is signed, and this open has no signing key: the entries \
+                 it wrote would be unsigned, hidden from signed opens and removed by \
+                 `verify --repair`; turn on `sign_entries` (or pass the key with \
+                 `signing_key`), or open read-only",
+                record.display()
+            ),
+        }),
+    }
 }
 
 /// Whether the signed entries among the first few are signed with `signer`'s

@@ -303,11 +303,9 @@ fn files_under(dir: &std::path::Path) -> Vec<String> {
 fn rebuild_restores_signed_blobs_and_refuses_unsigned_ones() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let cache = signed_cache(dir.path(), Arc::new(MemoryBackend::new()));
-        cache.put_bytes(&key!(signed = true), &[1u8; 500]).unwrap();
-    }
-    {
-        // A blob written by a cache without the key: valid header, no signature.
+        // A blob written by a cache without the key: valid header, no
+        // signature. Written before the dir was signed, since an unsigned
+        // writable open of a signed dir is refused.
         let unsigned = Cache::builder()
             .dir(dir.path())
             .inline_threshold(64)
@@ -316,6 +314,10 @@ fn rebuild_restores_signed_blobs_and_refuses_unsigned_ones() {
         unsigned
             .put_bytes(&key!(signed = false), &[2u8; 500])
             .unwrap();
+    }
+    {
+        let cache = signed_cache(dir.path(), Arc::new(MemoryBackend::new()));
+        cache.put_bytes(&key!(signed = true), &[1u8; 500]).unwrap();
     }
     let cache = signed_cache(dir.path(), Arc::new(MemoryBackend::new()));
     let report = cache.rebuild(&mut no_progress).unwrap();
@@ -600,4 +602,146 @@ fn sign_unsigned_does_not_overwrite_a_newer_entry() {
     expected.push(newer.blob_name().unwrap().to_owned());
     expected.sort();
     assert_eq!(files_under(&dir.path().join("blobs")), expected);
+}
+
+/// The reproduction from the outside review: a dir signed by `cacheness sign`,
+/// then an application that opens it without signing put 5 values, and
+/// `cacheness verify --repair` (with the dir's key) deleted them as unsigned.
+/// A config that disagrees with the dir is an error, never a deletion: that
+/// writable open is refused, naming the key file and `sign_entries`. A
+/// read-only open without signing writes nothing and stays allowed; a signed
+/// open puts values that verify keeps.
+#[test]
+fn a_writable_open_without_signing_of_a_signed_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    signed_cache(dir.path(), backend.clone())
+        .put(&key!(by = "sign"), &"signed")
+        .unwrap();
+    assert!(dir.path().join(KEY_FILE).exists());
+
+    let error = Cache::builder()
+        .dir(dir.path())
+        .inline_threshold(64)
+        .open_shared(backend.clone())
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&dir.path().join(KEY_FILE).display().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("sign_entries"), "{message}");
+    assert_eq!(backend.len().unwrap(), 1, "nothing written or removed");
+
+    let reader = Cache::builder()
+        .dir(dir.path())
+        .read_only(true)
+        .open_shared(backend.clone())
+        .unwrap();
+    assert_eq!(
+        reader.get::<String>(&key!(by = "sign")).unwrap().as_deref(),
+        Some("signed")
+    );
+    drop(reader);
+
+    let app = signed_cache(dir.path(), backend.clone());
+    for index in 0..5u32 {
+        app.put(&key!(app = index), &index).unwrap();
+        app.put_bytes(&key!(app_large = index), &noise(index, 300))
+            .unwrap();
+    }
+    drop(app);
+    let maintenance = signed_cache(dir.path(), backend.clone());
+    let report = maintenance.verify(true, &mut no_progress).unwrap();
+    assert!(report.corrupted.is_empty(), "{report:?}");
+    assert_eq!(backend.len().unwrap(), 11, "every acknowledged put kept");
+    for index in 0..5u32 {
+        assert_eq!(
+            maintenance.get::<u32>(&key!(app = index)).unwrap(),
+            Some(index)
+        );
+        assert_eq!(
+            maintenance.get_bytes(&key!(app_large = index)).unwrap(),
+            Some(noise(index, 300))
+        );
+    }
+}
+
+/// A dir signed with a key its program passes records only `signing.id`; an
+/// unsigned writable open is refused naming it. Any kind of file at either
+/// name counts (a dangling symlink, a FIFO, a directory): the dir says it is
+/// signed, and what the file holds is for a signed open to judge.
+#[test]
+fn any_file_at_a_signing_name_refuses_an_unsigned_writable_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    Cache::builder()
+        .dir(dir.path())
+        .signing_key([3; 32])
+        .open_shared(backend.clone())
+        .unwrap()
+        .put(&key!(a = 1), &1u32)
+        .unwrap();
+    let unsigned = |dir: &std::path::Path| {
+        Cache::builder()
+            .dir(dir)
+            .open(MemoryBackend::new())
+            .map(|_| ())
+    };
+    let error = unsigned(dir.path()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Config {
+                field: "signing",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(ID_FILE), "{error}");
+    assert!(error.to_string().contains("signing_key"), "{error}");
+    Cache::builder()
+        .dir(dir.path())
+        .read_only(true)
+        .open_shared(backend.clone())
+        .unwrap();
+
+    #[cfg(unix)]
+    for name in [KEY_FILE, ID_FILE] {
+        for kind in ["dangling symlink", "fifo", "directory"] {
+            let other = tempfile::tempdir().unwrap();
+            let path = other.path().join(name);
+            match kind {
+                "dangling symlink" => {
+                    std::os::unix::fs::symlink(other.path().join("absent"), &path).unwrap()
+                }
+                "fifo" => {
+                    let status = std::process::Command::new("mkfifo")
+                        .arg(&path)
+                        .status()
+                        .unwrap();
+                    assert!(status.success());
+                }
+                _ => std::fs::create_dir(&path).unwrap(),
+            }
+            let error = unsigned(other.path()).unwrap_err();
+            assert!(
+                error.to_string().contains(&path.display().to_string()),
+                "{name} {kind}: {error}"
+            );
+        }
+    }
+    // A dir with neither opens unsigned as before.
+    unsigned(tempfile::tempdir().unwrap().path()).unwrap();
 }
