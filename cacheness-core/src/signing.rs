@@ -545,11 +545,14 @@ pub fn signing_record(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Refuses a writable open without a signing key of a dir that records one
-/// ([`Error::Config`], field "signing", naming the file): the entries it wrote
-/// would be unsigned, so the signed handles would hide them and their
-/// `verify --repair` would remove them. A config that disagrees with the dir is
-/// an error, never a deletion.
-pub(crate) fn refuse_unsigned_writer(dir: &Path) -> Result<()> {
+/// ([`Error::Config`], field "signing", naming the file; `Ok` if it records
+/// none): the entries it wrote would be unsigned, so the signed handles would
+/// hide them and their `verify --repair` would remove them. A config that
+/// disagrees with the dir is an error, never a deletion.
+///
+/// [`CacheBuilder::open`](crate::CacheBuilder::open) calls it; a caller that
+/// creates or migrates files in the dir before that open calls it first.
+pub fn refuse_unsigned_writer(dir: &Path) -> Result<()> {
     match signing_record(dir)? {
         None => Ok(()),
         Some(record) => Err(Error::Config {
