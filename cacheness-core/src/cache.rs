@@ -544,6 +544,14 @@ impl BlobStore for ReadOnlyBlobs {
         self.0.read_stored(name)
     }
 
+    fn read_limited(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.0.read_limited(name, limit)
+    }
+
+    fn open_stored(&self, name: &str) -> Result<Option<crate::blob::StoredBlob>> {
+        self.0.open_stored(name)
+    }
+
     fn remove(&self, _name: &str) -> Result<()> {
         Err(Error::ReadOnly {
             operation: "remove a blob",
@@ -1385,7 +1393,13 @@ impl<C: Codec> Cache<C> {
                         "blob `{name}` belongs to another key"
                     ))));
                 }
-                let Some(mut file) = blobs.read(name)? else {
+                // Never more than the entry's bytes and a header: a huge or
+                // sparse file planted at the name is a size mismatch, not an
+                // allocation of its length.
+                let limit = crate::blob::MAX_HEADER_BYTES
+                    .saturating_add(entry.stored_size)
+                    .saturating_add(1);
+                let Some(mut file) = blobs.read_limited(name, limit)? else {
                     return Ok(Err(Damage::Missing));
                 };
                 match payload_offset(&file) {

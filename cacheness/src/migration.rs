@@ -32,7 +32,9 @@ use cacheness_core::{
 };
 
 /// Written before a migration creates its target and removed when it ends.
-const IN_PROGRESS: &str = ".cacheness-migrating";
+/// While it exists (or the rebuild marker does), gc and verify in any process
+/// take no blob for an orphan: the core knows both names.
+const IN_PROGRESS: &str = ops::INCOMPLETE_METADATA_MARKERS[0];
 /// Serializes migrations between processes.
 const LOCK: &str = ".cacheness-migrate.lock";
 /// The disk backends, whose metadata lives in the cache dir.
@@ -457,9 +459,10 @@ impl Pending {
 }
 
 /// Written before an open rebuilds lost metadata, removed when the rebuild
-/// finished: while it exists, the metadata is incomplete, so `gc` and `verify`
-/// in any process take no blob for an orphan, and the next open finishes the job.
-pub(crate) const REBUILDING: &str = ".cacheness-rebuilding";
+/// finished (`Cache::rebuild` writes and removes the same marker): while it
+/// exists, `gc` and `verify` in any process take no blob for an orphan, and the
+/// next open finishes the job.
+pub(crate) const REBUILDING: &str = ops::REBUILD_MARKER;
 
 /// A sqlite cache whose database is gone while its blob files are still there
 /// (also after a switch to sqlite, beside the stale json copy): the open
@@ -532,6 +535,14 @@ impl BlobStore for LeasedBlobs {
 
     fn read_stored(&self, name: &str) -> Result<Option<Vec<u8>>> {
         self.inner.read_stored(name)
+    }
+
+    fn read_limited(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
+        self.inner.read_limited(name, limit)
+    }
+
+    fn open_stored(&self, name: &str) -> Result<Option<cacheness_core::blob::StoredBlob>> {
+        self.inner.open_stored(name)
     }
 
     fn remove(&self, name: &str) -> Result<()> {
