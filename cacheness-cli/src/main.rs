@@ -265,7 +265,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let key_id = dir.join("signing.id");
     if !key_present && std::fs::symlink_metadata(&key_id).is_ok() {
         // Signed with a key its program passes (the dir keeps only a
-        // fingerprint): the CLI has no key to check signatures with.
+        // fingerprint): the CLI has no key to check signatures with, and
+        // entries it wrote unsigned would be hidden from that program.
+        if !read_only && !matches!(cli.command, Command::Sign) {
+            return Err(Failure(
+                format!(
+                    "{}: the cache is signed with a key its program holds; commands that \
+                     write must run in that program (ls, stats, get and verify work here)",
+                    shown_path(&key_id)
+                ),
+                1,
+            ));
+        }
         eprintln!(
             "cacheness: warning: {} says the cache is signed with a key its program \
              holds; without that key, signatures are not checked here",

@@ -483,7 +483,26 @@ fn sign_signs_unsigned_entries_in_place() {
         assert_code(&get, 0);
         assert_eq!(get.stdout, large, "{backend}");
 
-        // An unsigned put after signing: verify reports it, sign signs it.
+        // An unsigned writer is refused on a signed dir now; an old program
+        // that ignored the key files (played by moving them aside) could still
+        // write: verify reports its entries, sign signs them.
+        let error = CacheConfig {
+            dir: Some(dir.path().to_path_buf()),
+            backend: backend.to_owned(),
+            ..CacheConfig::default()
+        }
+        .open()
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("signing.key"),
+            "{backend}: {error}"
+        );
+        for name in ["signing.key", "signing.id"] {
+            let _ = fs::rename(
+                dir.path().join(name),
+                dir.path().join(format!("{name}.aside")),
+            );
+        }
         let cache = unsigned(dir.path());
         cache.put(&key!(name = "b"), &"beta").unwrap();
         cache
@@ -495,6 +514,12 @@ fn sign_signs_unsigned_entries_in_place() {
             .unwrap();
         cache.flush().unwrap();
         drop(cache);
+        for name in ["signing.key", "signing.id"] {
+            let _ = fs::rename(
+                dir.path().join(format!("{name}.aside")),
+                dir.path().join(name),
+            );
+        }
         let b_key = key!(name = "b").key().to_string();
         let verify = cacheness(dir.path(), &["verify"]);
         assert_code(&verify, 3);
@@ -1047,4 +1072,20 @@ fn a_cache_signed_with_a_programs_key_is_not_given_another() {
     assert_code(&sign, 1);
     assert!(stderr(&sign).contains("signing.id"), "{}", stderr(&sign));
     assert!(!dir.path().join("signing.key").exists());
+    // Commands that write would write unsigned entries: refused, naming why.
+    for command in [&["gc"][..], &["verify", "--repair"], &["clear", "--yes"]] {
+        let refused = cacheness(dir.path(), command);
+        assert_code(&refused, 1);
+        assert!(
+            stderr(&refused).contains("must run in that program"),
+            "{command:?}: {}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(
+        stdout(&cacheness(dir.path(), &["ls", "--json"]))
+            .lines()
+            .count(),
+        1
+    );
 }

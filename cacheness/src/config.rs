@@ -242,6 +242,12 @@ impl CacheConfig {
         if self.read_only {
             return self.open_read_only(dir, info.name, builder);
         }
+        // A writer without the key of a signed dir would write entries its
+        // signed handles hide and `verify --repair` removes: refused before
+        // anything in the dir is created or switched.
+        if !self.sign_entries {
+            cacheness_core::signing::refuse_unsigned_writer(dir)?;
+        }
         // The backend may create files in the dir: it must exist first.
         cacheness_core::blob::create_private_dir(dir)?;
         let writable = std::fs::metadata(dir)
