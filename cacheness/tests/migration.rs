@@ -921,7 +921,7 @@ fn a_switch_beside_writers_in_other_processes_is_refused_and_loses_nothing() {
         .map(|child| BufReader::new(child.stdout.take().unwrap()).lines())
         .collect();
     let mut acked: Vec<u32> = Vec::new();
-    let mut next_ack = |lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>| {
+    let next_ack = |lines: &mut std::io::Lines<BufReader<std::process::ChildStdout>>| {
         loop {
             let line = lines.next().expect("a writer ended early").unwrap();
             // The harness may start the line with "test switch_writer_child ... ".
