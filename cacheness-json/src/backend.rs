@@ -202,6 +202,26 @@ impl JsonBackend {
         JsonBackend::open_with(dir, &JsonOptions::default())
     }
 
+    /// A handle on `dir`'s metadata with nothing loaded yet.
+    fn handle(
+        dir: &Path,
+        options: &JsonOptions,
+        lock_path: PathBuf,
+        lock_file: Option<File>,
+        read_only: bool,
+    ) -> JsonBackend {
+        JsonBackend {
+            dir: dir.to_path_buf(),
+            snapshot_path: dir.join(SNAPSHOT_FILE),
+            journal_path: dir.join(JOURNAL_FILE),
+            lock_path,
+            options: options.clone(),
+            lock_file,
+            read_only,
+            state: Mutex::new(State::default()),
+        }
+    }
+
     /// Opens (creating if needed) the metadata of the cache dir `dir`.
     ///
     /// Many processes may open one fresh dir at the same instant. Lost or
@@ -213,16 +233,7 @@ impl JsonBackend {
         let lock_path = dir.join(LOCK_FILE);
         let lock_file = open_append(&lock_path, true)
             .map_err(|source| JsonError::io("open lock file", &lock_path, source))?;
-        let backend = JsonBackend {
-            dir: dir.to_path_buf(),
-            snapshot_path: dir.join(SNAPSHOT_FILE),
-            journal_path: dir.join(JOURNAL_FILE),
-            lock_path,
-            options: options.clone(),
-            lock_file: Some(lock_file),
-            read_only: false,
-            state: Mutex::new(State::default()),
-        };
+        let backend = JsonBackend::handle(dir, options, lock_path, Some(lock_file), false);
         {
             let mut state = backend.lock_state();
             let _lock = backend.lock(LockKind::Exclusive)?;
@@ -291,16 +302,7 @@ impl JsonBackend {
             }
             Err(source) => return Err(JsonError::io("open lock file", &lock_path, source)),
         };
-        let backend = JsonBackend {
-            dir: dir.to_path_buf(),
-            snapshot_path: dir.join(SNAPSHOT_FILE),
-            journal_path: dir.join(JOURNAL_FILE),
-            lock_path,
-            options: options.clone(),
-            lock_file,
-            read_only: true,
-            state: Mutex::new(State::default()),
-        };
+        let backend = JsonBackend::handle(dir, options, lock_path, lock_file, true);
         {
             let mut state = backend.lock_state();
             let _lock = backend.lock(LockKind::Shared)?;

@@ -566,20 +566,10 @@ impl SqliteBackend {
     /// Warns of an unreadable row that a write removed or replaced: there is no
     /// entry to hand back, so its blob file (if it has one) is left to gc.
     fn replaced_unreadable(&self, row: &RowRead) {
-        if let RowRead::Unreadable {
-            raw_key,
-            key,
-            reason,
-            ..
-        } = row
-        {
-            tracing::warn!(
-                path = %self.path.display(),
-                key = %RowRead::key_hex(raw_key, *key),
-                reason = %reason,
-                "sqlite: removed an entry that could not be read; its blob file, if any, is left to gc"
-            );
-        }
+        self.warn_unreadable(
+            row,
+            "removed an entry that could not be read; its blob file, if any, is left to gc",
+        );
     }
 
     /// The entry a removal returns: the row as an entry, or `None` for a row
@@ -596,6 +586,13 @@ impl SqliteBackend {
 
     /// Warns of a row that cannot be read, which the operation passes over.
     fn pass_over(&self, row: &RowRead) {
+        self.warn_unreadable(
+            row,
+            "passing over an entry that cannot be read (verify reports it, verify --repair removes it)",
+        );
+    }
+
+    fn warn_unreadable(&self, row: &RowRead, what: &str) {
         if let RowRead::Unreadable {
             raw_key,
             key,
@@ -607,7 +604,7 @@ impl SqliteBackend {
                 path = %self.path.display(),
                 key = %RowRead::key_hex(raw_key, *key),
                 reason = %reason,
-                "sqlite: passing over an entry that cannot be read (verify reports it, verify --repair removes it)"
+                "sqlite: {what}"
             );
         }
     }
