@@ -236,7 +236,7 @@ impl CacheConfig {
             return builder.open_shared(self.open_backend()?);
         };
         check_dir(dir, self.read_only)?;
-        if !info.needs_dir {
+        if !info.needs_dir && self.read_only {
             refuse_memory_backend_on_disk_cache(dir, info.name)?;
         }
         if self.read_only {
@@ -261,13 +261,19 @@ impl CacheConfig {
         }
         // Decided, and marked on disk, before the backend creates its metadata;
         // the lease is held as long as the cache is open.
-        let opening = match info.needs_dir {
-            true => Some(crate::migration::begin_open(
-                dir,
-                info.name,
-                self.switch_backend_on_open,
-            )?),
-            false => None,
+        let (opening, memory_lease) = match info.needs_dir {
+            true => (
+                Some(crate::migration::begin_open(
+                    dir,
+                    info.name,
+                    self.switch_backend_on_open,
+                )?),
+                None,
+            ),
+            false => (
+                None,
+                Some(crate::migration::begin_memory_open(dir, info.name)?),
+            ),
         };
         let mut blobs: Arc<dyn BlobStore> =
             Arc::new(cacheness_core::LocalBlobStore::open(dir, self.durability)?);
@@ -277,18 +283,25 @@ impl CacheConfig {
         if let Some(config) = self.layer_config(split_layer(&self.backend)?.0) {
             blobs = Arc::new(cacheness_memlayer::BlobLayer::new(blobs, &config)?);
         }
+        let lease = match (&opening, memory_lease) {
+            (Some(opening), _) => Some(opening.lease.clone()),
+            (None, lease) => lease,
+        };
+        if let Some(lease) = lease {
+            blobs = Arc::new(crate::migration::LeasedBlobs {
+                inner: blobs,
+                _lease: lease,
+            });
+        }
+        builder = builder.blob_store(blobs);
+        let backend = self.open_backend()?;
         let (switch, rebuild) = match opening {
             Some(opening) => {
-                blobs = Arc::new(crate::migration::LeasedBlobs {
-                    inner: blobs,
-                    _lease: opening.lease,
-                });
+                opening.created()?;
                 (opening.switch, opening.rebuild)
             }
             None => (None, None),
         };
-        builder = builder.blob_store(blobs);
-        let backend = self.open_backend()?;
         if let Some(switch) = switch {
             let source = CacheConfig {
                 backend: switch.from.to_owned(),

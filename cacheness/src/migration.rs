@@ -164,6 +164,8 @@ pub(crate) struct DirLease {
 
 /// How long a switch waits for other handles to close before it gives up.
 const SWITCH_WAIT: Duration = Duration::from_secs(2);
+/// How long an open waits for an exclusive hold that is not a switch.
+const HOLD_WAIT: Duration = Duration::from_secs(10);
 
 impl DirLease {
     /// Blocks while a switch holds the dir, then holds it shared.
@@ -171,9 +173,44 @@ impl DirLease {
         let path = dir.join(LOCK);
         let file = open_regular(&path, private_file().write(true).create(true))
             .map_err(|source| Error::io("open migration lock", &path, source))?;
-        file.lock_shared()
-            .map_err(|source| Error::io("lock cache dir", &path, source))?;
-        Ok(DirLease { file, path })
+        let lease = DirLease { file, path };
+        lease.wait_shared(dir)?;
+        Ok(lease)
+    }
+
+    /// Takes the shared hold. While a switch holds the dir exclusive (its
+    /// in-progress marker is there) it is waited for however long its copy
+    /// takes; an exclusive hold without one (a cache being created, which takes
+    /// milliseconds, or a stray lock) is waited for a bounded time, then named.
+    fn wait_shared(&self, dir: &Path) -> Result<()> {
+        let mut started = Instant::now();
+        let mut told = false;
+        loop {
+            match self.file.try_lock_shared() {
+                Ok(()) => return Ok(()),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(Error::io("lock cache dir", &self.path, source));
+                }
+            }
+            if fs::symlink_metadata(dir.join(IN_PROGRESS)).is_ok() {
+                if !told {
+                    tracing::info!(dir = %dir.display(), "waiting for a backend switch to finish");
+                    told = true;
+                }
+                started = Instant::now();
+            } else if started.elapsed() >= HOLD_WAIT {
+                return Err(Error::Config {
+                    field: "dir",
+                    reason: format!(
+                        "{} is held exclusive by another process with no switch under way; \
+                         if no cacheness process is running, something else holds that lock",
+                        self.path.display()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Trades the shared hold for an exclusive one, waiting a bounded time for
@@ -184,7 +221,7 @@ impl DirLease {
         self.file
             .unlock()
             .map_err(|source| Error::io("unlock cache dir", &self.path, source))?;
-        let started = Instant::now();
+        let mut started = Instant::now();
         loop {
             match self.file.try_lock() {
                 Ok(()) => return Ok(true),
@@ -196,6 +233,21 @@ impl DirLease {
             if !still_needed()? {
                 self.make_shared()?;
                 return Ok(false);
+            }
+            if let Some(dir) = self.path.parent()
+                && fs::symlink_metadata(dir.join(IN_PROGRESS)).is_ok()
+            {
+                // Another opener is running this switch: wait for it, however
+                // long its copy takes, then decide again.
+                self.wait_shared(dir)?;
+                if !still_needed()? {
+                    return Ok(false);
+                }
+                self.file
+                    .unlock()
+                    .map_err(|source| Error::io("unlock cache dir", &self.path, source))?;
+                started = Instant::now();
+                continue;
             }
             if started.elapsed() >= SWITCH_WAIT {
                 self.make_shared()?;
@@ -240,6 +292,20 @@ pub(crate) struct Opening {
     pub(crate) switch: Option<Pending>,
     /// A rebuild to run once the cache is open.
     pub(crate) rebuild: Option<RebuildAtOpen>,
+    /// The dir held no metadata: the hold is exclusive until the backend has
+    /// created its own ([`Opening::created`]).
+    creating: bool,
+}
+
+impl Opening {
+    /// Called once the backend is open (its metadata created): the hold goes
+    /// back to shared.
+    pub(crate) fn created(&self) -> Result<()> {
+        if self.creating {
+            self.lease.make_shared()?;
+        }
+        Ok(())
+    }
 }
 
 /// A switch decided under the exclusive hold: from `from` into the backend
@@ -263,12 +329,25 @@ pub(crate) fn begin_open(dir: &Path, target: &'static str, allowed: bool) -> Res
     // No switch runs while we hold the lease, so a marker found now was left by
     // a process that died (or planted): settle it.
     settle_markers(dir, target)?;
-    if !needs_switch(dir, target)? {
+    let mut creating = false;
+    if no_metadata(dir) {
+        // The first backend to create its metadata claims the dir; it does so
+        // alone, so two openers with different backends (or a memory handle
+        // with its own blobs) never make two caches of one dir.
+        if lease.make_exclusive(|| Ok(no_metadata(dir)))? {
+            creating = no_metadata(dir);
+            if !creating {
+                lease.make_shared()?;
+            }
+        }
+    }
+    if creating || !needs_switch(dir, target)? {
         let rebuild = RebuildAtOpen::check(dir, target)?;
         return Ok(Opening {
             lease,
             switch: None,
             rebuild,
+            creating,
         });
     }
     let current = current_backend(dir)?.unwrap_or(target);
@@ -288,10 +367,13 @@ pub(crate) fn begin_open(dir: &Path, target: &'static str, allowed: bool) -> Res
         if exclusive {
             lease.make_shared()?;
         }
+        check_current(dir, target)?;
+        let rebuild = RebuildAtOpen::check(dir, target)?;
         return Ok(Opening {
             lease,
             switch: None,
-            rebuild: None,
+            rebuild,
+            creating: false,
         });
     }
     let from = the_other(target).expect("a disk backend has another");
@@ -306,7 +388,47 @@ pub(crate) fn begin_open(dir: &Path, target: &'static str, allowed: bool) -> Res
             lease,
         }),
         rebuild: None,
+        creating: false,
     })
+}
+
+/// Holds the dir shared and checks it holds no disk cache, for a handle whose
+/// metadata is in memory but whose blob files are in the dir: while it is
+/// open, no disk cache can be created there (whose blobs its gc would take for
+/// orphans).
+pub(crate) fn begin_memory_open(dir: &Path, backend: &str) -> Result<Arc<DirLease>> {
+    let lease = Arc::new(DirLease::shared(dir)?);
+    if let Some(current) = current_backend(dir)? {
+        return Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "{} is a {current} cache; the {backend} backend keeps its metadata in memory \
+                 and cannot hold its entries",
+                dir.display()
+            ),
+        });
+    }
+    Ok(lease)
+}
+
+fn no_metadata(dir: &Path) -> bool {
+    DISK_BACKENDS
+        .into_iter()
+        .all(|backend| !has_metadata(dir, backend))
+}
+
+/// After waiting for another process's switch: the dir must now be `target`'s.
+fn check_current(dir: &Path, target: &str) -> Result<()> {
+    match current_backend(dir)? {
+        Some(current) if current != target => Err(Error::Config {
+            field: "backend",
+            reason: format!(
+                "{} was switched to {current} by another process while this open waited",
+                dir.display()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Removes an in-progress marker whose source has no metadata (planted, or
@@ -317,10 +439,7 @@ pub(crate) fn begin_open(dir: &Path, target: &'static str, allowed: bool) -> Res
 /// With no metadata in the dir at all, markers describe nothing: they are
 /// removed, so the metadata this open creates (or rebuilds) is current.
 fn settle_markers(dir: &Path, target: &'static str) -> Result<()> {
-    if DISK_BACKENDS
-        .into_iter()
-        .all(|backend| !has_metadata(dir, backend))
-    {
+    if no_metadata(dir) {
         for from in DISK_BACKENDS {
             let to = the_other(from).expect("a disk backend has another");
             remove_marker(&done_marker(dir, from, to))?;
@@ -328,6 +447,12 @@ fn settle_markers(dir: &Path, target: &'static str) -> Result<()> {
         return remove_marker(&dir.join(IN_PROGRESS));
     }
     match in_progress(dir)? {
+        Some((from, to)) if marker_exists(&done_marker(dir, from, to))? => {
+            // The done marker is written before the in-progress one is removed:
+            // with both, the copy was whole (or the marker was planted).
+            remove_marker(&dir.join(IN_PROGRESS))?;
+            sync_dir(dir)
+        }
         Some((from, _)) if !has_metadata(dir, from) => {
             tracing::warn!(dir = %dir.display(), "removing a migration marker whose source has no metadata");
             remove_marker(&dir.join(IN_PROGRESS))?;
@@ -358,19 +483,11 @@ fn refuse_lost_source(dir: &Path, current: &str, target: &str) -> Result<()> {
     })
 }
 
+/// Both metadata sets with no marker naming the current one is an error: a
+/// handle of each backend would each take the other's blobs for orphans.
 fn needs_switch(dir: &Path, target: &'static str) -> Result<bool> {
-    match current_backend(dir) {
-        Ok(current) => Ok(
-            current.is_some_and(|current| current != target) || live_in_progress(dir)?.is_some()
-        ),
-        Err(Error::Config { reason, .. }) => {
-            // Both metadata sets and no marker (a dir from before markers were
-            // kept): the configured backend is used and the other left alone.
-            tracing::warn!(dir = %dir.display(), configured = target, %reason, "using the configured backend");
-            Ok(false)
-        }
-        Err(error) => Err(error),
-    }
+    let current = current_backend(dir)?;
+    Ok(current.is_some_and(|current| current != target) || live_in_progress(dir)?.is_some())
 }
 
 /// Writes `FROM -> TO` to the in-progress marker: to a temp file, synced, then
@@ -445,6 +562,7 @@ impl Pending {
         remove_marker(&dir.join(IN_PROGRESS))?;
         sync_dir(dir)?;
         self.lease.make_shared()?;
+        check_current(dir, to)?;
         tracing::info!(
             dir = %dir.display(),
             from,

@@ -306,14 +306,13 @@ fn blocked_migration_child() {
     let _cache = config(Path::new(&dir), "sqlite").open().unwrap();
 }
 
-/// Whether `pid` waits for a file lock (a `->` line of /proc/locks names it).
+/// Whether `pid` has the dir's migration lock open: it opens the lock file
+/// first, then waits (polling) for its hold, creating nothing before it has it.
 fn waits_for_a_lock(pid: u32) -> bool {
-    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
-        locks.lines().any(|line| {
-            line.contains("->")
-                && line
-                    .split_whitespace()
-                    .any(|field| field == pid.to_string())
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.ends_with(".cacheness-migrate.lock"))
         })
     })
 }
@@ -324,8 +323,8 @@ fn waits_for_a_lock(pid: u32) -> bool {
 /// used the empty sqlite one, and `gc` deleted every blob.
 #[test]
 fn a_switch_killed_while_waiting_for_the_lock_leaves_the_cache_whole() {
-    if !Path::new("/proc/locks").exists() {
-        eprintln!("skipped: no /proc/locks to see the child wait");
+    if !Path::new("/proc/self/fd").exists() {
+        eprintln!("skipped: no /proc/self/fd to see the child wait");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -958,6 +957,117 @@ fn a_switch_beside_writers_in_other_processes_is_refused_and_loses_nothing() {
             cache.get::<Vec<u8>>(&key!(index = id)).unwrap(),
             Some(incompressible(id, 2_000)),
             "acknowledged put {id}"
+        );
+    }
+}
+
+/// The second review's case: a json and a sqlite opener on a fresh dir both
+/// made a cache, and each one's gc then deleted the other's blobs. The first
+/// to create metadata claims the dir; the other is refused while it is open,
+/// or switches the dir once it is closed.
+#[test]
+fn two_backends_opening_a_fresh_dir_at_once_never_make_two_caches() {
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let opened: Vec<_> = std::thread::scope(|scope| {
+            let openers: Vec<_> = ["json", "sqlite"]
+                .into_iter()
+                .map(|backend| {
+                    let barrier = &barrier;
+                    let dir = dir.path();
+                    scope.spawn(move || {
+                        barrier.wait();
+                        config(dir, backend).open().map(|cache| (backend, cache))
+                    })
+                })
+                .collect();
+            openers
+                .into_iter()
+                .map(|opener| opener.join().unwrap())
+                .collect()
+        });
+        let caches: Vec<_> = opened.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(caches.len(), 1, "exactly one backend claims the fresh dir");
+        let (backend, cache) = &caches[0];
+        cache
+            .put(&key!(index = 1u32), &incompressible(1, 900))
+            .unwrap();
+        assert_eq!(
+            cacheness::detect_backend(dir.path()).unwrap(),
+            Some(*backend)
+        );
+    }
+}
+
+/// The second review's case: a memory handle with blob files in a dir, then a
+/// disk cache created there: the memory handle's gc took the disk cache's
+/// blobs for orphans. A disk cache cannot be created while it is open.
+#[test]
+fn no_disk_cache_is_created_beside_an_open_memory_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = config(dir.path(), "memory").open().unwrap();
+    memory
+        .put(&key!(index = 1u32), &incompressible(1, 900))
+        .unwrap();
+    let error = config(dir.path(), "sqlite").open().unwrap_err();
+    assert!(error.to_string().contains("still has it open"), "{error}");
+    assert!(!dir.path().join("cache_metadata.db").exists());
+    drop(memory);
+    drop(config(dir.path(), "sqlite").open().unwrap());
+}
+
+/// The second review's case: on a dir switched json -> sqlite, a planted (or
+/// left over) `json -> sqlite` in-progress marker made the open redo the copy
+/// from the stale json, dropping the entries written since.
+#[test]
+fn an_in_progress_marker_beside_its_own_done_marker_redoes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let cache = config(dir.path(), "json").open().unwrap();
+        cache
+            .put(&key!(index = 1u32), &incompressible(1, 900))
+            .unwrap();
+    }
+    {
+        let cache = config(dir.path(), "sqlite").open().unwrap();
+        cache
+            .put(&key!(index = 2u32), &incompressible(2, 900))
+            .unwrap();
+    }
+    std::fs::write(dir.path().join(".cacheness-migrating"), "json -> sqlite\n").unwrap();
+    let cache = config(dir.path(), "sqlite").open().unwrap();
+    for index in [1u32, 2] {
+        assert_eq!(
+            cache.get::<Vec<u8>>(&key!(index = index)).unwrap(),
+            Some(incompressible(index, 900)),
+            "entry {index}"
+        );
+    }
+    assert!(!dir.path().join(".cacheness-migrating").exists());
+}
+
+/// Both metadata sets and no marker: a writable open with either backend is
+/// refused (a handle of each would collect the other's blobs).
+#[test]
+fn two_metadata_sets_without_a_marker_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(config(dir.path(), "sqlite").open().unwrap());
+    {
+        let json = cacheness::open_backend("json", Some(dir.path())).unwrap();
+        let cache = cacheness::Cache::builder()
+            .dir(dir.path())
+            .open_shared(json)
+            .unwrap();
+        cache
+            .put(&key!(index = 1u32), &incompressible(1, 900))
+            .unwrap();
+    }
+    for backend in ["json", "sqlite"] {
+        let error = config(dir.path(), backend).open().unwrap_err();
+        assert!(
+            error.to_string().contains("no marker says which"),
+            "{backend}: {error}"
         );
     }
 }

@@ -769,13 +769,13 @@ fn a_sqlite_gc_killed_at_random_loses_nothing() {
     gc_case("sqlite");
 }
 
-/// Whether `/proc/locks` shows `pid` blocked waiting for a lock.
+/// Whether `pid` has the migration lock file open, waiting for its hold.
 fn waits_for_a_lock(pid: u32) -> bool {
-    let pid = pid.to_string();
-    fs::read_to_string("/proc/locks").is_ok_and(|locks| {
-        locks.lines().any(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            words.contains(&"->") && words.contains(&pid.as_str())
+    // The opener opens the lock file, then polls for its hold: seen by the
+    // file among its descriptors (a polling waiter has no /proc/locks line).
+    fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+        fds.flatten().any(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|target| target.ends_with(".cacheness-migrate.lock"))
         })
     })
 }
