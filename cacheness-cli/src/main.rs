@@ -393,7 +393,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             for (key, reason) in &report.unreadable {
                 writeln!(out, "unreadable {key}: {}", shown(reason))?;
             }
-            if report.is_clean() {
+            if report.orphans_skipped {
+                writeln!(out, "{}", orphans_not_checked(&dir))?;
+            }
+            if report.is_clean() && !report.orphans_skipped {
                 return Ok(0);
             }
             if repair {
@@ -423,6 +426,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 report.total_size,
                 report.elapsed
             )?;
+            if report.orphans_skipped {
+                writeln!(out, "{}", orphans_not_checked(&dir))?;
+            }
         }
         Command::Rebuild => {
             let bar = progress_bar("rebuilding");
@@ -721,6 +727,19 @@ fn needs_escape(c: char) -> bool {
 /// A path, lossily decoded and escaped like [`shown`].
 fn shown_path(path: &Path) -> String {
     shown(&path.to_string_lossy()).into_owned()
+}
+
+/// Why gc or verify left orphaned files alone: a rebuild or backend switch is
+/// filling the metadata (or was cut short), so a blob without an entry may
+/// still get one.
+fn orphans_not_checked(dir: &Path) -> String {
+    let marker =
+        cacheness::core::ops::incomplete_metadata_marker(dir).unwrap_or(".cacheness-rebuilding");
+    format!(
+        "orphaned files not checked: {} says the metadata is being filled (a rebuild or a \
+         backend switch, running or cut short; opening the cache finishes it)",
+        shown_path(&dir.join(marker))
+    )
 }
 
 fn progress_bar(message: &'static str) -> ProgressBar {

@@ -1089,3 +1089,31 @@ fn a_cache_signed_with_a_programs_key_is_not_given_another() {
         1
     );
 }
+
+/// While a rebuild marker says the metadata is being filled, verify leaves
+/// orphans alone and says so, and does not call the cache clean.
+#[test]
+fn verify_says_when_it_left_orphans_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    populated(dir.path());
+    fs::write(dir.path().join(".cacheness-rebuilding"), "").unwrap();
+    let verify = cacheness(dir.path(), &["verify"]);
+    assert_code(&verify, 3);
+    assert!(
+        stdout(&verify).contains("orphaned files not checked"),
+        "{}",
+        stdout(&verify)
+    );
+    assert!(
+        stdout(&verify).contains(".cacheness-rebuilding"),
+        "{}",
+        stdout(&verify)
+    );
+    // A command that opens the cache for writing finishes the rebuild first
+    // (the marker was left by a killed one), so gc then checks everything.
+    let gc = cacheness(dir.path(), &["gc", "--grace", "0"]);
+    assert_code(&gc, 0);
+    assert!(!stdout(&gc).contains("not checked"), "{}", stdout(&gc));
+    assert!(!dir.path().join(".cacheness-rebuilding").exists());
+    assert_code(&cacheness(dir.path(), &["verify"]), 0);
+}
