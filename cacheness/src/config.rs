@@ -237,7 +237,7 @@ impl CacheConfig {
         };
         check_dir(dir, self.read_only)?;
         if !info.needs_dir && self.read_only {
-            refuse_memory_backend_on_disk_cache(dir, info.name)?;
+            crate::migration::refuse_disk_cache(dir, info.name)?;
         }
         if self.read_only {
             return self.open_read_only(dir, info.name, builder);
@@ -396,23 +396,6 @@ impl CacheConfig {
         let target = config(pending.to).open_plain_backend()?;
         let source = config(pending.from).open_plain_backend()?;
         pending.run(dir, source.as_ref(), target.as_ref(), progress)
-    }
-}
-
-/// A backend that keeps its metadata in memory sees none of a disk cache's
-/// entries, so its gc would take every blob file for an orphan.
-fn refuse_memory_backend_on_disk_cache(dir: &Path, backend: &str) -> Result<()> {
-    match crate::migration::current_backend(dir) {
-        Ok(None) => Ok(()),
-        Ok(Some(current)) => Err(Error::Config {
-            field: "backend",
-            reason: format!(
-                "{} is a {current} cache; the {backend} backend keeps its metadata in memory \
-                 and cannot hold its entries",
-                dir.display()
-            ),
-        }),
-        Err(error) => Err(error),
     }
 }
 

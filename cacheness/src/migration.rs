@@ -398,17 +398,24 @@ pub(crate) fn begin_open(dir: &Path, target: &'static str, allowed: bool) -> Res
 /// orphans).
 pub(crate) fn begin_memory_open(dir: &Path, backend: &str) -> Result<Arc<DirLease>> {
     let lease = Arc::new(DirLease::shared(dir)?);
-    if let Some(current) = current_backend(dir)? {
-        return Err(Error::Config {
+    refuse_disk_cache(dir, backend)?;
+    Ok(lease)
+}
+
+/// A backend that keeps its metadata in memory sees none of a disk cache's
+/// entries, so its gc would take every blob file for an orphan.
+pub(crate) fn refuse_disk_cache(dir: &Path, backend: &str) -> Result<()> {
+    match current_backend(dir)? {
+        None => Ok(()),
+        Some(current) => Err(Error::Config {
             field: "backend",
             reason: format!(
                 "{} is a {current} cache; the {backend} backend keeps its metadata in memory \
                  and cannot hold its entries",
                 dir.display()
             ),
-        });
+        }),
     }
-    Ok(lease)
 }
 
 fn no_metadata(dir: &Path) -> bool {
