@@ -267,10 +267,11 @@ impl DirLease {
     }
 
     /// Back to a shared hold after a switch.
+    /// (Converting a lock is not atomic on Linux: another process may take it
+    /// in between, so this waits as [`wait_shared`](Self::wait_shared) does.)
     fn make_shared(&self) -> Result<()> {
-        self.file
-            .lock_shared()
-            .map_err(|source| Error::io("lock cache dir", &self.path, source))
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        self.wait_shared(dir)
     }
 }
 
