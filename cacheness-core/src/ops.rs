@@ -280,8 +280,10 @@ fn for_each_entry(
     }
 }
 
-/// Checks stored bytes against an entry: size, hash and that they decompress.
-fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
+/// Checks stored bytes against an entry: size, hash, and that compressed
+/// bytes decompress to the raw size (uncompressed ones must be the raw size,
+/// as the read path requires). verify, rebuild and `sign_unsigned` share it.
+pub(crate) fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
     if stored.len() as u64 != entry.stored_size {
         return Err(format!(
             "{} stored bytes, expected {}",
@@ -292,10 +294,19 @@ fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String>
     if ContentHash::of(stored) != entry.content_hash {
         return Err("content hash mismatch".into());
     }
-    if entry.compression == Compression::Lz4 {
-        decompress(stored, entry.raw_size)?;
+    check_raw_size(entry, stored)
+}
+
+/// Compressed bytes must decompress to the entry's raw size; uncompressed
+/// ones must already be that size.
+fn check_raw_size(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
+    match entry.compression {
+        Compression::Lz4 => decompress(stored, entry.raw_size).map(|_| ()),
+        Compression::None if entry.raw_size != entry.stored_size => {
+            Err("raw size differs from stored size without compression".into())
+        }
+        Compression::None => Ok(()),
     }
-    Ok(())
 }
 
 /// A blob file opened for checking: its header read (with a bound) and the
@@ -374,7 +385,8 @@ fn check_payload(entry: &Entry, blob: Box<HeadedBlob>) -> std::result::Result<()
     if ContentHash(*hasher.finalize().as_bytes()) != entry.content_hash {
         return Err("content hash mismatch".into());
     }
-    Ok(())
+    // Uncompressed here (compressed bytes returned above): no bytes needed.
+    check_raw_size(entry, &[])
 }
 
 /// Checks a blob file's header against the entry that names it: the header

@@ -23,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
 use crate::blob::{BlobHeader, create_private_file, payload_offset, validate_blob_name};
-use crate::cache::{Cache, decompress};
+use crate::cache::Cache;
 use crate::codec::Codec;
-use crate::entry::{Compression, ContentHash, Entry, Location};
+use crate::entry::{Entry, Location};
 use crate::error::{Error, Result};
 use crate::files::open_regular_read;
 use crate::key::CacheKey;
-use crate::ops::Progress;
+use crate::ops::{Progress, check_stored};
 
 /// The name of the key file a cache creates in its dir when signing is on.
 pub const KEY_FILE: &str = "signing.key";
@@ -446,28 +446,6 @@ impl<C: Codec> Cache<C> {
             },
         }
         Ok(Err(CHANGED.into()))
-    }
-}
-
-/// Checks stored bytes against their entry: size, content hash, and that
-/// compressed bytes decompress to the raw size.
-fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
-    if stored.len() as u64 != entry.stored_size {
-        return Err(format!(
-            "{} stored bytes, the entry says {}",
-            stored.len(),
-            entry.stored_size
-        ));
-    }
-    if ContentHash::of(stored) != entry.content_hash {
-        return Err("its stored bytes do not match their content hash".into());
-    }
-    match entry.compression {
-        Compression::Lz4 => decompress(stored, entry.raw_size).map(|_| ()),
-        Compression::None if entry.raw_size != entry.stored_size => {
-            Err("raw size differs from stored size without compression".into())
-        }
-        Compression::None => Ok(()),
     }
 }
 
