@@ -108,6 +108,24 @@ struct Watcher {
     header: Option<Header>,
 }
 
+impl Watcher {
+    /// A watcher over its own connection `conn`, before this handle wrote
+    /// anything: every write counted in the database so far is others'.
+    fn start(conn: Connection, path: &Path) -> Result<Watcher, SqliteError> {
+        let pragma = read_pragma(&conn).map_err(|source| crate::error::open_error(path, source))?;
+        let foreign = read_writes(&conn).map_err(|failure| failure.into_error(path, "open"))?;
+        Ok(Watcher {
+            // After the reads above, which mapped the WAL-index.
+            watched: Watched::new(conn),
+            pragma,
+            foreign,
+            version: 0,
+            // Not read yet: the first call takes the pragma path.
+            header: None,
+        })
+    }
+}
+
 /// This handle's write transactions that changed something, counted as they
 /// commit.
 #[derive(Debug, Default)]
@@ -311,16 +329,7 @@ impl SqliteBackend {
             }
             let conn_watcher =
                 open_read_only_configured(path, &uri, options).map_err(open_error)?;
-            let pragma = read_pragma(&conn_watcher).map_err(open_error)?;
-            let foreign =
-                read_writes(&conn_watcher).map_err(|failure| failure.into_error(path, "open"))?;
-            let watcher = Watcher {
-                watched: Watched::new(conn_watcher),
-                pragma,
-                foreign,
-                version: 0,
-                header: None,
-            };
+            let watcher = Watcher::start(conn_watcher, path)?;
             Ok((conn, Some(Mutex::new(watcher))))
         })?;
         Ok(SqliteBackend {
@@ -347,20 +356,7 @@ impl SqliteBackend {
             configure_file(&conn, options).map_err(open_error)?;
             ensure_schema(&mut conn, path)?;
             let conn_watcher = open_configured(path, options).map_err(open_error)?;
-            // No write of this handle yet: all of `writes` is others'.
-            let pragma = read_pragma(&conn_watcher).map_err(open_error)?;
-            let foreign =
-                read_writes(&conn_watcher).map_err(|failure| failure.into_error(path, "open"))?;
-            let watcher = Watcher {
-                // After the reads above, which mapped the WAL-index.
-                watched: Watched::new(conn_watcher),
-                pragma,
-                foreign,
-                version: 0,
-                // Not read yet: the first call takes the pragma path.
-                header: None,
-            };
-            Ok((conn, watcher))
+            Ok((conn, Watcher::start(conn_watcher, path)?))
         })?;
         let backend = SqliteBackend {
             path: path.to_owned(),
