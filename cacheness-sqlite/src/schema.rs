@@ -183,6 +183,17 @@ pub(crate) fn refuse_irregular_files(path: &Path) -> Result<(), SqliteError> {
     Ok(())
 }
 
+/// [`refuse_irregular_files`] as the `SQLITE_CANTOPEN` an open that met such a
+/// file would give, with the reason (naming the file) as its message.
+fn files_checked(path: &Path) -> rusqlite::Result<()> {
+    refuse_irregular_files(path).map_err(|error| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(error.to_string()),
+        )
+    })
+}
+
 /// A read-only connection to the database file at `path` through `uri` (see
 /// [`read_only_uri`]), with the per-connection pragmas set and the files checked
 /// as for [`open_configured`].
@@ -191,12 +202,7 @@ pub(crate) fn open_read_only_configured(
     uri: &str,
     options: &SqliteOptions,
 ) -> rusqlite::Result<Connection> {
-    if let Err(error) = refuse_irregular_files(path) {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(error.to_string()),
-        ));
-    }
+    files_checked(path)?;
     let conn = Connection::open_with_flags(
         uri,
         OpenFlags::SQLITE_OPEN_READ_ONLY
@@ -241,12 +247,7 @@ pub(crate) fn open_configured(
     path: &Path,
     options: &SqliteOptions,
 ) -> rusqlite::Result<Connection> {
-    if let Err(error) = refuse_irregular_files(path) {
-        return Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-            Some(error.to_string()),
-        ));
-    }
+    files_checked(path)?;
     let conn = Connection::open(path)?;
     configure(&conn, options)?;
     Ok(conn)
