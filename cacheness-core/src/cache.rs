@@ -99,6 +99,19 @@ pub struct Cache<C: Codec = JsonCodec> {
     session: SessionCounters,
     approx_total_size: AtomicU64,
     puts_since_resync: AtomicU64,
+    /// Kept alive as long as the cache, dropped after its last write (see
+    /// [`CacheBuilder::hold`]).
+    _held: Held,
+}
+
+/// Values a cache keeps alive for whoever opened it, such as a lock.
+#[derive(Default)]
+struct Held(Vec<Arc<dyn std::any::Any + Send + Sync>>);
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Held({})", self.0.len())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +171,7 @@ pub struct CacheBuilder<C: Codec = JsonCodec> {
     blob_store: Option<Arc<dyn BlobStore>>,
     signing: Signing,
     read_only: bool,
+    held: Held,
 }
 
 /// Where a cache's signing key comes from.
@@ -184,6 +198,7 @@ impl Default for CacheBuilder<JsonCodec> {
             blob_store: None,
             signing: Signing::Off,
             read_only: false,
+            held: Held::default(),
         }
     }
 }
@@ -348,6 +363,14 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// Keeps `value` alive as long as the cache is open, and drops it after the
+    /// cache's last write: for what its opener holds on the cache's behalf,
+    /// such as the facade's lock on the cache dir.
+    pub fn hold(mut self, value: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.held.0.push(value);
+        self
+    }
+
     /// The codec values are stored with (default [`JsonCodec`]).
     pub fn codec<D: Codec>(self, codec: D) -> CacheBuilder<D> {
         CacheBuilder {
@@ -364,6 +387,7 @@ impl<C: Codec> CacheBuilder<C> {
             blob_store: self.blob_store,
             signing: self.signing,
             read_only: self.read_only,
+            held: self.held,
         }
     }
 
@@ -476,6 +500,7 @@ impl<C: Codec> CacheBuilder<C> {
             session: SessionCounters::default(),
             approx_total_size: AtomicU64::new(approx_total_size),
             puts_since_resync: AtomicU64::new(0),
+            _held: self.held,
         })
     }
 }

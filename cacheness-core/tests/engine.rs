@@ -699,3 +699,15 @@ fn a_put_never_deletes_the_blob_it_just_wrote() {
     cache.put(&key, &value).unwrap();
     assert_eq!(cache.get::<Vec<u64>>(&key).unwrap(), Some(value));
 }
+
+#[test]
+fn a_held_value_lives_exactly_as_long_as_the_cache() {
+    let held = std::sync::Arc::new(());
+    let cache = Cache::builder()
+        .hold(held.clone())
+        .open(MemoryBackend::new())
+        .unwrap();
+    assert_eq!(std::sync::Arc::strong_count(&held), 2);
+    drop(cache);
+    assert_eq!(std::sync::Arc::strong_count(&held), 1);
+}

@@ -8,9 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use cacheness_core::ops::{MigrateReport, Progress};
-use cacheness_core::{
-    BlobStore, Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock,
-};
+use cacheness_core::{Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock};
 
 /// A backend cacheness knows of, and whether this build has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,25 +273,21 @@ impl CacheConfig {
                 Some(crate::migration::begin_memory_open(dir, info.name)?),
             ),
         };
-        let mut blobs: Arc<dyn BlobStore> =
-            Arc::new(cacheness_core::LocalBlobStore::open(dir, self.durability)?);
         // With a memory layer, the bytes of hot values in blob files are held
         // too, in front of the local blob store.
         #[cfg(feature = "memlayer")]
         if let Some(config) = self.layer_config(split_layer(&self.backend)?.0) {
-            blobs = Arc::new(cacheness_memlayer::BlobLayer::new(blobs, &config)?);
+            let local = cacheness_core::LocalBlobStore::open(dir, self.durability)?;
+            let layer = cacheness_memlayer::BlobLayer::new(Arc::new(local), &config)?;
+            builder = builder.blob_store(Arc::new(layer));
         }
         let lease = match (&opening, memory_lease) {
             (Some(opening), _) => Some(opening.lease.clone()),
             (None, lease) => lease,
         };
         if let Some(lease) = lease {
-            blobs = Arc::new(crate::migration::LeasedBlobs {
-                inner: blobs,
-                _lease: lease,
-            });
+            builder = builder.hold(lease);
         }
-        builder = builder.blob_store(blobs);
         let backend = self.open_backend()?;
         let (switch, rebuild) = match opening {
             Some(opening) => {

@@ -26,10 +26,7 @@ use std::time::{Duration, Instant};
 
 use cacheness_core::files::{open_regular, refuse_irregular};
 use cacheness_core::ops::{MigrateReport, Progress};
-use cacheness_core::{
-    BlobStore, CacheKey, ContentHash, Durability, Error, LocalBlobStore, MetadataBackend, Result,
-    ops,
-};
+use cacheness_core::{Durability, Error, LocalBlobStore, MetadataBackend, Result, ops};
 
 /// Written before a migration creates its target and removed when it ends.
 /// While it exists (or the rebuild marker does), gc and verify in any process
@@ -630,65 +627,6 @@ impl RebuildAtOpen {
             "the metadata was missing or half rebuilt; rebuilt it from the blob files"
         );
         Ok(())
-    }
-}
-
-/// A blob store that holds the dir's lease for as long as the cache that owns
-/// it is open; everything else goes to the store it wraps.
-#[derive(Debug)]
-pub(crate) struct LeasedBlobs {
-    pub(crate) inner: Arc<dyn BlobStore>,
-    pub(crate) _lease: Arc<DirLease>,
-}
-
-impl BlobStore for LeasedBlobs {
-    fn write(&self, key: &CacheKey, parts: &[&[u8]]) -> Result<String> {
-        self.inner.write(key, parts)
-    }
-
-    fn write_hashed(
-        &self,
-        key: &CacheKey,
-        body: &[u8],
-        header: &mut dyn FnMut(&ContentHash) -> Vec<u8>,
-    ) -> Result<(String, ContentHash)> {
-        self.inner.write_hashed(key, body, header)
-    }
-
-    fn read(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.read(name)
-    }
-
-    fn read_stored(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        self.inner.read_stored(name)
-    }
-
-    fn read_limited(&self, name: &str, limit: u64) -> Result<Option<Vec<u8>>> {
-        self.inner.read_limited(name, limit)
-    }
-
-    fn open_stored(&self, name: &str) -> Result<Option<cacheness_core::blob::StoredBlob>> {
-        self.inner.open_stored(name)
-    }
-
-    fn remove(&self, name: &str) -> Result<()> {
-        self.inner.remove(name)
-    }
-
-    fn list(&self, visit: &mut dyn FnMut(&str)) -> Result<()> {
-        self.inner.list(visit)
-    }
-
-    fn modified(&self, name: &str) -> Option<std::time::SystemTime> {
-        self.inner.modified(name)
-    }
-
-    fn collect_temp_files(&self, grace: Duration) -> Result<u64> {
-        self.inner.collect_temp_files(grace)
-    }
-
-    fn local_path(&self, name: &str) -> Option<PathBuf> {
-        self.inner.local_path(name)
     }
 }
 
