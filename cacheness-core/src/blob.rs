@@ -1122,9 +1122,9 @@ mod tests {
         assert!(store.open_stored(&missing).unwrap().is_none());
     }
 
-    #[test]
-    fn headers_are_read_with_a_bound() {
-        let header = BlobHeader {
+    /// The header of an uncompressed value whose stored bytes are `stored`.
+    fn plain_header(stored: &[u8]) -> BlobHeader {
+        BlobHeader {
             key: key(),
             prefix: "p".into(),
             description: String::new(),
@@ -1133,13 +1133,18 @@ mod tests {
             params: None,
             created_at: 5,
             expires_at: None,
-            stored_size: 6,
-            raw_size: 6,
+            stored_size: stored.len() as u64,
+            raw_size: stored.len() as u64,
             compression: Compression::None,
-            content_hash: ContentHash::of(b"stored"),
+            content_hash: ContentHash::of(stored),
             signature: None,
             user_metadata: UserMetadata::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn headers_are_read_with_a_bound() {
+        let header = plain_header(b"stored");
         let mut file = header.encode();
         let offset = file.len() as u64;
         file.extend_from_slice(b"stored");
@@ -1478,22 +1483,7 @@ mod tests {
 
     #[test]
     fn header_round_trips_and_damage_is_reported() {
-        let header = BlobHeader {
-            key: key(),
-            prefix: "p".into(),
-            description: String::new(),
-            type_tag: "t".into(),
-            codec: "json".into(),
-            params: None,
-            created_at: 5,
-            expires_at: None,
-            stored_size: 3,
-            raw_size: 3,
-            compression: Compression::None,
-            content_hash: ContentHash::of(b"abc"),
-            signature: None,
-            user_metadata: UserMetadata::new(),
-        };
+        let header = plain_header(b"abc");
         let mut file = header.encode();
         file.extend_from_slice(b"abc");
         let (decoded, offset) = BlobHeader::decode(&file).unwrap();
