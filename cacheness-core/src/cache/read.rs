@@ -1,0 +1,352 @@
+//! The get path: the entry, its stored bytes checked and decompressed, the value.
+
+use std::any::type_name;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Cache;
+use super::compress::decompress;
+use super::options::GetOptions;
+use crate::blob::payload_offset;
+use crate::clock::duration_ms;
+use crate::codec::Codec;
+use crate::entry::{Compression, ContentHash, Entry, Location, SharedEntry};
+use crate::error::{Error, Result};
+use crate::key::{CacheKey, ToKey};
+
+/// Why stored bytes could not be used.
+enum Damage {
+    Missing,
+    Invalid(String),
+}
+
+impl<C: Codec> Cache<C> {
+    /// The value under `key`, or `None` if it is missing, expired or corrupted.
+    ///
+    /// An intact value that does not decode as `T` is an error, and the entry stays.
+    pub fn get<T: DeserializeOwned>(&self, key: &impl ToKey) -> Result<Option<T>> {
+        self.get_with(key, &GetOptions::default())
+    }
+
+    /// [`get`](Cache::get) with options, such as a maximum age.
+    pub fn get_with<T: DeserializeOwned>(
+        &self,
+        key: &impl ToKey,
+        options: &GetOptions,
+    ) -> Result<Option<T>> {
+        Ok(self
+            .load_decoded(key.to_key(), options, false)?
+            .map(|(value, _)| value))
+    }
+
+    /// The value under `key` together with its entry (metadata as of the read).
+    pub fn get_with_entry<T: DeserializeOwned>(
+        &self,
+        key: &impl ToKey,
+    ) -> Result<Option<(T, Entry)>> {
+        Ok(self
+            .load_decoded(key.to_key(), &GetOptions::default(), true)?
+            .map(|(value, entry)| (value, SharedEntry::into_entry(entry))))
+    }
+
+    /// The stored value's bytes as they were encoded (decompressed, not decoded),
+    /// whatever the codec.
+    pub fn get_bytes(&self, key: &impl ToKey) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .load(key.to_key(), &GetOptions::default(), false)?
+            .map(|(loaded, entry)| loaded.into_vec(&entry)))
+    }
+
+    /// The value under `key`; if there is none, computes it with `make`, stores it
+    /// and returns it.
+    pub fn get_or_insert_with<T, F>(&self, key: &impl ToKey, make: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        self.get_or_try_insert_with(key, || Ok::<T, Error>(make()))
+    }
+
+    /// Like [`get_or_insert_with`](Cache::get_or_insert_with) for a computation that
+    /// can fail; its error is returned and nothing is stored.
+    pub fn get_or_try_insert_with<T, E, F>(&self, key: &impl ToKey, make: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        if let Some(value) = self.get(key)? {
+            return Ok(value);
+        }
+        let value = make()?;
+        self.put(key, &value)?;
+        Ok(value)
+    }
+
+    /// Whether an unexpired entry exists under `key` (its bytes are not checked).
+    pub fn contains(&self, key: &impl ToKey) -> Result<bool> {
+        let now = self.clock.now_ms();
+        Ok(self
+            .backend
+            .get_shared(&key.to_key())?
+            .is_some_and(|entry| !entry.is_expired(now)))
+    }
+
+    /// The entry under `key` (metadata only), expired or not.
+    pub fn entry(&self, key: &impl ToKey) -> Result<Option<Entry>> {
+        self.backend.get(&key.to_key())
+    }
+
+    fn load_decoded<T: DeserializeOwned>(
+        &self,
+        key: CacheKey,
+        options: &GetOptions,
+        keep_entry: bool,
+    ) -> Result<Option<(T, Arc<SharedEntry>)>> {
+        let Some((loaded, entry)) = self.load(key, options, keep_entry)? else {
+            return Ok(None);
+        };
+        if entry.codec != self.codec.name() {
+            return Err(Error::CodecMismatch {
+                key,
+                stored: entry.codec.clone(),
+                requested: self.codec.name().to_owned(),
+            });
+        }
+        let decoded = match loaded {
+            Loaded::Owned(mut bytes) => self.codec.decode(&mut bytes),
+            Loaded::Inline => self.codec.decode_slice(loaded.bytes(&entry)),
+        };
+        let value = decoded.map_err(|source| Error::Decode {
+            key,
+            type_name: type_name::<T>(),
+            codec: entry.codec.clone(),
+            source,
+        })?;
+        Ok(Some((value, entry)))
+    }
+
+    /// The decompressed stored bytes and the entry, recording the hit or miss.
+    ///
+    /// Without `keep_inline`, inline bytes are moved out of the returned entry
+    /// instead of copied when the backend kept no share of it: a plain get has no
+    /// use for them.
+    fn load(
+        &self,
+        key: CacheKey,
+        options: &GetOptions,
+        keep_inline: bool,
+    ) -> Result<Option<(Loaded, Arc<SharedEntry>)>> {
+        let now = self.clock.now_ms();
+        // A blob can vanish because another writer replaced the entry between our
+        // metadata read and our file read: look again once before calling it damage.
+        for attempt in 0..2 {
+            let Some(mut entry) = self.backend.get_shared(&key)? else {
+                self.record_miss(now);
+                return Ok(None);
+            };
+            // Checked first, and never a reason to delete: an entry signed with
+            // another key (or not yet signed) is a miss that stays, so a handle
+            // with the wrong key cannot empty the cache. `verify` reports it.
+            if let Some(signer) = &self.signer
+                && !signer.verify(&entry)
+            {
+                self.mismatches.warn(&entry);
+                self.record_miss(now);
+                return Ok(None);
+            }
+            if entry.is_expired(now) {
+                if !self.settings.read_only
+                    && let Some(gone) = self.backend.remove_if_unchanged(&entry)?
+                {
+                    self.delete_blob(&gone);
+                }
+                self.record_miss(now);
+                return Ok(None);
+            }
+            if options
+                .max_age
+                .is_some_and(|max_age| now.saturating_sub(entry.created_at) > duration_ms(max_age))
+            {
+                self.record_miss(now);
+                return Ok(None);
+            }
+            let checked = entry.is_checked();
+            match self.read_stored(&mut entry, keep_inline, checked)? {
+                Ok(bytes) => {
+                    if !checked && self.settings.verify_integrity {
+                        // Its parameters and any inline bytes were hashed above.
+                        entry.mark_checked();
+                    }
+                    self.record_hit(key, now, entry.accessed_at);
+                    return Ok(Some((bytes, entry)));
+                }
+                Err(Damage::Missing) if attempt == 0 => continue,
+                Err(damage) => {
+                    let reason = match damage {
+                        Damage::Missing => "blob file is missing".to_owned(),
+                        Damage::Invalid(reason) => reason,
+                    };
+                    let path = self.blob_path(&entry);
+                    if self.settings.read_only {
+                        tracing::warn!(
+                            key = %key,
+                            path = ?path,
+                            reason = %reason,
+                            "corrupted cache entry read as a miss (read-only: kept)"
+                        );
+                        self.record_miss(now);
+                        return Ok(None);
+                    }
+                    tracing::warn!(
+                        key = %key,
+                        path = ?path,
+                        reason = %reason,
+                        "removing corrupted cache entry"
+                    );
+                    if let Some(gone) = self.backend.remove_if_unchanged(&entry)? {
+                        self.delete_blob(&gone);
+                    }
+                    self.record_miss(now);
+                    return Ok(None);
+                }
+            }
+        }
+        self.record_miss(now);
+        Ok(None)
+    }
+
+    /// Reads and checks an entry's stored bytes and decompresses them. An entry
+    /// already `checked` (a shared entry that passed before) is not hashed
+    /// again, except for bytes read from a blob file.
+    fn read_stored(
+        &self,
+        entry: &mut Arc<SharedEntry>,
+        keep_inline: bool,
+        checked: bool,
+    ) -> Result<Result<Loaded, Damage>> {
+        // The parameters an entry was made from hash to its key: an entry whose key
+        // was damaged on disk must not serve the bytes stored for another key (an
+        // inline value has no blob name to betray it).
+        if !checked
+            && self.settings.verify_integrity
+            && entry
+                .params
+                .as_ref()
+                .is_some_and(|params| params.key() != entry.key)
+        {
+            return Ok(Err(Damage::Invalid(
+                "the entry's parameters do not hash to its key".into(),
+            )));
+        }
+        let loaded = match &entry.location {
+            Location::Inline(_) => match take_inline_bytes(entry, keep_inline) {
+                Some(bytes) => Loaded::Owned(bytes),
+                None => Loaded::Inline,
+            },
+            Location::Blob(name) => {
+                let Some(blobs) = &self.blobs else {
+                    return Ok(Err(Damage::Invalid(
+                        "entry has a blob but the cache has no blob store".into(),
+                    )));
+                };
+                // A name that is not one the store could have made is damage in the
+                // metadata, not an I/O error.
+                if crate::blob::validate_blob_name(name).is_err() {
+                    return Ok(Err(Damage::Invalid(format!(
+                        "invalid blob name `{}`",
+                        name.escape_debug()
+                    ))));
+                }
+                // The name carries the key: an entry whose key was damaged on disk
+                // must not serve the bytes of the key the blob belongs to.
+                if name.get(3..35) != Some(entry.key.to_hex().as_str()) {
+                    return Ok(Err(Damage::Invalid(format!(
+                        "blob `{name}` belongs to another key"
+                    ))));
+                }
+                // Never more than the entry's bytes and a header: a huge or
+                // sparse file planted at the name is a size mismatch, not an
+                // allocation of its length.
+                let limit = crate::blob::MAX_HEADER_BYTES
+                    .saturating_add(entry.stored_size)
+                    .saturating_add(1);
+                let Some(mut file) = blobs.read_limited(name, limit)? else {
+                    return Ok(Err(Damage::Missing));
+                };
+                match payload_offset(&file) {
+                    Ok(offset) => {
+                        file.drain(..offset);
+                        Loaded::Owned(file)
+                    }
+                    Err(reason) => return Ok(Err(Damage::Invalid(reason))),
+                }
+            }
+        };
+        let stored = loaded.bytes(entry);
+        if stored.len() as u64 != entry.stored_size {
+            return Ok(Err(Damage::Invalid(format!(
+                "{} stored bytes, expected {}",
+                stored.len(),
+                entry.stored_size
+            ))));
+        }
+        let verify = (self.settings.verify_integrity || self.signer.is_some())
+            && !(checked && matches!(entry.location, Location::Inline(_)));
+        if verify && ContentHash::of(stored) != entry.content_hash {
+            return Ok(Err(Damage::Invalid("content hash mismatch".into())));
+        }
+        if entry.compression == Compression::Lz4 {
+            return Ok(decompress(stored, entry.raw_size)
+                .map(Loaded::Owned)
+                .map_err(Damage::Invalid));
+        }
+        if entry.raw_size != entry.stored_size {
+            return Ok(Err(Damage::Invalid(
+                "raw size differs from stored size without compression".into(),
+            )));
+        }
+        Ok(Ok(loaded))
+    }
+}
+
+/// A read's stored bytes, checked and decompressed: the read's own, or the
+/// shared entry's inline bytes as they are (read in place, not copied).
+enum Loaded {
+    Owned(Vec<u8>),
+    Inline,
+}
+
+impl Loaded {
+    fn bytes<'a>(&'a self, entry: &'a Entry) -> &'a [u8] {
+        match (self, &entry.location) {
+            (Loaded::Owned(bytes), _) => bytes,
+            (Loaded::Inline, Location::Inline(bytes)) => bytes,
+            (Loaded::Inline, Location::Blob(_)) => &[],
+        }
+    }
+
+    fn into_vec(self, entry: &Entry) -> Vec<u8> {
+        match self {
+            Loaded::Owned(bytes) => bytes,
+            Loaded::Inline => self.bytes(entry).to_vec(),
+        }
+    }
+}
+
+/// The inline bytes of `entry`, moved out when the caller does not keep them and
+/// nobody else shares the entry; `None` otherwise (they are read in place).
+fn take_inline_bytes(entry: &mut Arc<SharedEntry>, keep: bool) -> Option<Vec<u8>> {
+    if keep {
+        return None;
+    }
+    match SharedEntry::get_mut(entry)? {
+        Entry {
+            location: Location::Inline(bytes),
+            ..
+        } => Some(std::mem::take(bytes)),
+        _ => None,
+    }
+}
