@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::access::PendingAccess;
 use super::options::{DEFAULT_ACCESS_GRANULARITY, DEFAULT_INLINE_THRESHOLD, DEFAULT_LOW_WATERMARK};
+#[cfg(doc)]
+use super::options::{MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN};
 use super::{Cache, Held, SessionCounters, Settings};
 use crate::backend::MetadataBackend;
 use crate::blob::{BlobStore, Durability, LocalBlobStore, create_private_dir};
