@@ -1,0 +1,342 @@
+//! The blob file format: the preamble, the header, and blob names.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(doc)]
+use super::BlobStore;
+
+use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
+use crate::error::{Error, Result};
+use crate::key::{CacheKey, Params};
+
+/// The first bytes of every blob file.
+pub const BLOB_MAGIC: &[u8; 6] = b"CNBLOB";
+/// The blob file format this code writes and reads.
+pub const BLOB_FORMAT_VERSION: u8 = 1;
+/// Bytes before the header: magic, version, reserved, header length.
+const PREAMBLE_LEN: usize = 6 + 1 + 1 + 4;
+/// A header larger than this is damage, not metadata.
+const MAX_HEADER_LEN: usize = 64 << 20;
+/// The most bytes a blob file holds before its stored bytes: the preamble and
+/// the largest header (64 MiB). A blob file of an entry with `stored_size`
+/// stored bytes is never longer than `MAX_HEADER_BYTES + stored_size`, so a
+/// reader that knows the entry can pass one byte more than that to
+/// [`BlobStore::read_limited`] and never hold more, whatever is at the name.
+pub const MAX_HEADER_BYTES: u64 = (PREAMBLE_LEN + MAX_HEADER_LEN) as u64;
+
+pub(super) fn blob_name(key: &CacheKey, nonce: u64) -> String {
+    let hex = key.to_hex();
+    format!("{}/{hex}-{nonce:016x}", &hex[..2])
+}
+
+/// Checks that `name` has the exact shape of a blob name: `ab/<32 hex>-<16 hex>`
+/// whose shard is the key's first byte. Anything else (`..`, absolute paths,
+/// separators) is rejected.
+pub fn validate_blob_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let lower_hex = |byte: &u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
+    let well_formed = bytes.len() == 2 + 1 + 32 + 1 + 16
+        && bytes[2] == b'/'
+        && bytes[35] == b'-'
+        && bytes[..2].iter().all(lower_hex)
+        && bytes[3..35].iter().all(lower_hex)
+        && bytes[36..].iter().all(lower_hex)
+        && bytes[..2] == bytes[3..5];
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput {
+            what: "blob name",
+            value: name.escape_debug().to_string(),
+            reason: "not of the form ab/<32 hex>-<16 hex>".into(),
+        })
+    }
+}
+
+/// A nonce unique across threads and processes: the pid, the time and a counter,
+/// mixed by blake3.
+pub(super) fn unique_nonce() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&std::process::id().to_le_bytes());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0);
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(&COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+    let digest = hasher.finalize();
+    let mut nonce = [0u8; 8];
+    nonce.copy_from_slice(&digest.as_bytes()[..8]);
+    u64::from_le_bytes(nonce)
+}
+
+/// The metadata a blob file carries about its entry, enough to rebuild the entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlobHeader {
+    /// The entry's key.
+    pub key: CacheKey,
+    /// See [`Entry::prefix`].
+    #[serde(default)]
+    pub prefix: String,
+    /// See [`Entry::description`].
+    #[serde(default)]
+    pub description: String,
+    /// See [`Entry::type_tag`].
+    #[serde(default)]
+    pub type_tag: String,
+    /// See [`Entry::codec`].
+    pub codec: String,
+    /// See [`Entry::params`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Params>,
+    /// See [`Entry::created_at`].
+    pub created_at: u64,
+    /// See [`Entry::expires_at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+    /// See [`Entry::stored_size`].
+    pub stored_size: u64,
+    /// See [`Entry::raw_size`].
+    pub raw_size: u64,
+    /// See [`Entry::compression`].
+    pub compression: Compression,
+    /// See [`Entry::content_hash`].
+    pub content_hash: ContentHash,
+    /// See [`Entry::signature`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// See [`Entry::user_metadata`].
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub user_metadata: UserMetadata,
+}
+
+impl BlobHeader {
+    /// The header describing `entry`.
+    pub fn from_entry(entry: &Entry) -> Self {
+        BlobHeader {
+            key: entry.key,
+            prefix: entry.prefix.clone(),
+            description: entry.description.clone(),
+            type_tag: entry.type_tag.clone(),
+            codec: entry.codec.clone(),
+            params: entry.params.clone(),
+            created_at: entry.created_at,
+            expires_at: entry.expires_at,
+            stored_size: entry.stored_size,
+            raw_size: entry.raw_size,
+            compression: entry.compression,
+            content_hash: entry.content_hash,
+            signature: entry.signature.clone(),
+            user_metadata: entry.user_metadata.clone(),
+        }
+    }
+
+    /// The entry this header describes, stored in blob `name`; it counts as
+    /// accessed when it was created.
+    pub fn into_entry(self, name: String) -> Entry {
+        Entry {
+            key: self.key,
+            prefix: self.prefix,
+            description: self.description,
+            type_tag: self.type_tag,
+            codec: self.codec,
+            params: self.params,
+            created_at: self.created_at,
+            accessed_at: self.created_at,
+            expires_at: self.expires_at,
+            access_count: 0,
+            stored_size: self.stored_size,
+            raw_size: self.raw_size,
+            compression: self.compression,
+            content_hash: self.content_hash,
+            location: Location::Blob(name),
+            signature: self.signature,
+            user_metadata: self.user_metadata,
+        }
+    }
+
+    /// The bytes that start a blob file for this header: preamble and header.
+    pub fn encode(&self) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("a blob header always serializes to JSON");
+        let mut out = Vec::with_capacity(PREAMBLE_LEN + json.len());
+        out.extend_from_slice(BLOB_MAGIC);
+        out.push(BLOB_FORMAT_VERSION);
+        out.push(0);
+        // The header is metadata of one entry; it never nears 4 GiB.
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        out
+    }
+
+    /// Parses the header of a whole blob file, returning it and the offset where
+    /// the stored bytes start.
+    pub fn decode(file: &[u8]) -> Result<(BlobHeader, usize), String> {
+        let (header_json, payload_offset) = split_header(file)?;
+        let header =
+            serde_json::from_slice(header_json).map_err(|error| format!("bad header: {error}"))?;
+        Ok((header, payload_offset))
+    }
+}
+
+impl BlobHeader {
+    /// Reads the preamble and the header from the start of a blob file of
+    /// `file_len` bytes, and returns the header and the offset where the
+    /// stored bytes start (`reader` is left there). Reads no more than the
+    /// length the preamble gives, and refuses that length when it exceeds the
+    /// largest header (64 MiB) or the file: a damaged or planted file never
+    /// makes it allocate more than that.
+    pub fn read_from(reader: &mut dyn Read, file_len: u64) -> Result<(BlobHeader, u64), String> {
+        if file_len < PREAMBLE_LEN as u64 {
+            return Err(format!("{file_len} bytes is too short for a blob"));
+        }
+        let mut preamble = [0u8; PREAMBLE_LEN];
+        reader
+            .read_exact(&mut preamble)
+            .map_err(|error| format!("cannot read the preamble: {error}"))?;
+        let header_len = check_preamble(&preamble)?;
+        let end = PREAMBLE_LEN as u64 + header_len as u64;
+        if header_len > MAX_HEADER_LEN || end > file_len {
+            return Err(format!(
+                "header length {header_len} runs past the end of the file"
+            ));
+        }
+        let mut header_json = vec![0u8; header_len];
+        reader
+            .read_exact(&mut header_json)
+            .map_err(|error| format!("cannot read the header: {error}"))?;
+        let header =
+            serde_json::from_slice(&header_json).map_err(|error| format!("bad header: {error}"))?;
+        Ok((header, end))
+    }
+}
+
+/// The offset of the stored bytes in a blob file, checking the preamble only.
+pub fn payload_offset(file: &[u8]) -> Result<usize, String> {
+    split_header(file).map(|(_, offset)| offset)
+}
+
+fn split_header(file: &[u8]) -> Result<(&[u8], usize), String> {
+    let Some(preamble) = file.first_chunk::<PREAMBLE_LEN>() else {
+        return Err(format!("{} bytes is too short for a blob", file.len()));
+    };
+    let header_len = check_preamble(preamble)?;
+    let end = PREAMBLE_LEN.saturating_add(header_len);
+    if header_len > MAX_HEADER_LEN || end > file.len() {
+        return Err(format!(
+            "header length {header_len} runs past the end of the file"
+        ));
+    }
+    Ok((&file[PREAMBLE_LEN..end], end))
+}
+
+/// Checks a blob file's magic and format version; returns the header length
+/// the preamble gives (not yet checked against any bound).
+fn check_preamble(preamble: &[u8; PREAMBLE_LEN]) -> Result<usize, String> {
+    if &preamble[..6] != BLOB_MAGIC {
+        return Err("not a cacheness blob (bad magic)".into());
+    }
+    if preamble[6] != BLOB_FORMAT_VERSION {
+        return Err(format!(
+            "blob format version {} is not supported (this build reads {BLOB_FORMAT_VERSION})",
+            preamble[6]
+        ));
+    }
+    let length = [preamble[8], preamble[9], preamble[10], preamble[11]];
+    Ok(u32::from_le_bytes(length) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use super::*;
+
+    fn key() -> CacheKey {
+        CacheKey::from_bytes([0xab; 16])
+    }
+
+    /// The header of an uncompressed value whose stored bytes are `stored`.
+    fn plain_header(stored: &[u8]) -> BlobHeader {
+        BlobHeader {
+            key: key(),
+            prefix: "p".into(),
+            description: String::new(),
+            type_tag: "t".into(),
+            codec: "json".into(),
+            params: None,
+            created_at: 5,
+            expires_at: None,
+            stored_size: stored.len() as u64,
+            raw_size: stored.len() as u64,
+            compression: Compression::None,
+            content_hash: ContentHash::of(stored),
+            signature: None,
+            user_metadata: UserMetadata::new(),
+        }
+    }
+
+    #[test]
+    fn headers_are_read_with_a_bound() {
+        let header = plain_header(b"stored");
+        let mut file = header.encode();
+        let offset = file.len() as u64;
+        file.extend_from_slice(b"stored");
+        let (read, at) =
+            BlobHeader::read_from(&mut io::Cursor::new(&file), file.len() as u64).unwrap();
+        assert_eq!((read, at), (header, offset));
+        // A preamble claiming more than the file or the largest header holds
+        // is refused before anything is allocated for it.
+        let mut claims = file.clone();
+        claims[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = BlobHeader::read_from(&mut io::Cursor::new(&claims), 1 << 40).unwrap_err();
+        assert!(error.contains("runs past"), "{error}");
+        let error = BlobHeader::read_from(&mut io::Cursor::new(&file), offset - 1).unwrap_err();
+        assert!(error.contains("runs past"), "{error}");
+        let error = BlobHeader::read_from(&mut io::Cursor::new(b"CNBLOB"), 6).unwrap_err();
+        assert!(error.contains("too short"), "{error}");
+        let error = BlobHeader::read_from(&mut io::Cursor::new(vec![0; 64]), 64).unwrap_err();
+        assert!(error.contains("bad magic"), "{error}");
+    }
+
+    #[test]
+    fn names_that_escape_the_store_are_rejected() {
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "ab/../../x",
+            "ab/abababababababababababababababab-0123456789abcdeg",
+            "cd/abababababababababababababababab-0123456789abcdef",
+            "",
+        ] {
+            assert!(validate_blob_name(bad).is_err(), "{bad}");
+        }
+        assert!(validate_blob_name("ab/abababababababababababababababab-0123456789abcdef").is_ok());
+    }
+
+    #[test]
+    fn header_round_trips_and_damage_is_reported() {
+        let header = plain_header(b"abc");
+        let mut file = header.encode();
+        file.extend_from_slice(b"abc");
+        let (decoded, offset) = BlobHeader::decode(&file).unwrap();
+        assert_eq!(decoded, header);
+        assert_eq!(&file[offset..], b"abc");
+        assert!(BlobHeader::decode(&file[..5]).is_err());
+        assert!(BlobHeader::decode(&file[..20]).is_err());
+        let mut bad_magic = file.clone();
+        bad_magic[0] = b'X';
+        assert!(BlobHeader::decode(&bad_magic).is_err());
+        let mut future = file.clone();
+        future[6] = 9;
+        assert!(
+            BlobHeader::decode(&future)
+                .unwrap_err()
+                .contains("version 9")
+        );
+    }
+}
