@@ -152,8 +152,7 @@ pub fn key_of(index: u64) -> CacheKey {
 
 /// A well-formed blob name for `key`.
 pub fn blob_name_for(key: &CacheKey, nonce: u64) -> String {
-    let hex = key.to_hex();
-    format!("{}/{hex}-{nonce:016x}", &hex[..2])
+    crate::blob::format::BlobName::with_nonce(key, nonce).into_string()
 }
 
 /// A plausible entry for `key`, with every optional field filled.

@@ -9,12 +9,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
-use crate::blob::{BlobHeader, BlobStore, GRACE_PERIOD, older_than, validate_blob_name};
-use crate::cache::{Cache, decompress};
+use crate::blob::check::{self, Damage};
+use crate::blob::format::{BlobName, read_header};
+use crate::blob::{BlobHeader, BlobStore, GRACE_PERIOD, older_than};
+use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::entry::{Compression, ContentHash, Entry, Location};
 use crate::error::Result;
-use crate::key::{CacheKey, Params};
+use crate::key::CacheKey;
 
 /// Entries are read from a backend in pages of this many.
 const PAGE: usize = 1_000;
@@ -280,33 +282,10 @@ fn for_each_entry(
     }
 }
 
-/// Checks stored bytes against an entry: size, hash, and that compressed
-/// bytes decompress to the raw size (uncompressed ones must be the raw size,
-/// as the read path requires). verify, rebuild and `sign_unsigned` share it.
+/// Checks stored bytes against an entry ([`check::check_stored`], hashing
+/// them), for `sign_unsigned`.
 pub(crate) fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
-    if stored.len() as u64 != entry.stored_size {
-        return Err(format!(
-            "{} stored bytes, expected {}",
-            stored.len(),
-            entry.stored_size
-        ));
-    }
-    if ContentHash::of(stored) != entry.content_hash {
-        return Err("content hash mismatch".into());
-    }
-    check_raw_size(entry, stored)
-}
-
-/// Compressed bytes must decompress to the entry's raw size; uncompressed
-/// ones must already be that size.
-fn check_raw_size(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
-    match entry.compression {
-        Compression::Lz4 => decompress(stored, entry.raw_size).map(|_| ()),
-        Compression::None if entry.raw_size != entry.stored_size => {
-            Err("raw size differs from stored size without compression".into())
-        }
-        Compression::None => Ok(()),
-    }
+    check::check_stored(entry, stored, true).map(drop)
 }
 
 /// A blob file opened for checking: its header read (with a bound) and the
@@ -318,50 +297,38 @@ struct HeadedBlob {
     reader: Box<dyn Read + Send>,
 }
 
-/// What opening a blob file for checking found.
-enum Opened {
-    Missing,
-    Bad(String),
-    Headed(Box<HeadedBlob>),
-}
-
 /// Opens blob `name` and reads its header, never more than the preamble
 /// allows (a huge or sparse file at a blob's name costs nothing).
-fn open_headed(blobs: &dyn BlobStore, name: &str) -> Opened {
+fn open_headed(blobs: &dyn BlobStore, name: &str) -> std::result::Result<Box<HeadedBlob>, Damage> {
     let stored = match blobs.open_stored(name) {
         Ok(Some(stored)) => stored,
-        Ok(None) => return Opened::Missing,
-        Err(error) => return Opened::Bad(error.to_string()),
+        Ok(None) => return Err(Damage::Missing),
+        Err(error) => return Err(Damage::Invalid(error.to_string())),
     };
     let len = stored.len;
     let mut reader = stored.reader;
-    match BlobHeader::read_from(&mut reader, len) {
-        Ok((header, offset)) => Opened::Headed(Box::new(HeadedBlob {
+    match read_header(&mut reader, len) {
+        Ok((header, offset)) => Ok(Box::new(HeadedBlob {
             header,
             payload_len: len - offset,
             reader,
         })),
-        Err(reason) => Opened::Bad(reason),
+        Err(error) => Err(Damage::Invalid(error.to_string())),
     }
 }
 
 /// Checks the stored bytes that follow a blob's header against `entry`, as
-/// [`check_stored`] does, without holding them: the length first (a file of
-/// another length is damage, read no further), then the hash as the bytes
-/// stream by. Compressed bytes are read whole to check that they decompress:
-/// their length is the file's, checked first.
+/// [`check::check_stored`] does, without holding them: the length first (a
+/// file of another length is damage, read no further), then the hash as the
+/// bytes stream by. Compressed bytes are read whole to check that they
+/// decompress: their length is the file's, checked first.
 fn check_payload(entry: &Entry, blob: Box<HeadedBlob>) -> std::result::Result<(), String> {
     let HeadedBlob {
         payload_len,
         reader,
         ..
     } = *blob;
-    if payload_len != entry.stored_size {
-        return Err(format!(
-            "{payload_len} stored bytes, expected {}",
-            entry.stored_size
-        ));
-    }
+    check::check_length_and_hash(entry, payload_len, || None)?;
     let mut payload = reader.take(payload_len);
     let unreadable = |error: io::Error| format!("cannot read the stored bytes: {error}");
     if entry.compression == Compression::Lz4 {
@@ -372,80 +339,15 @@ fn check_payload(entry: &Entry, blob: Box<HeadedBlob>) -> std::result::Result<()
             .try_reserve_exact(capacity)
             .map_err(|_| format!("{payload_len} stored bytes do not fit in memory"))?;
         payload.read_to_end(&mut stored).map_err(unreadable)?;
-        return check_stored(entry, &stored);
+        return check::check_stored(entry, &stored, true).map(drop);
     }
     let mut hasher = blake3::Hasher::new();
     let read = io::copy(&mut payload, &mut hasher).map_err(unreadable)?;
-    if read != entry.stored_size {
-        return Err(format!(
-            "{read} stored bytes, expected {}",
-            entry.stored_size
-        ));
-    }
-    if ContentHash(*hasher.finalize().as_bytes()) != entry.content_hash {
-        return Err("content hash mismatch".into());
-    }
+    check::check_length_and_hash(entry, read, || {
+        Some(ContentHash(*hasher.finalize().as_bytes()))
+    })?;
     // Uncompressed here (compressed bytes returned above): no bytes needed.
-    check_raw_size(entry, &[])
-}
-
-/// Checks a blob file's header against the entry that names it: the header
-/// must describe this very entry (a header damaged on disk would restore the
-/// entry under other parameters at the next rebuild), and its parameters must
-/// hash to its key. The signature is not compared: it is checked on the entry.
-fn check_header(entry: &Entry, header: &BlobHeader) -> std::result::Result<(), String> {
-    check_header_params(header)?;
-    let disagreeing = [
-        ("key", header.key == entry.key),
-        ("codec", header.codec == entry.codec),
-        ("type tag", header.type_tag == entry.type_tag),
-        ("prefix", header.prefix == entry.prefix),
-        ("description", header.description == entry.description),
-        ("created_at", header.created_at == entry.created_at),
-        ("expires_at", header.expires_at == entry.expires_at),
-        ("stored size", header.stored_size == entry.stored_size),
-        ("raw size", header.raw_size == entry.raw_size),
-        ("compression", header.compression == entry.compression),
-        ("content hash", header.content_hash == entry.content_hash),
-        (
-            "parameters",
-            header.params.as_ref().map(Params::key) == entry.params.as_ref().map(Params::key),
-        ),
-    ]
-    .into_iter()
-    .filter(|(_, agrees)| !agrees)
-    .map(|(field, _)| field)
-    .collect::<Vec<_>>();
-    if disagreeing.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "blob header disagrees with the entry: {}",
-            disagreeing.join(", ")
-        ))
-    }
-}
-
-/// A header's parameters, when it has them, must hash to its key.
-fn check_header_params(header: &BlobHeader) -> std::result::Result<(), String> {
-    match &header.params {
-        Some(params) if params.key() != header.key => {
-            Err("blob header's parameters do not hash to its key".into())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// The key a blob name belongs to (`ab/<key>-<nonce>`).
-fn key_of_blob(name: &str) -> Option<CacheKey> {
-    validate_blob_name(name).ok()?;
-    name.get(3..35)?.parse().ok()
-}
-
-/// What checking one entry found wrong.
-enum Damage {
-    Missing,
-    Corrupted(String),
+    check::check_raw(entry, &[]).map(drop)
 }
 
 impl<C: Codec> Cache<C> {
@@ -523,7 +425,7 @@ impl<C: Codec> Cache<C> {
                     tracing::warn!(key = %entry.key, blob = ?entry.blob_name(), "verify: blob file is missing");
                     report.missing.push(entry.key);
                 }
-                Damage::Corrupted(reason) => {
+                Damage::Invalid(reason) => {
                     tracing::warn!(key = %entry.key, blob = ?entry.blob_name(), %reason, "verify: entry is damaged");
                     report.corrupted.push(entry.key);
                 }
@@ -552,7 +454,7 @@ impl<C: Codec> Cache<C> {
             // orphaned file for the next gc.
             for entry in &damaged {
                 if let Some(gone) = self.backend().remove_if_unchanged(entry)? {
-                    self.remove_blob_of(&gone);
+                    self.delete_blob(&gone);
                 }
             }
             for (key, _) in &report.unreadable {
@@ -572,26 +474,18 @@ impl<C: Codec> Cache<C> {
     /// the file's header describes it.
     fn check_entry(&self, entry: &Entry) -> std::result::Result<(), Damage> {
         if !self.signer().is_none_or(|signer| signer.verify(entry)) {
-            return Err(Damage::Corrupted(
-                "signature does not match the entry".into(),
-            ));
+            return Err(Damage::Invalid("signature does not match the entry".into()));
         }
         match &entry.location {
-            Location::Inline(bytes) => check_stored(entry, bytes).map_err(Damage::Corrupted),
-            Location::Blob(name) if key_of_blob(name) != Some(entry.key) => {
-                Err(Damage::Corrupted("blob belongs to another key".into()))
-            }
+            Location::Inline(bytes) => check_stored(entry, bytes).map_err(Damage::Invalid),
             Location::Blob(name) => {
+                check::check_blob_name(entry, name).map_err(Damage::Invalid)?;
                 let Some(blobs) = self.blob_store() else {
-                    return Err(Damage::Corrupted("the cache has no blob store".into()));
+                    return Err(Damage::Invalid("the cache has no blob store".into()));
                 };
-                let blob = match open_headed(blobs, name) {
-                    Opened::Headed(blob) => blob,
-                    Opened::Missing => return Err(Damage::Missing),
-                    Opened::Bad(reason) => return Err(Damage::Corrupted(reason)),
-                };
-                check_header(entry, &blob.header).map_err(Damage::Corrupted)?;
-                check_payload(entry, blob).map_err(Damage::Corrupted)
+                let blob = open_headed(blobs, name)?;
+                check::check_header(entry, &blob.header).map_err(Damage::Invalid)?;
+                check_payload(entry, blob).map_err(Damage::Invalid)
             }
         }
     }
@@ -637,41 +531,32 @@ impl<C: Codec> Cache<C> {
                 break;
             };
             let blob = match open_headed(blobs, &name) {
-                Opened::Headed(blob) => blob,
+                Ok(blob) => blob,
                 // Gone since it was listed.
-                Opened::Missing => continue,
+                Err(Damage::Missing) => continue,
                 // No valid header, not a regular file (swapped in since the
                 // listing), unreadable: reported, not restored, and the rest
                 // goes on.
-                Opened::Bad(reason) => {
+                Err(Damage::Invalid(reason)) => {
                     report.invalid.push((name, reason));
                     continue;
                 }
             };
             let header = blob.header.clone();
-            let entry = header.clone().into_entry(name.clone());
-            let signed = self.signer().is_none_or(|signer| signer.verify(&entry));
-            let checked = check_header_params(&header)
-                .and_then(|()| check_payload(&entry, blob))
-                .and_then(|()| {
-                    if signed {
+            let checked = BlobName::parse(&name)
+                .map_err(|error| error.to_string())
+                .and_then(|parsed| check::entry_of_blob(&parsed, header.clone(), blob.payload_len))
+                .and_then(|entry| {
+                    check_payload(&entry, blob)?;
+                    if self.signer().is_none_or(|signer| signer.verify(&entry)) {
                         Ok(())
                     } else {
                         Err("signature does not match the header".to_owned())
                     }
                 });
-            match checked {
-                Ok(()) if key_of_blob(&name) == Some(header.key) => {}
-                Ok(()) => {
-                    report
-                        .invalid
-                        .push((name, "blob name does not match its header's key".into()));
-                    continue;
-                }
-                Err(reason) => {
-                    report.invalid.push((name, reason));
-                    continue;
-                }
+            if let Err(reason) = checked {
+                report.invalid.push((name, reason));
+                continue;
             }
             let newer = newest
                 .get(&header.key)
@@ -704,7 +589,7 @@ impl<C: Codec> Cache<C> {
                             report.present += 1;
                             continue;
                         }
-                        Some(replaced) => self.remove_blob_of(&replaced),
+                        Some(replaced) => self.delete_blob(&replaced),
                         None => {}
                     }
                     report.bytes += stored_size;
@@ -847,7 +732,7 @@ impl<C: Codec> Cache<C> {
         };
         let mut orphans = Vec::new();
         for name in listed.difference(referenced) {
-            let key = key_of_blob(name);
+            let key = BlobName::parse(name).ok().map(|name| name.key());
             if key.is_some_and(|key| unreadable.contains(&key)) {
                 continue;
             }
@@ -875,14 +760,6 @@ impl<C: Codec> Cache<C> {
             })?;
         }
         Ok(names)
-    }
-
-    fn remove_blob_of(&self, entry: &Entry) {
-        if let (Some(blobs), Some(name)) = (self.blob_store(), entry.blob_name())
-            && let Err(error) = blobs.remove(name)
-        {
-            tracing::warn!(key = %entry.key, %error, "could not delete blob");
-        }
     }
 }
 

@@ -1261,3 +1261,42 @@ fn rebuild_keeps_its_marker_until_it_has_finished() {
         );
     }
 }
+
+#[test]
+fn a_blob_whose_lz4_prefix_claims_4_gib_is_damage_found_before_any_buffer() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = open(dir.path(), backend.clone());
+    let key = key!(claims = 4u8);
+    // Compressible, and still too large to go inline once compressed.
+    cache.put_bytes(&key, &noise(300, 4).repeat(4)).unwrap();
+    let mut entry = cache.entry(&key).unwrap().unwrap();
+    assert_eq!(entry.compression, cacheness_core::Compression::Lz4);
+    // The size prefix says 4 GiB, and the entry and the header agree with it
+    // and with the damaged bytes' hash: only the claim itself can tell.
+    let path = cache.blob_path(&entry).unwrap();
+    let file = fs::read(&path).unwrap();
+    let (mut header, offset) = cacheness_core::BlobHeader::decode(&file).unwrap();
+    let mut stored = file[offset..].to_vec();
+    stored[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let hash = cacheness_core::ContentHash::of(&stored);
+    header.content_hash = hash;
+    header.raw_size = u32::MAX.into();
+    let mut damaged = header.encode();
+    damaged.extend_from_slice(&stored);
+    fs::write(&path, damaged).unwrap();
+    entry.content_hash = hash;
+    entry.raw_size = u32::MAX.into();
+    backend.put(entry.clone()).unwrap();
+
+    let report = cache.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.corrupted, vec![key.key()], "{report:?}");
+
+    // Rebuild says why: the claim, refused before lz4 made a buffer for it.
+    backend.remove(&key.key()).unwrap();
+    let report = cache.rebuild(&mut no_progress).unwrap();
+    assert_eq!(report.restored, 0, "{report:?}");
+    assert_eq!(report.invalid.len(), 1, "{report:?}");
+    assert_eq!(report.invalid[0].0, entry.blob_name().unwrap());
+    assert!(report.invalid[0].1.contains("more than its"), "{report:?}");
+}

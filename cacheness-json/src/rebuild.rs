@@ -1,13 +1,14 @@
 //! Rebuilding the metadata from the blob files' headers, when it is lost.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use cacheness_core::blob::validate_blob_name;
+use cacheness_core::blob::check::entry_of_blob;
+use cacheness_core::blob::format::{BlobName, read_header};
 use cacheness_core::files::open_regular_read;
-use cacheness_core::{BlobHeader, Entry, SharedEntry};
+use cacheness_core::{Entry, SharedEntry};
 
 use crate::error::JsonError;
 use crate::format::Entries;
@@ -16,10 +17,6 @@ use crate::format::Entries;
 /// `blobs/ab/<name>`). Listed here rather than through `LocalBlobStore::open`,
 /// which creates directories and collects dead writers' temp files.
 const BLOBS_DIR: &str = "blobs";
-/// Bytes before a blob header: magic (6), version, reserved, header length (u32 LE).
-const PREAMBLE_LEN: usize = 12;
-/// A header larger than this is damage (the blob store's own limit).
-const MAX_HEADER_LEN: u64 = 64 << 20;
 
 /// Entries recovered from blob files.
 #[derive(Debug, Default)]
@@ -56,7 +53,7 @@ pub(crate) fn rebuild_from_blobs(dir: &Path) -> Result<Rebuilt, JsonError> {
     }
     for name in blob_names(&blobs)? {
         rebuilt.blobs += 1;
-        match read_header(&blobs.join(&name), &name) {
+        match read_entry(&blobs.join(name.as_str()), &name) {
             Ok(entry) => keep_newest(&mut rebuilt.entries, entry),
             Err(reason) => {
                 rebuilt.unreadable += 1;
@@ -70,7 +67,7 @@ pub(crate) fn rebuild_from_blobs(dir: &Path) -> Result<Rebuilt, JsonError> {
 /// The names (`ab/<file>`) of the files in the shard directories of `blobs`
 /// that have the shape of a blob name. Shards that are not real directories
 /// are passed over.
-fn blob_names(blobs: &Path) -> Result<Vec<String>, JsonError> {
+fn blob_names(blobs: &Path) -> Result<Vec<BlobName>, JsonError> {
     let listing_error = |path: &Path| {
         let path = path.to_path_buf();
         move |source| JsonError::io("list blobs in", path, source)
@@ -91,8 +88,7 @@ fn blob_names(blobs: &Path) -> Result<Vec<String>, JsonError> {
             let Some(file_name) = file.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            let name = format!("{shard_name}/{file_name}");
-            if validate_blob_name(&name).is_ok() {
+            if let Ok(name) = BlobName::parse(&format!("{shard_name}/{file_name}")) {
                 names.push(name);
             }
         }
@@ -111,32 +107,51 @@ fn keep_newest(entries: &mut Entries, entry: Entry) {
     }
 }
 
-/// The entry a blob file describes, reading only its preamble and header.
-fn read_header(path: &Path, name: &str) -> Result<Entry, String> {
+/// The entry a blob file describes, reading only its preamble and header
+/// (the core's reader), checked as the core's rebuild checks it: parameters
+/// that hash to the key, the key of the name, the length of the file.
+fn read_entry(path: &Path, name: &BlobName) -> Result<Entry, String> {
     let mut file = open_regular_read(path).map_err(|error| error.to_string())?;
     let file_len = file.metadata().map_err(|error| error.to_string())?.len();
-    let mut head = vec![0u8; PREAMBLE_LEN];
-    file.read_exact(&mut head)
-        .map_err(|error| format!("cannot read the preamble: {error}"))?;
-    let header_len = u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]]));
-    if header_len > MAX_HEADER_LEN || PREAMBLE_LEN as u64 + header_len > file_len {
-        return Err(format!(
-            "header length {header_len} runs past the end of the file"
-        ));
+    let (header, payload_offset) =
+        read_header(&mut file, file_len).map_err(|error| error.to_string())?;
+    entry_of_blob(name, header, file_len - payload_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use cacheness_core::{Cache, key};
+    use cacheness_memory::MemoryBackend;
+
+    use super::*;
+
+    #[test]
+    fn a_blob_whose_header_parameters_were_damaged_is_not_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::builder()
+            .dir(dir.path())
+            .inline_threshold(0)
+            .open(MemoryBackend::new())
+            .unwrap();
+        cache.put_bytes(&key!(model = "a"), b"value a").unwrap();
+        cache.put_bytes(&key!(model = "c"), b"value c").unwrap();
+        let damaged = cache.entry(&key!(model = "a")).unwrap().unwrap();
+        let path = cache.blob_path(&damaged).unwrap();
+        drop(cache);
+        // A flipped byte in the header's parameters ("a" -> "b"): the key and
+        // the name still say "a".
+        let mut file = fs::read(&path).unwrap();
+        let at = file
+            .windows(3)
+            .position(|window| window == b"\"a\"")
+            .expect("the parameter is in the header");
+        file[at + 1] = b'b';
+        fs::write(&path, file).unwrap();
+
+        let rebuilt = rebuild_from_blobs(dir.path()).unwrap();
+        assert_eq!((rebuilt.blobs, rebuilt.unreadable), (2, 1), "{rebuilt:?}");
+        assert_eq!(rebuilt.entries.len(), 1, "{rebuilt:?}");
+        assert!(rebuilt.entries.contains_key(&key!(model = "c").key()));
+        assert!(!rebuilt.entries.contains_key(&damaged.key));
     }
-    head.resize(PREAMBLE_LEN + header_len as usize, 0);
-    file.read_exact(&mut head[PREAMBLE_LEN..])
-        .map_err(|error| format!("cannot read the header: {error}"))?;
-    let (header, payload_offset) = BlobHeader::decode(&head)?;
-    let payload_len = file_len - payload_offset as u64;
-    if payload_len != header.stored_size {
-        return Err(format!(
-            "holds {payload_len} bytes, its header says {}",
-            header.stored_size
-        ));
-    }
-    if !name[3..].starts_with(&header.key.to_hex()) {
-        return Err(format!("header names key {}, not the file's", header.key));
-    }
-    Ok(header.into_entry(name.to_owned()))
 }

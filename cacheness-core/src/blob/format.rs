@@ -28,38 +28,156 @@ const MAX_HEADER_LEN: usize = 64 << 20;
 /// [`BlobStore::read_limited`] and never hold more, whatever is at the name.
 pub const MAX_HEADER_BYTES: u64 = (PREAMBLE_LEN + MAX_HEADER_LEN) as u64;
 
-pub(super) fn blob_name(key: &CacheKey, nonce: u64) -> String {
-    let hex = key.to_hex();
-    format!("{}/{hex}-{nonce:016x}", &hex[..2])
+/// Why bytes are not a blob file's preamble and header, or a string not a
+/// blob name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// Fewer bytes than a preamble.
+    #[error("{len} bytes is too short for a blob")]
+    TooShort {
+        /// The bytes there were.
+        len: u64,
+    },
+    /// The file does not start with [`BLOB_MAGIC`].
+    #[error("not a cacheness blob (bad magic)")]
+    BadMagic,
+    /// A format version this build does not read.
+    #[error(
+        "blob format version {version} is not supported (this build reads {BLOB_FORMAT_VERSION})"
+    )]
+    UnsupportedVersion {
+        /// The version the preamble gives.
+        version: u8,
+    },
+    /// The header length runs past the file or the largest header.
+    #[error("header length {len} runs past the end of the file")]
+    HeaderTooLong {
+        /// The length the preamble gives.
+        len: u64,
+    },
+    /// Reading the preamble or the header failed.
+    #[error("cannot read the {part}: {reason}")]
+    Unreadable {
+        /// `"preamble"` or `"header"`.
+        part: &'static str,
+        /// The I/O error, as text.
+        reason: String,
+    },
+    /// The header is not the JSON of a [`BlobHeader`].
+    #[error("bad header: {0}")]
+    BadHeader(String),
+    /// Not of the form `ab/<32 hex>-<16 hex>` with the key's first byte as
+    /// its shard.
+    #[error("invalid blob name `{0}`: not of the form ab/<32 hex>-<16 hex>")]
+    BadName(String),
 }
 
-/// Checks that `name` has the exact shape of a blob name: `ab/<32 hex>-<16 hex>`
-/// whose shard is the key's first byte. Anything else (`..`, absolute paths,
-/// separators) is rejected.
+/// The name of a blob: `ab/<key>-<nonce>`, the key in lower-case hex, its
+/// first byte again as the shard, and a nonce that makes every write's name
+/// its own. The one place that knows the shape: everything else asks it for
+/// the key, and builds names with [`BlobName::new`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobName {
+    name: String,
+    key: CacheKey,
+}
+
+/// Bytes of a blob name: shard (2), `/`, key (32 hex), `-`, nonce (16 hex).
+const NAME_LEN: usize = 2 + 1 + 32 + 1 + 16;
+
+impl BlobName {
+    /// A fresh name for a blob of `key`, unique across threads and processes.
+    pub fn new(key: &CacheKey) -> BlobName {
+        BlobName::with_nonce(key, unique_nonce())
+    }
+
+    /// The name of `key`'s blob with this nonce.
+    pub(crate) fn with_nonce(key: &CacheKey, nonce: u64) -> BlobName {
+        let hex = key.to_hex();
+        BlobName {
+            name: format!("{}/{hex}-{nonce:016x}", &hex[..2]),
+            key: *key,
+        }
+    }
+
+    /// Checks that `name` has the exact shape of a blob name: `ab/<32
+    /// hex>-<16 hex>` whose shard is the key's first byte. Anything else
+    /// (`..`, absolute paths, separators, upper case) is rejected.
+    pub fn parse(name: &str) -> std::result::Result<BlobName, FormatError> {
+        let bytes = name.as_bytes();
+        let lower_hex = |byte: &u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
+        let well_formed = bytes.len() == NAME_LEN
+            && bytes[2] == b'/'
+            && bytes[35] == b'-'
+            && bytes[..2].iter().all(lower_hex)
+            && bytes[3..35].iter().all(lower_hex)
+            && bytes[36..].iter().all(lower_hex)
+            && bytes[..2] == bytes[3..5];
+        let bad = || FormatError::BadName(name.escape_debug().to_string());
+        if !well_formed {
+            return Err(bad());
+        }
+        let key = name[3..35].parse().map_err(|_| bad())?;
+        Ok(BlobName {
+            name: name.to_owned(),
+            key,
+        })
+    }
+
+    /// The key whose blob this is.
+    pub fn key(&self) -> CacheKey {
+        self.key
+    }
+
+    /// The shard directory the blob lives in (`ab`).
+    pub fn shard(&self) -> &str {
+        &self.name[..2]
+    }
+
+    /// The nonce part, as the hex in the name.
+    pub(crate) fn nonce_hex(&self) -> &str {
+        &self.name[36..]
+    }
+
+    /// The name as a string (`ab/<key>-<nonce>`).
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as an owned string.
+    pub fn into_string(self) -> String {
+        self.name
+    }
+}
+
+impl std::fmt::Display for BlobName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl AsRef<str> for BlobName {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Checks that `name` has the exact shape of a blob name (see
+/// [`BlobName::parse`]), as the core [`Error`].
 pub fn validate_blob_name(name: &str) -> Result<()> {
-    let bytes = name.as_bytes();
-    let lower_hex = |byte: &u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(byte);
-    let well_formed = bytes.len() == 2 + 1 + 32 + 1 + 16
-        && bytes[2] == b'/'
-        && bytes[35] == b'-'
-        && bytes[..2].iter().all(lower_hex)
-        && bytes[3..35].iter().all(lower_hex)
-        && bytes[36..].iter().all(lower_hex)
-        && bytes[..2] == bytes[3..5];
-    if well_formed {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput {
+    BlobName::parse(name)
+        .map(drop)
+        .map_err(|_| Error::InvalidInput {
             what: "blob name",
             value: name.escape_debug().to_string(),
             reason: "not of the form ab/<32 hex>-<16 hex>".into(),
         })
-    }
 }
 
 /// A nonce unique across threads and processes: the pid, the time and a counter,
 /// mixed by blake3.
-pub(super) fn unique_nonce() -> u64 {
+fn unique_nonce() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = blake3::Hasher::new();
     hasher.update(&std::process::id().to_le_bytes());
@@ -175,76 +293,97 @@ impl BlobHeader {
 
     /// Parses the header of a whole blob file, returning it and the offset where
     /// the stored bytes start.
-    pub fn decode(file: &[u8]) -> Result<(BlobHeader, usize), String> {
+    pub fn decode(file: &[u8]) -> std::result::Result<(BlobHeader, usize), FormatError> {
         let (header_json, payload_offset) = split_header(file)?;
-        let header =
-            serde_json::from_slice(header_json).map_err(|error| format!("bad header: {error}"))?;
-        Ok((header, payload_offset))
+        Ok((parse_header(header_json)?, payload_offset))
+    }
+
+    /// Reads the header from the start of a blob file; see [`read_header`].
+    pub fn read_from(
+        reader: &mut dyn Read,
+        file_len: u64,
+    ) -> std::result::Result<(BlobHeader, u64), FormatError> {
+        read_header(reader, file_len)
     }
 }
 
-impl BlobHeader {
-    /// Reads the preamble and the header from the start of a blob file of
-    /// `file_len` bytes, and returns the header and the offset where the
-    /// stored bytes start (`reader` is left there). Reads no more than the
-    /// length the preamble gives, and refuses that length when it exceeds the
-    /// largest header (64 MiB) or the file: a damaged or planted file never
-    /// makes it allocate more than that.
-    pub fn read_from(reader: &mut dyn Read, file_len: u64) -> Result<(BlobHeader, u64), String> {
-        if file_len < PREAMBLE_LEN as u64 {
-            return Err(format!("{file_len} bytes is too short for a blob"));
-        }
-        let mut preamble = [0u8; PREAMBLE_LEN];
-        reader
-            .read_exact(&mut preamble)
-            .map_err(|error| format!("cannot read the preamble: {error}"))?;
-        let header_len = check_preamble(&preamble)?;
-        let end = PREAMBLE_LEN as u64 + header_len as u64;
-        if header_len > MAX_HEADER_LEN || end > file_len {
-            return Err(format!(
-                "header length {header_len} runs past the end of the file"
-            ));
-        }
-        let mut header_json = vec![0u8; header_len];
-        reader
-            .read_exact(&mut header_json)
-            .map_err(|error| format!("cannot read the header: {error}"))?;
-        let header =
-            serde_json::from_slice(&header_json).map_err(|error| format!("bad header: {error}"))?;
-        Ok((header, end))
+/// Reads the preamble and the header from the start of a blob file of
+/// `file_len` bytes, and returns the header and the offset where the stored
+/// bytes start (`reader` is left there). Reads no more than the length the
+/// preamble gives, and refuses that length when it exceeds the largest header
+/// (64 MiB) or the file: a damaged or planted file never makes it allocate
+/// more than that.
+pub fn read_header(
+    reader: &mut dyn Read,
+    file_len: u64,
+) -> std::result::Result<(BlobHeader, u64), FormatError> {
+    if file_len < PREAMBLE_LEN as u64 {
+        return Err(FormatError::TooShort { len: file_len });
     }
+    let unreadable = |part| {
+        move |error: std::io::Error| FormatError::Unreadable {
+            part,
+            reason: error.to_string(),
+        }
+    };
+    let mut preamble = [0u8; PREAMBLE_LEN];
+    reader
+        .read_exact(&mut preamble)
+        .map_err(unreadable("preamble"))?;
+    let header_len = check_preamble(&preamble)?;
+    let end = PREAMBLE_LEN as u64 + header_len as u64;
+    if header_len > MAX_HEADER_LEN || end > file_len {
+        return Err(FormatError::HeaderTooLong {
+            len: header_len as u64,
+        });
+    }
+    let mut header_json = vec![0u8; header_len];
+    reader
+        .read_exact(&mut header_json)
+        .map_err(unreadable("header"))?;
+    Ok((parse_header(&header_json)?, end))
+}
+
+fn parse_header(json: &[u8]) -> std::result::Result<BlobHeader, FormatError> {
+    serde_json::from_slice(json).map_err(|error| FormatError::BadHeader(error.to_string()))
 }
 
 /// The offset of the stored bytes in a blob file, checking the preamble only.
-pub fn payload_offset(file: &[u8]) -> Result<usize, String> {
+pub fn payload_offset(file: &[u8]) -> std::result::Result<usize, String> {
+    stored_offset(file).map_err(|error| error.to_string())
+}
+
+/// [`payload_offset`] with the typed error.
+pub(crate) fn stored_offset(file: &[u8]) -> std::result::Result<usize, FormatError> {
     split_header(file).map(|(_, offset)| offset)
 }
 
-fn split_header(file: &[u8]) -> Result<(&[u8], usize), String> {
+fn split_header(file: &[u8]) -> std::result::Result<(&[u8], usize), FormatError> {
     let Some(preamble) = file.first_chunk::<PREAMBLE_LEN>() else {
-        return Err(format!("{} bytes is too short for a blob", file.len()));
+        return Err(FormatError::TooShort {
+            len: file.len() as u64,
+        });
     };
     let header_len = check_preamble(preamble)?;
     let end = PREAMBLE_LEN.saturating_add(header_len);
     if header_len > MAX_HEADER_LEN || end > file.len() {
-        return Err(format!(
-            "header length {header_len} runs past the end of the file"
-        ));
+        return Err(FormatError::HeaderTooLong {
+            len: header_len as u64,
+        });
     }
     Ok((&file[PREAMBLE_LEN..end], end))
 }
 
 /// Checks a blob file's magic and format version; returns the header length
 /// the preamble gives (not yet checked against any bound).
-fn check_preamble(preamble: &[u8; PREAMBLE_LEN]) -> Result<usize, String> {
+fn check_preamble(preamble: &[u8; PREAMBLE_LEN]) -> std::result::Result<usize, FormatError> {
     if &preamble[..6] != BLOB_MAGIC {
-        return Err("not a cacheness blob (bad magic)".into());
+        return Err(FormatError::BadMagic);
     }
     if preamble[6] != BLOB_FORMAT_VERSION {
-        return Err(format!(
-            "blob format version {} is not supported (this build reads {BLOB_FORMAT_VERSION})",
-            preamble[6]
-        ));
+        return Err(FormatError::UnsupportedVersion {
+            version: preamble[6],
+        });
     }
     let length = [preamble[8], preamble[9], preamble[10], preamble[11]];
     Ok(u32::from_le_bytes(length) as usize)
@@ -294,13 +433,13 @@ mod tests {
         let mut claims = file.clone();
         claims[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
         let error = BlobHeader::read_from(&mut io::Cursor::new(&claims), 1 << 40).unwrap_err();
-        assert!(error.contains("runs past"), "{error}");
+        assert!(error.to_string().contains("runs past"), "{error}");
         let error = BlobHeader::read_from(&mut io::Cursor::new(&file), offset - 1).unwrap_err();
-        assert!(error.contains("runs past"), "{error}");
+        assert!(error.to_string().contains("runs past"), "{error}");
         let error = BlobHeader::read_from(&mut io::Cursor::new(b"CNBLOB"), 6).unwrap_err();
-        assert!(error.contains("too short"), "{error}");
+        assert!(error.to_string().contains("too short"), "{error}");
         let error = BlobHeader::read_from(&mut io::Cursor::new(vec![0; 64]), 64).unwrap_err();
-        assert!(error.contains("bad magic"), "{error}");
+        assert!(error.to_string().contains("bad magic"), "{error}");
     }
 
     #[test]
@@ -336,6 +475,7 @@ mod tests {
         assert!(
             BlobHeader::decode(&future)
                 .unwrap_err()
+                .to_string()
                 .contains("version 9")
         );
     }

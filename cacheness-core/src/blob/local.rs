@@ -5,7 +5,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::format::{blob_name, unique_nonce, validate_blob_name};
+use super::format::{BlobName, validate_blob_name};
 use super::{
     BlobStore, Durability, GRACE_PERIOD, StoredBlob, create_private_dir, create_private_dir_io,
     create_private_file, hash_then_write, older_than,
@@ -225,12 +225,11 @@ impl LocalBlobStore {
         key: &CacheKey,
         mut fill: impl FnMut(&Path) -> io::Result<T>,
     ) -> Result<(String, T)> {
-        let nonce = unique_nonce();
-        let name = blob_name(key, nonce);
-        let blob_path = self.blobs_dir.join(&name);
-        let temp_path = self
-            .tmp_dir
-            .join(format!("{}-{nonce:016x}.tmp", std::process::id()));
+        let name = BlobName::new(key);
+        let blob_path = self.blobs_dir.join(name.as_str());
+        let temp_path =
+            self.tmp_dir
+                .join(format!("{}-{}.tmp", std::process::id(), name.nonce_hex()));
         let written = fill(&temp_path)
             .or_else(|error| match error.kind() {
                 io::ErrorKind::NotFound if self.make_temp_dir_again()? => fill(&temp_path),
@@ -245,7 +244,7 @@ impl LocalBlobStore {
         if written.is_err() {
             let _ = fs::remove_file(&temp_path);
         }
-        written.map(|filled| (name, filled))
+        written.map(|filled| (name.into_string(), filled))
     }
 }
 

@@ -6,6 +6,7 @@
 //! entry's metadata), then the stored bytes. The header lets the metadata be
 //! rebuilt from the files alone.
 
+pub mod check;
 pub mod format;
 mod local;
 

@@ -24,19 +24,43 @@ pub(super) fn compress(raw: &[u8]) -> Option<Vec<u8>> {
     saves_enough(compressed.len(), raw.len()).then_some(compressed)
 }
 
+/// The most bytes one byte of an lz4 block can stand for: a match grows by
+/// at most 255 bytes per length byte, and every other byte stands for at most
+/// itself.
+const MAX_LZ4_RATIO: u64 = 255;
+
 /// Decompresses stored lz4 bytes whose raw size the entry records; the size the
-/// data claims is checked first so damaged bytes cannot ask for a huge buffer.
+/// data claims is checked first so damaged bytes cannot ask for a huge buffer:
+/// it must be the entry's, and no more than the bytes after it can hold (an
+/// entry and a blob damaged alike cannot ask for 4 GiB either).
 pub(crate) fn decompress(stored: &[u8], raw_size: u64) -> Result<Vec<u8>, String> {
-    let Some(prefix) = stored.get(..4) else {
+    let Some((prefix, block)) = stored.split_first_chunk::<4>() else {
         return Err("compressed data is shorter than its size prefix".into());
     };
-    let claimed = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as u64;
+    let claimed = u32::from_le_bytes(*prefix) as u64;
     if claimed != raw_size {
         return Err(format!(
             "compressed data claims {claimed} bytes, the entry {raw_size}"
         ));
     }
-    lz4_flex::decompress_size_prepended(stored).map_err(|error| format!("lz4: {error}"))
+    let most = (block.len() as u64).saturating_mul(MAX_LZ4_RATIO);
+    if claimed > most {
+        return Err(format!(
+            "compressed data claims {claimed} bytes, more than its {} bytes can hold",
+            block.len()
+        ));
+    }
+    let raw =
+        lz4_flex::decompress_size_prepended(stored).map_err(|error| format!("lz4: {error}"))?;
+    // lz4 stops where its block ends: a claim the block does not fill is
+    // damage too.
+    if raw.len() as u64 != claimed {
+        return Err(format!(
+            "compressed data makes {} bytes, it claims {claimed}",
+            raw.len()
+        ));
+    }
+    Ok(raw)
 }
 
 #[cfg(test)]
@@ -60,6 +84,25 @@ mod tests {
             .flat_map(|block| *blake3::hash(&block.to_le_bytes()).as_bytes())
             .collect();
         assert!(compress(&noise).is_none());
+    }
+
+    #[test]
+    fn a_claimed_size_beyond_what_lz4_can_hold_is_refused() {
+        // Zeros compress as far as lz4 goes: still within the bound.
+        let zeros = vec![0u8; 4 << 20];
+        let compressed = compress(&zeros).unwrap();
+        assert_eq!(decompress(&compressed, zeros.len() as u64).unwrap(), zeros);
+        // A prefix (and an entry) claiming 4 GiB of a few bytes is refused
+        // before any buffer is made for it.
+        let mut damaged = u32::MAX.to_le_bytes().to_vec();
+        damaged.extend_from_slice(&compressed[4..]);
+        let error = decompress(&damaged, u32::MAX as u64).unwrap_err();
+        assert!(error.contains("more than its"), "{error}");
+        // A claim within the bound that the block does not fill.
+        let mut short = compressed.clone();
+        let claim = zeros.len() as u32 + 1;
+        short[..4].copy_from_slice(&claim.to_le_bytes());
+        assert!(decompress(&short, claim.into()).is_err());
     }
 
     #[test]

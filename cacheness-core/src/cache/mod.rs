@@ -272,7 +272,7 @@ impl<C: Codec> Cache<C> {
         self.clock.now_ms()
     }
 
-    fn delete_blob(&self, entry: &Entry) {
+    pub(crate) fn delete_blob(&self, entry: &Entry) {
         let (Some(blobs), Some(name)) = (&self.blobs, entry.blob_name()) else {
             return;
         };

@@ -7,20 +7,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
-use super::compress::decompress;
 use super::options::GetOptions;
-use crate::blob::payload_offset;
+use crate::blob::MAX_HEADER_BYTES;
+use crate::blob::check::{Damage, check_blob_name, check_params, check_stored};
+use crate::blob::format::stored_offset;
 use crate::clock::duration_ms;
 use crate::codec::Codec;
-use crate::entry::{Compression, ContentHash, Entry, Location, SharedEntry};
+use crate::entry::{Entry, Location, SharedEntry};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, ToKey};
-
-/// Why stored bytes could not be used.
-enum Damage {
-    Missing,
-    Invalid(String),
-}
 
 impl<C: Codec> Cache<C> {
     /// The value under `key`, or `None` if it is missing, expired or corrupted.
@@ -232,14 +227,9 @@ impl<C: Codec> Cache<C> {
         // inline value has no blob name to betray it).
         if !checked
             && self.settings.verify_integrity
-            && entry
-                .params
-                .as_ref()
-                .is_some_and(|params| params.key() != entry.key)
+            && let Err(reason) = check_params(entry.params.as_ref(), entry.key)
         {
-            return Ok(Err(Damage::Invalid(
-                "the entry's parameters do not hash to its key".into(),
-            )));
+            return Ok(Err(Damage::Invalid(format!("the entry's {reason}"))));
         }
         let loaded = match &entry.location {
             Location::Inline(_) => match take_inline_bytes(entry, keep_inline) {
@@ -253,62 +243,37 @@ impl<C: Codec> Cache<C> {
                     )));
                 };
                 // A name that is not one the store could have made is damage in the
-                // metadata, not an I/O error.
-                if crate::blob::validate_blob_name(name).is_err() {
-                    return Ok(Err(Damage::Invalid(format!(
-                        "invalid blob name `{}`",
-                        name.escape_debug()
-                    ))));
-                }
-                // The name carries the key: an entry whose key was damaged on disk
-                // must not serve the bytes of the key the blob belongs to.
-                if name.get(3..35) != Some(entry.key.to_hex().as_str()) {
-                    return Ok(Err(Damage::Invalid(format!(
-                        "blob `{name}` belongs to another key"
-                    ))));
+                // metadata, not an I/O error; and the name carries the key: an
+                // entry whose key was damaged on disk must not serve the bytes of
+                // the key the blob belongs to.
+                if let Err(reason) = check_blob_name(entry, name) {
+                    return Ok(Err(Damage::Invalid(reason)));
                 }
                 // Never more than the entry's bytes and a header: a huge or
                 // sparse file planted at the name is a size mismatch, not an
                 // allocation of its length.
-                let limit = crate::blob::MAX_HEADER_BYTES
+                let limit = MAX_HEADER_BYTES
                     .saturating_add(entry.stored_size)
                     .saturating_add(1);
                 let Some(mut file) = blobs.read_limited(name, limit)? else {
                     return Ok(Err(Damage::Missing));
                 };
-                match payload_offset(&file) {
+                match stored_offset(&file) {
                     Ok(offset) => {
                         file.drain(..offset);
                         Loaded::Owned(file)
                     }
-                    Err(reason) => return Ok(Err(Damage::Invalid(reason))),
+                    Err(error) => return Ok(Err(Damage::Invalid(error.to_string()))),
                 }
             }
         };
-        let stored = loaded.bytes(entry);
-        if stored.len() as u64 != entry.stored_size {
-            return Ok(Err(Damage::Invalid(format!(
-                "{} stored bytes, expected {}",
-                stored.len(),
-                entry.stored_size
-            ))));
-        }
-        let verify = (self.settings.verify_integrity || self.signer.is_some())
+        let hash = (self.settings.verify_integrity || self.signer.is_some())
             && !(checked && matches!(entry.location, Location::Inline(_)));
-        if verify && ContentHash::of(stored) != entry.content_hash {
-            return Ok(Err(Damage::Invalid("content hash mismatch".into())));
+        match check_stored(entry, loaded.bytes(entry), hash) {
+            Ok(Some(raw)) => Ok(Ok(Loaded::Owned(raw))),
+            Ok(None) => Ok(Ok(loaded)),
+            Err(reason) => Ok(Err(Damage::Invalid(reason))),
         }
-        if entry.compression == Compression::Lz4 {
-            return Ok(decompress(stored, entry.raw_size)
-                .map(Loaded::Owned)
-                .map_err(Damage::Invalid));
-        }
-        if entry.raw_size != entry.stored_size {
-            return Ok(Err(Damage::Invalid(
-                "raw size differs from stored size without compression".into(),
-            )));
-        }
-        Ok(Ok(loaded))
     }
 }
 
