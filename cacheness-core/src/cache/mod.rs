@@ -272,12 +272,23 @@ impl<C: Codec> Cache<C> {
         self.clock.now_ms()
     }
 
+    /// Deletes the blob of an entry that is gone from the metadata (the one
+    /// place that deletes blobs: puts, removals, expiry, eviction, damage,
+    /// verify and rebuild); a failure is logged, not returned.
     pub(crate) fn delete_blob(&self, entry: &Entry) {
-        let (Some(blobs), Some(name)) = (&self.blobs, entry.blob_name()) else {
+        if let Some(name) = entry.blob_name() {
+            self.delete_blob_named(name);
+        }
+    }
+
+    /// Deletes blob `name`, which no entry refers to any more; see
+    /// [`delete_blob`](Self::delete_blob).
+    pub(crate) fn delete_blob_named(&self, name: &str) {
+        let Some(blobs) = &self.blobs else {
             return;
         };
         if let Err(error) = blobs.remove(name) {
-            tracing::warn!(key = %entry.key, %error, "could not delete blob");
+            tracing::warn!(blob = name, %error, "could not delete blob");
         }
     }
 
