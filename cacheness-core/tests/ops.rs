@@ -1289,14 +1289,51 @@ fn a_blob_whose_lz4_prefix_claims_4_gib_is_damage_found_before_any_buffer() {
     entry.raw_size = u32::MAX.into();
     backend.put(entry.clone()).unwrap();
 
-    let report = cache.verify(false, &mut no_progress).unwrap();
-    assert_eq!(report.corrupted, vec![key.key()], "{report:?}");
-
     // Rebuild says why: the claim, refused before lz4 made a buffer for it.
-    backend.remove(&key.key()).unwrap();
+    let (name, reason) = corrupted_and_not_rebuilt(&cache, &backend, key.key());
+    assert_eq!(name, entry.blob_name().unwrap());
+    assert!(reason.contains("more than its"), "{reason}");
+}
+
+/// Checks that verify finds the entry under `key` corrupted and, once its
+/// metadata is lost, rebuild restores nothing; the blob rebuild refused and why.
+fn corrupted_and_not_rebuilt(
+    cache: &Cache,
+    backend: &MemoryBackend,
+    key: CacheKey,
+) -> (String, String) {
+    let report = cache.verify(false, &mut no_progress).unwrap();
+    assert_eq!(report.corrupted, vec![key], "{report:?}");
+    backend.remove(&key).unwrap();
     let report = cache.rebuild(&mut no_progress).unwrap();
     assert_eq!(report.restored, 0, "{report:?}");
     assert_eq!(report.invalid.len(), 1, "{report:?}");
-    assert_eq!(report.invalid[0].0, entry.blob_name().unwrap());
-    assert!(report.invalid[0].1.contains("more than its"), "{report:?}");
+    report.invalid[0].clone()
+}
+
+#[test]
+fn a_flipped_byte_in_a_header_field_the_entry_is_not_compared_on_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(MemoryBackend::new());
+    let cache = open(dir.path(), backend.clone());
+    let key = key!(sealed = 1u8);
+    cache
+        .put_bytes_with(
+            &key,
+            &noise(1_000, 1),
+            &PutOptions::new().metadata("owner", "alice"),
+        )
+        .unwrap();
+    let entry = cache.entry(&key).unwrap().unwrap();
+    let path = cache.blob_path(&entry).unwrap();
+    let mut file = fs::read(&path).unwrap();
+    let at = file
+        .windows(5)
+        .position(|window| window == b"alice")
+        .expect("the user metadata is in the header");
+    file[at] = b'A';
+    fs::write(&path, file).unwrap();
+
+    let (_, reason) = corrupted_and_not_rebuilt(&cache, &backend, key.key());
+    assert!(reason.contains("checksum"), "{reason}");
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 #[cfg(doc)]
 use super::BlobStore;
 
+use super::check::check_params;
 use crate::entry::{Compression, ContentHash, Entry, Location, UserMetadata};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, Params};
@@ -17,8 +18,21 @@ use crate::key::{CacheKey, Params};
 pub const BLOB_MAGIC: &[u8; 6] = b"CNBLOB";
 /// The blob file format this code writes and reads.
 pub const BLOB_FORMAT_VERSION: u8 = 1;
-/// Bytes before the header: magic, version, reserved, header length.
+/// Bytes before the header: magic, version, flags, header length.
 const PREAMBLE_LEN: usize = 6 + 1 + 1 + 4;
+/// Where the flags byte is in the preamble (0 in blobs written before it had
+/// a use, when it was reserved).
+const FLAGS_AT: usize = 7;
+/// Flag: the header ends with its own checksum, a last JSON field
+/// `"header_hash"` holding the blake3 (hex) of the header's JSON before it,
+/// so a flipped byte anywhere in the header is found. Readers that predate it
+/// ignore the flag and the field, so a cache written now stays readable by
+/// them; blobs without it are read as before.
+const FLAG_HEADER_HASH: u8 = 1;
+/// How the checksum field starts, after the rest of the header's JSON.
+const SEAL_START: &[u8] = b",\"header_hash\":\"";
+/// The checksum field and the closing brace: start, 64 hex digits, `"}`.
+const SEAL_LEN: usize = SEAL_START.len() + 64 + 2;
 /// A header larger than this is damage, not metadata.
 const MAX_HEADER_LEN: usize = 64 << 20;
 /// The most bytes a blob file holds before its stored bytes: the preamble and
@@ -67,6 +81,12 @@ pub enum FormatError {
     /// The header is not the JSON of a [`BlobHeader`].
     #[error("bad header: {0}")]
     BadHeader(String),
+    /// The header's parameters do not hash to its key.
+    #[error("blob header's parameters do not hash to its key")]
+    BadParams,
+    /// The header does not match its own checksum.
+    #[error("blob header does not match its checksum")]
+    BadHeaderHash,
     /// Not of the form `ab/<32 hex>-<16 hex>` with the key's first byte as
     /// its shard.
     #[error("invalid blob name `{0}`: not of the form ab/<32 hex>-<16 hex>")]
@@ -279,15 +299,23 @@ impl BlobHeader {
     }
 
     /// The bytes that start a blob file for this header: preamble and header.
+    ///
+    /// The header ends with its checksum (see `FLAG_HEADER_HASH`).
     pub fn encode(&self) -> Vec<u8> {
         let json = serde_json::to_vec(self).expect("a blob header always serializes to JSON");
-        let mut out = Vec::with_capacity(PREAMBLE_LEN + json.len());
+        // A JSON object with fields: the checksum goes before its brace.
+        let body = json.strip_suffix(b"}").unwrap_or(&json);
+        let header_len = body.len() + SEAL_LEN;
+        let mut out = Vec::with_capacity(PREAMBLE_LEN + header_len);
         out.extend_from_slice(BLOB_MAGIC);
         out.push(BLOB_FORMAT_VERSION);
-        out.push(0);
+        out.push(FLAG_HEADER_HASH);
         // The header is metadata of one entry; it never nears 4 GiB.
-        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-        out.extend_from_slice(&json);
+        out.extend_from_slice(&(header_len as u32).to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(SEAL_START);
+        out.extend_from_slice(blake3::hash(body).to_hex().as_bytes());
+        out.extend_from_slice(b"\"}");
         out
     }
 
@@ -295,7 +323,7 @@ impl BlobHeader {
     /// the stored bytes start.
     pub fn decode(file: &[u8]) -> std::result::Result<(BlobHeader, usize), FormatError> {
         let (header_json, payload_offset) = split_header(file)?;
-        Ok((parse_header(header_json)?, payload_offset))
+        Ok((parse_header(header_json, file[FLAGS_AT])?, payload_offset))
     }
 
     /// Reads the header from the start of a blob file; see [`read_header`].
@@ -341,11 +369,33 @@ pub fn read_header(
     reader
         .read_exact(&mut header_json)
         .map_err(unreadable("header"))?;
-    Ok((parse_header(&header_json)?, end))
+    Ok((parse_header(&header_json, preamble[FLAGS_AT])?, end))
 }
 
-fn parse_header(json: &[u8]) -> std::result::Result<BlobHeader, FormatError> {
-    serde_json::from_slice(json).map_err(|error| FormatError::BadHeader(error.to_string()))
+/// Parses a header's JSON and checks it: its parameters hash to its key (told
+/// first, as the likelier damage to name), and it matches its checksum when
+/// its `flags` say it carries one.
+fn parse_header(json: &[u8], flags: u8) -> std::result::Result<BlobHeader, FormatError> {
+    let header: BlobHeader =
+        serde_json::from_slice(json).map_err(|error| FormatError::BadHeader(error.to_string()))?;
+    if check_params(header.params.as_ref(), header.key).is_err() {
+        return Err(FormatError::BadParams);
+    }
+    if flags & FLAG_HEADER_HASH != 0 && !is_sealed(json) {
+        return Err(FormatError::BadHeaderHash);
+    }
+    Ok(header)
+}
+
+/// Whether a header's JSON ends with the checksum of what comes before it.
+fn is_sealed(json: &[u8]) -> bool {
+    let Some(body_len) = json.len().checked_sub(SEAL_LEN) else {
+        return false;
+    };
+    let (body, seal) = json.split_at(body_len);
+    seal.starts_with(SEAL_START)
+        && seal.ends_with(b"\"}")
+        && seal[SEAL_START.len()..SEAL_LEN - 2] == *blake3::hash(body).to_hex().as_bytes()
 }
 
 /// The offset of the stored bytes in a blob file, checking the preamble only.
@@ -455,6 +505,70 @@ mod tests {
             assert!(validate_blob_name(bad).is_err(), "{bad}");
         }
         assert!(validate_blob_name("ab/abababababababababababababababab-0123456789abcdef").is_ok());
+    }
+
+    /// A header as blobs were written before the header carried its
+    /// checksum: flags 0, the JSON alone.
+    fn old_header(header: &BlobHeader) -> Vec<u8> {
+        let json = serde_json::to_vec(header).unwrap();
+        let mut out = BLOB_MAGIC.to_vec();
+        out.extend_from_slice(&[BLOB_FORMAT_VERSION, 0]);
+        out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        out.extend_from_slice(&json);
+        out
+    }
+
+    /// `file` with the first byte of the first `from` in it made `to`.
+    fn flipped(file: &[u8], from: &[u8], to: u8) -> Vec<u8> {
+        let at = file
+            .windows(from.len())
+            .position(|window| window == from)
+            .unwrap();
+        let mut flipped = file.to_vec();
+        flipped[at] = to;
+        flipped
+    }
+
+    #[test]
+    fn a_flipped_byte_anywhere_in_a_header_is_found_and_old_headers_still_read() {
+        let mut header = plain_header(b"abc");
+        header.description = "described".into();
+        let new = header.encode();
+        assert_eq!(BlobHeader::decode(&new).unwrap().0, header);
+        let error = BlobHeader::decode(&flipped(&new, b"described", b'D')).unwrap_err();
+        assert_eq!(error, FormatError::BadHeaderHash);
+        let damaged = flipped(&new, b"described", b'D');
+        let error = read_header(&mut io::Cursor::new(&damaged), damaged.len() as u64).unwrap_err();
+        assert_eq!(error, FormatError::BadHeaderHash);
+
+        // A blob written before: read as it was, damage in its description
+        // included (it has no checksum to tell).
+        let old = old_header(&header);
+        assert_eq!(BlobHeader::decode(&old).unwrap().0, header);
+        let (read, at) = read_header(&mut io::Cursor::new(&old), old.len() as u64).unwrap();
+        assert_eq!((read, at), (header.clone(), old.len() as u64));
+        let old_damaged = BlobHeader::decode(&flipped(&old, b"described", b'D')).unwrap();
+        assert_eq!(old_damaged.0.description, "Described");
+    }
+
+    #[test]
+    fn parameters_that_are_not_the_key_are_named_before_the_checksum() {
+        let params = crate::key!(model = "a");
+        let mut header = plain_header(b"abc");
+        header.key = params.key();
+        header.params = Some(params);
+        for file in [header.encode(), old_header(&header)] {
+            assert_eq!(BlobHeader::decode(&file).unwrap().0, header);
+            let error = BlobHeader::decode(&flipped(&file, b"\"a\"", b'\'')).unwrap_err();
+            assert!(matches!(error, FormatError::BadHeader(_)), "{error}");
+            let at = file.windows(3).position(|w| w == b"\"a\"").unwrap() + 1;
+            let mut other = file.clone();
+            other[at] = b'b';
+            assert_eq!(
+                BlobHeader::decode(&other).unwrap_err(),
+                FormatError::BadParams
+            );
+        }
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Where large values live: a blob store trait, the local sharded directory that
 //! implements it, and the self-describing blob file format.
 //!
-//! A blob file is `magic "CNBLOB"`, a format version byte, a reserved byte, the
-//! header length (u32, little endian), the header (JSON of [`BlobHeader`]: the
-//! entry's metadata), then the stored bytes. The header lets the metadata be
-//! rebuilt from the files alone.
+//! A blob file is `magic "CNBLOB"`, a format version byte, a flags byte
+//! (formerly reserved, 0), the header length (u32, little endian), the header
+//! (JSON of [`BlobHeader`]: the entry's metadata, ending with its own checksum
+//! when flag 1 is set), then the stored bytes. The header lets the metadata be
+//! rebuilt from the files alone. [`format`](mod@format) owns the format and blob names;
+//! [`check`] is the one integrity check.
 
 pub mod check;
 pub mod format;
