@@ -282,12 +282,6 @@ fn for_each_entry(
     }
 }
 
-/// Checks stored bytes against an entry ([`check::check_stored`], hashing
-/// them), for `sign_unsigned`.
-pub(crate) fn check_stored(entry: &Entry, stored: &[u8]) -> std::result::Result<(), String> {
-    check::check_stored(entry, stored, true).map(drop)
-}
-
 /// A blob file opened for checking: its header read (with a bound) and the
 /// reader at the first stored byte.
 struct HeadedBlob {
@@ -477,7 +471,9 @@ impl<C: Codec> Cache<C> {
             return Err(Damage::Invalid("signature does not match the entry".into()));
         }
         match &entry.location {
-            Location::Inline(bytes) => check_stored(entry, bytes).map_err(Damage::Invalid),
+            Location::Inline(bytes) => check::check_stored(entry, bytes, true)
+                .map(drop)
+                .map_err(Damage::Invalid),
             Location::Blob(name) => {
                 check::check_blob_name(entry, name).map_err(Damage::Invalid)?;
                 let Some(blobs) = self.blob_store() else {

@@ -22,14 +22,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
-use crate::blob::{BlobHeader, create_private_file, payload_offset, validate_blob_name};
+use crate::blob::check::{check_blob_name, check_params, check_stored};
+use crate::blob::format::stored_offset;
+use crate::blob::{BlobHeader, create_private_file};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::entry::{Entry, Location};
 use crate::error::{Error, Result};
 use crate::files::open_regular_read;
 use crate::key::CacheKey;
-use crate::ops::{Progress, check_stored};
+use crate::ops::Progress;
 
 /// The name of the key file a cache creates in its dir when signing is on.
 pub const KEY_FILE: &str = "signing.key";
@@ -337,15 +339,13 @@ impl<C: Codec> Cache<C> {
         signer: &Signer,
         entry: &Entry,
     ) -> Result<std::result::Result<(), String>> {
-        if let Some(params) = &entry.params
-            && params.key() != entry.key
-        {
-            return Ok(Err("its parameters do not hash to its key".into()));
+        if let Err(reason) = check_params(entry.params.as_ref(), entry.key) {
+            return Ok(Err(format!("its {reason}")));
         }
         let mut signed = entry.clone();
         let new_blob = match &entry.location {
             Location::Inline(bytes) => {
-                if let Err(reason) = check_stored(entry, bytes) {
+                if let Err(reason) = check_stored(entry, bytes, true) {
                     return Ok(Err(reason));
                 }
                 signed.signature = Some(signer.sign(&signed));
@@ -355,9 +355,7 @@ impl<C: Codec> Cache<C> {
                 let Some(blobs) = self.blob_store() else {
                     return Ok(Err("it names a blob but the cache has no blob store".into()));
                 };
-                if validate_blob_name(name).is_err()
-                    || name.get(3..35) != Some(entry.key.to_hex().as_str())
-                {
+                if check_blob_name(entry, name).is_err() {
                     return Ok(Err(format!(
                         "its blob name `{}` is not one of its key",
                         name.escape_debug()
@@ -368,11 +366,11 @@ impl<C: Codec> Cache<C> {
                     Ok(None) => return Ok(Err("its blob file is missing".into())),
                     Err(error) => return Ok(Err(error.to_string())),
                 };
-                let stored = match payload_offset(&file) {
+                let stored = match stored_offset(&file) {
                     Ok(offset) => &file[offset..],
-                    Err(reason) => return Ok(Err(reason)),
+                    Err(error) => return Ok(Err(error.to_string())),
                 };
-                if let Err(reason) = check_stored(entry, stored) {
+                if let Err(reason) = check_stored(entry, stored, true) {
                     return Ok(Err(reason));
                 }
                 // The signature covers the location's kind, not the blob's
@@ -398,10 +396,8 @@ impl<C: Codec> Cache<C> {
     ) -> Result<std::result::Result<(), String>> {
         let backend = self.backend();
         let discard = |name: Option<&str>| {
-            if let (Some(blobs), Some(name)) = (self.blob_store(), name)
-                && let Err(error) = blobs.remove(name)
-            {
-                tracing::warn!(blob = name, %error, "could not delete a blob");
+            if let Some(name) = name {
+                self.delete_blob_named(name);
             }
         };
         // Most concurrent changes are seen here, before anything is written.

@@ -399,11 +399,6 @@ fn is_sealed(json: &[u8]) -> bool {
 }
 
 /// The offset of the stored bytes in a blob file, checking the preamble only.
-pub fn payload_offset(file: &[u8]) -> std::result::Result<usize, String> {
-    stored_offset(file).map_err(|error| error.to_string())
-}
-
-/// [`payload_offset`] with the typed error.
 pub(crate) fn stored_offset(file: &[u8]) -> std::result::Result<usize, FormatError> {
     split_header(file).map(|(_, offset)| offset)
 }

@@ -25,8 +25,7 @@ use crate::error::{Error, Result};
 use crate::key::CacheKey;
 
 pub use format::{
-    BLOB_FORMAT_VERSION, BLOB_MAGIC, BlobHeader, MAX_HEADER_BYTES, payload_offset,
-    validate_blob_name,
+    BLOB_FORMAT_VERSION, BLOB_MAGIC, BlobHeader, MAX_HEADER_BYTES, validate_blob_name,
 };
 pub use local::LocalBlobStore;
 
