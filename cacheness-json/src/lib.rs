@@ -113,26 +113,3 @@ pub use backend::{JOURNAL_FILE, JsonBackend, LOCK_FILE, SNAPSHOT_FILE};
 pub use error::JsonError;
 pub use format::{FORMAT_VERSION, Parser, parse_snapshot_for_bench};
 pub use options::{DEFAULT_COMPACTION_MIN_BYTES, DEFAULT_COMPACTION_RATIO, JsonOptions};
-
-#[cfg(test)]
-mod conformance {
-    cacheness_core::conformance_tests!(
-        |dir: &std::path::Path| crate::JsonBackend::open(dir).expect("the json backend opens")
-    );
-}
-
-#[cfg(test)]
-mod conformance_inline_compacting {
-    use crate::{JsonBackend, JsonOptions};
-
-    // Inline values and a tiny threshold: nearly every write compacts.
-    cacheness_core::conformance_tests!(|dir: &std::path::Path| {
-        let options = JsonOptions {
-            inline_values: true,
-            compaction_min_bytes: 512,
-            compaction_ratio: 0.1,
-            ..JsonOptions::default()
-        };
-        JsonBackend::open_with(dir, &options).expect("the json backend opens")
-    });
-}

@@ -195,8 +195,3 @@ impl MetadataBackend for MemoryBackend {
             .collect())
     }
 }
-
-#[cfg(test)]
-mod conformance {
-    cacheness_core::conformance_tests!(|_dir: &std::path::Path| crate::MemoryBackend::new());
-}

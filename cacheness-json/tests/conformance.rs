@@ -1,0 +1,25 @@
+//! The shared conformance suite over `JsonBackend`, with the default options and
+//! with inline values compacting on nearly every write.
+
+mod conformance {
+    use cacheness_json::JsonBackend;
+
+    cacheness_core::conformance_tests!(
+        |dir: &std::path::Path| JsonBackend::open(dir).expect("the json backend opens")
+    );
+}
+
+mod conformance_inline_compacting {
+    use cacheness_json::{JsonBackend, JsonOptions};
+
+    // Inline values and a tiny threshold: nearly every write compacts.
+    cacheness_core::conformance_tests!(|dir: &std::path::Path| {
+        let options = JsonOptions {
+            inline_values: true,
+            compaction_min_bytes: 512,
+            compaction_ratio: 0.1,
+            ..JsonOptions::default()
+        };
+        JsonBackend::open_with(dir, &options).expect("the json backend opens")
+    });
+}
