@@ -7,6 +7,7 @@
 //! every check into its own `#[test]`, so a failure names the check:
 //!
 //! ```ignore
+//! // tests/conformance.rs
 //! mod conformance {
 //!     cacheness_core::conformance_tests!(|dir: &std::path::Path| MyBackend::open(dir).unwrap());
 //! }
@@ -18,6 +19,19 @@
 //! sequences against a `BTreeMap`) and the [`Cache`] engine over the backend (TTL
 //! on a manual clock, inline and blob values, corruption recovery, the size limit,
 //! prefixes, paging, statistics).
+//!
+//! # Stability
+//!
+//! This module and the `conformance` feature are not part of the stable API:
+//! the suite may gain checks in any release, patch releases included, so a
+//! backend that passes today may fail after an upgrade, and the signatures of the
+//! checks may change. Enable the feature only as a dev-dependency, and run the
+//! suite from `tests/` (for example `tests/conformance.rs`), not from `src/`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! cacheness-core = { version = "...", features = ["conformance"] }
+//! ```
 //!
 //! [`conformance_tests!`]: crate::conformance_tests
 
