@@ -9,6 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use cacheness_core::{Cache, key};
 use cacheness_sqlite::{DB_FILE_NAME, SqliteBackend, SqliteOptions};
 
+#[path = "it/common.rs"]
 mod common;
 use common::checkpoint_threads_become;
 

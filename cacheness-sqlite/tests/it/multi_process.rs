@@ -14,8 +14,7 @@ use cacheness_core::{Cache, ListOptions, MetadataBackend, key};
 use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 use serde::{Deserialize, Serialize};
 
-mod common;
-use common::checkpoint_threads_become;
+use crate::common::checkpoint_threads_become;
 
 const CHILD_ENV: &str = "CACHENESS_SQLITE_CHILD";
 const CHILDREN: u64 = 4;
@@ -192,7 +191,7 @@ fn run_some_children(count: u64, mode: &str, dir: &Path) {
             Command::new(&exe)
                 .args([
                     "--exact",
-                    "child_process",
+                    "multi_process::child_process",
                     "--nocapture",
                     "--test-threads=1",
                 ])
