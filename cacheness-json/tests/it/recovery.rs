@@ -335,7 +335,7 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(&exe)
             .args([
-                "kill_child_role",
+                "recovery::kill_child_role",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",

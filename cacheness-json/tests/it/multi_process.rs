@@ -97,7 +97,7 @@ fn run_children(dir: &Path, mode: &str) {
         .map(|writer| {
             Command::new(&exe)
                 .args([
-                    "child_process_role",
+                    "multi_process::child_process_role",
                     "--exact",
                     "--nocapture",
                     "--test-threads=1",

@@ -1,7 +1,7 @@
 //! The shared conformance suite over `JsonBackend`, with the default options and
 //! with inline values compacting on nearly every write.
 
-mod conformance {
+mod default_options {
     use cacheness_json::JsonBackend;
 
     cacheness_core::conformance_tests!(
@@ -9,7 +9,7 @@ mod conformance {
     );
 }
 
-mod conformance_inline_compacting {
+mod inline_compacting {
     use cacheness_json::{JsonBackend, JsonOptions};
 
     // Inline values and a tiny threshold: nearly every write compacts.
