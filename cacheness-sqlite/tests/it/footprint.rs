@@ -12,6 +12,8 @@ use cacheness_core::conformance::{key_of, sample_entry};
 use cacheness_core::{Cache, Entry, Location, MetadataBackend, key};
 use cacheness_sqlite::{DB_FILE_NAME, SqliteBackend, SqliteOptions, Synchronous};
 
+use crate::running_as_root;
+
 fn file_len(dir: &Path, suffix: &str) -> u64 {
     std::fs::metadata(dir.join(format!("{DB_FILE_NAME}{suffix}"))).map_or(0, |meta| meta.len())
 }
@@ -172,10 +174,6 @@ fn clear_and_large_removals_give_the_file_back() {
     );
     drop(backend);
     assert!(file_len(dir.path(), "") < 64 << 10);
-}
-
-fn running_as_root() -> bool {
-    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
 }
 
 /// A tmpfs of `size` mounted for the test's lifetime.

@@ -13,3 +13,9 @@ mod multi_process;
 mod open;
 mod read_only;
 mod unreadable;
+
+/// Whether the tests run as root, which mounting a tmpfs or a read-only bind
+/// mount needs (the tests that need one print why they skip otherwise).
+fn running_as_root() -> bool {
+    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
+}

@@ -14,6 +14,8 @@ use cacheness_core::conformance::{key_of, sample_entry};
 use cacheness_core::{AccessBatch, Cache, MetadataBackend, ScanFilter, Touch, key};
 use cacheness_sqlite::{DB_FILE_NAME, SqliteBackend, SqliteError, SqliteOptions};
 
+use crate::running_as_root;
+
 fn read_only() -> SqliteOptions {
     SqliteOptions {
         read_only: true,
@@ -135,10 +137,6 @@ fn a_read_only_open_beside_a_writer_sees_its_commits() {
     assert!(reader.get(&key_of(1)).unwrap().is_some());
     assert_ne!(reader.data_version().unwrap(), version);
     assert_writes_refused(&reader);
-}
-
-fn running_as_root() -> bool {
-    std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0
 }
 
 /// `source` bind-mounted read-only at `target` for the test's lifetime.
