@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::entry::{Entry, ListedEntry, SharedEntry};
 use crate::error::Result;
+use crate::eviction::EvictionPolicy;
 use crate::key::CacheKey;
 
 /// Stores the index of entries (the *metadata*) of one cache.
@@ -154,17 +155,22 @@ pub trait MetadataBackend: Send + Sync + Debug {
         Ok(expired)
     }
 
-    /// Up to `limit` entries, least recently accessed first (ties by key): the
+    /// The first `limit` entries in `policy`'s eviction order at `now_ms`: the
     /// ones the size limit evicts first.
-    fn eviction_candidates(&self, limit: usize) -> Result<Vec<Entry>> {
-        let mut all = Vec::new();
-        self.scan(&ScanFilter::all(), &mut |entry| {
-            all.push(entry);
-            ControlFlow::Continue(())
-        })?;
-        all.sort_by(|a, b| a.accessed_at.cmp(&b.accessed_at).then(a.key.cmp(&b.key)));
-        all.truncate(limit);
-        Ok(all)
+    ///
+    /// The order is [`EvictionPolicy::compare`]'s: expired entries first (the
+    /// soonest expired first), then live ones in the policy's order, ties by
+    /// key. The default scans every entry and keeps the first `limit`
+    /// ([`candidates_by_scan`](crate::eviction::candidates_by_scan)); a
+    /// backend with indexes answers with one query per policy, in the same
+    /// order.
+    fn eviction_candidates(
+        &self,
+        policy: EvictionPolicy,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        crate::eviction::candidates_by_scan(self, policy, now_ms, limit)
     }
 
     /// Removes the entry under `expected.key` only if it is still the same version
@@ -428,7 +434,9 @@ macro_rules! forward_backend {
             fn total_size(&self) -> Result<u64> { (**self).total_size() }
             fn stats(&self) -> Result<BackendStats> { (**self).stats() }
             fn expired(&self, now_ms: u64, limit: usize) -> Result<Vec<Entry>> { (**self).expired(now_ms, limit) }
-            fn eviction_candidates(&self, limit: usize) -> Result<Vec<Entry>> { (**self).eviction_candidates(limit) }
+            fn eviction_candidates(&self, policy: EvictionPolicy, now_ms: u64, limit: usize) -> Result<Vec<Entry>> {
+                (**self).eviction_candidates(policy, now_ms, limit)
+            }
             fn remove_if_unchanged(&self, expected: &Entry) -> Result<Option<Entry>> { (**self).remove_if_unchanged(expected) }
             fn clear(&self) -> Result<Vec<Entry>> { (**self).clear() }
             fn unreadable(&self, visit: &mut dyn FnMut(CacheKey, String)) -> Result<()> { (**self).unreadable(visit) }

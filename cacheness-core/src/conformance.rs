@@ -50,6 +50,7 @@ use crate::backend::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
 use crate::cache::{Cache, GetOptions, ListOptions, PutOptions};
 use crate::clock::{Clock, ManualClock};
 use crate::entry::{Compression, ContentHash, Entry, Location, SharedEntry, UserMetadata};
+use crate::eviction::EvictionPolicy;
 use crate::key::{CacheKey, Params};
 
 pub use crate::key::arb::{arb_params, arb_value};
@@ -69,6 +70,9 @@ macro_rules! conformance_tests {
             scan_is_ordered_filtered_and_paged,
             provided_methods_agree_with_scan,
             expired_and_eviction_candidates,
+            eviction_candidates_follow_the_policy,
+            eviction_candidates_put_expired_entries_first,
+            eviction_candidates_break_ties_by_key,
             remove_if_unchanged_spares_a_newer_version,
             clear_returns_every_entry,
             counters_are_kept_when_claimed,
@@ -80,6 +84,7 @@ macro_rules! conformance_tests {
             engine_recovers_from_corrupted_blobs,
             engine_keeps_entries_that_fail_to_decode,
             engine_evicts_least_recently_used_to_the_low_watermark,
+            engine_evicts_in_the_configured_policys_order,
             engine_removals_leave_no_blob_behind,
             engine_lists_pages_and_counts,
             engine_records_reads_at_most_once_per_granularity,
@@ -574,14 +579,174 @@ pub fn expired_and_eviction_candidates<B: MetadataBackend + 'static>(open: impl 
     assert!(backend.expired(now, 0).unwrap().is_empty());
     assert!(backend.expired(0, 100).unwrap().is_empty());
 
-    let candidates: Vec<CacheKey> = backend
-        .eviction_candidates(5)
-        .unwrap()
-        .iter()
-        .map(|entry| entry.key)
-        .collect();
+    // Before anything expired, the least recently accessed first.
+    let candidates = candidate_keys(&backend, EvictionPolicy::Lru, 0, 5);
     let coldest: Vec<CacheKey> = (15..20u64).rev().map(key_of).collect();
     assert_eq!(candidates, coldest, "least recently accessed first");
+}
+
+/// The keys of `eviction_candidates`, in its order.
+fn candidate_keys(
+    backend: &dyn MetadataBackend,
+    policy: EvictionPolicy,
+    now_ms: u64,
+    limit: usize,
+) -> Vec<CacheKey> {
+    let candidates = backend
+        .eviction_candidates(policy, now_ms, limit)
+        .unwrap_or_else(|error| panic!("eviction candidates ({policy}): {error}"));
+    keys(&candidates)
+}
+
+/// An entry under `key_of(index)` with the fields eviction orders by.
+fn eviction_entry(
+    index: u64,
+    created_at: u64,
+    accessed_at: u64,
+    access_count: u64,
+    expires_at: Option<u64>,
+) -> Entry {
+    Entry {
+        accessed_at,
+        access_count,
+        expires_at,
+        ..sample_entry(key_of(index), created_at)
+    }
+}
+
+/// Checks every prefix of `expected` (and a limit past its end) is what
+/// `eviction_candidates` gives under `policy` at `now_ms`.
+fn assert_candidates(
+    backend: &dyn MetadataBackend,
+    policy: EvictionPolicy,
+    now_ms: u64,
+    expected: &[CacheKey],
+    what: &str,
+) {
+    for limit in 0..=expected.len() + 1 {
+        assert_eq!(
+            candidate_keys(backend, policy, now_ms, limit),
+            expected[..limit.min(expected.len())],
+            "{what}: {policy} at {now_ms}, limit {limit}"
+        );
+    }
+}
+
+/// `eviction_candidates` gives each policy's order: least recently used
+/// (`accessed_at`), least recently stored (`created_at`), least frequently used
+/// (`access_count`, ties by least recently used); a limit takes the first ones.
+pub fn eviction_candidates_follow_the_policy<B: MetadataBackend + 'static>(
+    open: impl Fn(&Path) -> B,
+) {
+    let dir = temp_dir();
+    let backend = open(dir.path());
+    // (created_at, accessed_at, access_count) of keys 0 to 4; nothing expires.
+    let fields = [
+        (100, 900, 5),
+        (200, 400, 1),
+        (300, 700, 1),
+        (400, 500, 9),
+        (500, 600, 0),
+    ];
+    for (index, (created_at, accessed_at, count)) in (0u64..).zip(fields) {
+        backend
+            .put(eviction_entry(index, created_at, accessed_at, count, None))
+            .unwrap();
+    }
+    let order = |indexes: [u64; 5]| indexes.map(key_of);
+    for (policy, expected) in [
+        (EvictionPolicy::Lru, order([1, 3, 4, 2, 0])),
+        (EvictionPolicy::Lrs, order([0, 1, 2, 3, 4])),
+        (EvictionPolicy::Lfu, order([4, 1, 2, 0, 3])),
+    ] {
+        assert_candidates(&backend, policy, 10_000, &expected, "the policy's order");
+    }
+}
+
+/// Whatever the policy, expired entries come first, the soonest expired first
+/// (ties by key), then the live ones in the policy's order; an entry expires at
+/// its `expires_at` exactly.
+pub fn eviction_candidates_put_expired_entries_first<B: MetadataBackend + 'static>(
+    open: impl Fn(&Path) -> B,
+) {
+    let dir = temp_dir();
+    let backend = open(dir.path());
+    // Keys 0 to 3: stored and read long ago, never again: first under every
+    // policy while the others live.
+    for index in 0..4u64 {
+        let at = 1_000 + index;
+        let expires_at = (index % 2 == 0).then_some(1_000_000);
+        backend
+            .put(eviction_entry(index, at, at, 0, expires_at))
+            .unwrap();
+    }
+    // Keys 10 to 13: stored, read and read often lately, equal in all of it;
+    // they expire at 20 000 (10 and 12), 30 000 (11) and 30 001 (13).
+    for (index, expires_at) in [(10, 20_000), (11, 30_000), (12, 20_000), (13, 30_001)] {
+        backend
+            .put(eviction_entry(index, 5_000, 6_000, 50, Some(expires_at)))
+            .unwrap();
+    }
+    let by_key = |indexes: &[u64]| {
+        let mut keys: Vec<CacheKey> = indexes.iter().copied().map(key_of).collect();
+        keys.sort();
+        keys
+    };
+    let cold = [0, 1, 2, 3].map(key_of);
+    for policy in EvictionPolicy::ALL {
+        // Nothing expired yet: the cold entries, then the others by key.
+        let expected = [cold.to_vec(), by_key(&[10, 11, 12, 13])].concat();
+        assert_candidates(&backend, policy, 19_999, &expected, "none expired");
+        // At 30 000: 10 and 12 (by key), then 11, then the live ones.
+        let expected = [
+            by_key(&[10, 12]),
+            vec![key_of(11)],
+            cold.to_vec(),
+            vec![key_of(13)],
+        ]
+        .concat();
+        assert_candidates(&backend, policy, 30_000, &expected, "expired first");
+    }
+}
+
+/// Entries equal in what the policy orders by come in ascending key order, and
+/// a touch moves an entry in the orders that read it.
+pub fn eviction_candidates_break_ties_by_key<B: MetadataBackend + 'static>(
+    open: impl Fn(&Path) -> B,
+) {
+    let dir = temp_dir();
+    let backend = open(dir.path());
+    for index in 0..12u64 {
+        backend
+            .put(eviction_entry(index, 5_000, 5_000, 3, None))
+            .unwrap();
+    }
+    let mut by_key: Vec<CacheKey> = (0..12u64).map(key_of).collect();
+    by_key.sort();
+    for policy in EvictionPolicy::ALL {
+        assert_candidates(&backend, policy, 10_000, &by_key, "all tied");
+    }
+    // Reading the first key makes it the most recently and most frequently
+    // used; it was stored no later than the others.
+    let first = by_key[0];
+    backend
+        .touch(&AccessBatch {
+            touches: vec![Touch {
+                key: first,
+                accessed_at: 5_001,
+                count: 1,
+            }],
+            counters: Counters::default(),
+        })
+        .unwrap();
+    let first_last = [&by_key[1..], &by_key[..1]].concat();
+    for (policy, expected) in [
+        (EvictionPolicy::Lru, &first_last),
+        (EvictionPolicy::Lrs, &by_key),
+        (EvictionPolicy::Lfu, &first_last),
+    ] {
+        assert_candidates(&backend, policy, 10_000, expected, "after a touch");
+    }
 }
 
 /// `remove_if_unchanged` removes the version it was given and nothing newer.
@@ -791,7 +956,7 @@ enum Op {
     Touch(u64, u64, u64),
     Scan(Option<&'static str>, Option<u64>, Option<usize>),
     Expired(u64),
-    Candidates(usize),
+    Candidates(EvictionPolicy, u64, usize),
     Clear,
     Flush,
 }
@@ -811,7 +976,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(prefix, after, limit)| Op::Scan(prefix, after, limit)),
         1 => (0u64..3_000_000).prop_map(Op::Expired),
-        1 => (0usize..10).prop_map(Op::Candidates),
+        1 => (prop::sample::select(EvictionPolicy::ALL.to_vec()), 0u64..3_000_000, 0usize..10)
+            .prop_map(|(policy, now, limit)| Op::Candidates(policy, now, limit)),
         1 => Just(Op::Clear),
         1 => Just(Op::Flush),
     ]
@@ -907,16 +1073,25 @@ fn run_ops(backend: &dyn MetadataBackend, ops: &[Op]) -> Result<(), TestCaseErro
                     .collect();
                 prop_assert_eq!(expired, expected, "step {} expired at {}", step, now);
             }
-            Op::Candidates(limit) => {
-                let candidates = keys(&backend.eviction_candidates(*limit).map_err(fail)?);
+            Op::Candidates(policy, now, limit) => {
+                let candidates = backend
+                    .eviction_candidates(*policy, *now, *limit)
+                    .map_err(fail)?;
                 let mut expected: Vec<&Entry> = model.values().collect();
-                expected.sort_by(|a, b| a.accessed_at.cmp(&b.accessed_at).then(a.key.cmp(&b.key)));
+                expected.sort_by(|a, b| policy.compare(a, b, *now));
                 let expected: Vec<CacheKey> = expected
                     .iter()
                     .take(*limit)
                     .map(|entry| entry.key)
                     .collect();
-                prop_assert_eq!(candidates, expected, "step {} eviction candidates", step);
+                prop_assert_eq!(
+                    keys(&candidates),
+                    expected,
+                    "step {} eviction candidates ({} at {})",
+                    step,
+                    policy,
+                    now
+                );
             }
             Op::Clear => {
                 let mut cleared = keys(&backend.clear().map_err(fail)?);
@@ -1237,6 +1412,48 @@ pub fn engine_evicts_least_recently_used_to_the_low_watermark<B: MetadataBackend
     let too_large = cache.put_bytes(&crate::key!(index = 11u64), &noise(20_000, 11));
     assert!(matches!(too_large, Err(crate::Error::TooLarge { .. })));
     assert!(!cache.contains(&crate::key!(index = 11u64)).unwrap());
+}
+
+/// The size limit evicts in the order of the policy the cache is configured
+/// with: least recently used, least recently stored or least frequently used.
+pub fn engine_evicts_in_the_configured_policys_order<B: MetadataBackend + 'static>(
+    open: impl Fn(&Path) -> B,
+) {
+    // Keys 0 to 9 are put 10 ms apart; then key 9 is read three times, and keys
+    // 8 down to 0 once each. The put of key 10 passes the limit by 1 000 bytes
+    // and three entries go, down to the low watermark.
+    for (policy, evicted) in [
+        (EvictionPolicy::Lru, [9, 8, 7]),
+        (EvictionPolicy::Lrs, [0, 1, 2]),
+        (EvictionPolicy::Lfu, [8, 7, 6]),
+    ] {
+        let dir = temp_dir();
+        let (cache, clock, cache_dir) = engine(&open, dir.path(), |builder| {
+            builder.max_size(10_000).eviction(policy)
+        });
+        let key = |index: u64| crate::key!(index = index);
+        for index in 0..10u64 {
+            cache.put_bytes(&key(index), &noise(1_000, index)).unwrap();
+            clock.advance(Duration::from_millis(10));
+        }
+        for index in [9, 9, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0] {
+            assert!(cache.get_bytes(&key(index)).unwrap().is_some());
+            clock.advance(Duration::from_millis(10));
+        }
+        cache.put_bytes(&key(10), &noise(1_000, 10)).unwrap();
+        let gone: Vec<u64> = (0..=10u64)
+            .filter(|index| !cache.contains(&key(*index)).unwrap())
+            .collect();
+        let mut expected = evicted.to_vec();
+        expected.sort();
+        assert_eq!(gone, expected, "{policy} evicts these");
+        assert_eq!(cache.stats().unwrap().total_size, 8_000, "{policy}");
+        assert_eq!(
+            blob_files(&cache_dir).len(),
+            8,
+            "{policy}: evicted blobs are deleted"
+        );
+    }
 }
 
 /// Replacing, removing, removing a prefix and clearing delete exactly the blobs

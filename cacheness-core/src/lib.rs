@@ -34,6 +34,7 @@ pub mod codec;
 pub mod conformance;
 pub mod entry;
 pub mod error;
+pub mod eviction;
 pub mod files;
 pub mod key;
 pub mod ops;
@@ -51,6 +52,7 @@ pub use entry::{
     Compression, ContentHash, Entry, ListedEntry, Location, SharedEntry, UserMetadata,
 };
 pub use error::{BoxError, Error, Result};
+pub use eviction::EvictionPolicy;
 pub use key::{CacheKey, Params, ToKey, Value};
 pub use ops::{
     GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,

@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::files::open_regular_read;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry, ListedEntry,
@@ -1002,15 +1003,23 @@ impl MetadataBackend for JsonBackend {
         })?)
     }
 
-    fn eviction_candidates(&self, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
+    fn eviction_candidates(
+        &self,
+        policy: EvictionPolicy,
+        now_ms: u64,
+        limit: usize,
+    ) -> cacheness_core::Result<Vec<Entry>> {
         Ok(self.read(|state| {
-            let mut coldest: Vec<&Entry> = state
+            let all: Vec<&Entry> = state
                 .entries
                 .values()
                 .map(|shared| shared.entry())
                 .collect();
-            coldest.sort_unstable_by_key(|entry| (entry.accessed_at, entry.key));
-            coldest.into_iter().take(limit).cloned().collect()
+            policy
+                .select(now_ms, limit, all, |entry| *entry)
+                .into_iter()
+                .cloned()
+                .collect()
         })?)
     }
 

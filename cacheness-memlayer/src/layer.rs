@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::clock::duration_ms;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Clock, Entry, LayerStats, ListedEntry,
@@ -453,8 +454,13 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
         self.backend.expired(now_ms, limit)
     }
 
-    fn eviction_candidates(&self, limit: usize) -> Result<Vec<Entry>> {
-        self.backend.eviction_candidates(limit)
+    fn eviction_candidates(
+        &self,
+        policy: EvictionPolicy,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        self.backend.eviction_candidates(policy, now_ms, limit)
     }
 
     fn remove_if_unchanged(&self, expected: &Entry) -> Result<Option<Entry>> {

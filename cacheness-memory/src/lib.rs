@@ -19,6 +19,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, ListedEntry,
     MetadataBackend, Result, ScanFilter, SharedEntry,
@@ -165,6 +166,25 @@ impl MetadataBackend for MemoryBackend {
             .filter(|entry| entry.is_expired(now_ms))
             .take(limit)
             .map(|entry| entry.value().entry().clone())
+            .collect())
+    }
+
+    /// Sorts the shared handles, not copies: only the candidates are copied.
+    fn eviction_candidates(
+        &self,
+        policy: EvictionPolicy,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let all: Vec<Arc<SharedEntry>> = self
+            .entries
+            .iter()
+            .map(|item| Arc::clone(item.value()))
+            .collect();
+        Ok(policy
+            .select(now_ms, limit, all, |shared| shared.entry())
+            .iter()
+            .map(|shared| shared.entry().clone())
             .collect())
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::files::open_regular;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend,
@@ -19,8 +20,8 @@ use crate::options::SqliteOptions;
 use crate::pool::Pool;
 use crate::row::{Failure, RowRead, Wide, bind_entry, columns, entry_from_row, read_row, wide};
 use crate::schema::{
-    LRU_INDEX, check_read_only, configure, configure_file, ensure_schema, open_configured,
-    open_read_only_configured, read_only_uri, refuse_irregular_files, with_suffix,
+    LFU_INDEX, LRS_INDEX, LRU_INDEX, check_read_only, configure, configure_file, ensure_schema,
+    open_configured, open_read_only_configured, read_only_uri, refuse_irregular_files, with_suffix,
 };
 use crate::wal_index::{Header, Watched};
 use crate::{DB_FILE_NAME, MEMORY_PATH};
@@ -77,8 +78,9 @@ pub struct SqliteBackend {
     watcher: Option<Mutex<Watcher>>,
     /// This handle's own write transactions, told apart from other handles' there.
     own: OwnWrites,
-    /// Set once this handle made sure the eviction order's index exists.
-    lru_index: AtomicBool,
+    /// Set once this handle made sure an eviction order's index exists, by
+    /// [`EvictionOrder::slot`].
+    eviction_indexes: [AtomicBool; EVICTION_ORDERS],
 }
 
 /// A connection that never writes, and what it saw at the last
@@ -273,7 +275,7 @@ impl SqliteBackend {
             pool: Pool::single(conn),
             watcher: None,
             own: OwnWrites::default(),
-            lru_index: AtomicBool::new(false),
+            eviction_indexes: Default::default(),
         })
     }
 
@@ -341,7 +343,8 @@ impl SqliteBackend {
             pool: Pool::file(conn, path.to_owned(), options, Some(uri)).map_err(open_error)?,
             watcher,
             own: OwnWrites::default(),
-            lru_index: AtomicBool::new(true),
+            // A read-only handle creates no index: it sorts without one.
+            eviction_indexes: std::array::from_fn(|_| AtomicBool::new(true)),
         })
     }
 
@@ -368,7 +371,7 @@ impl SqliteBackend {
                 .map_err(|source| crate::error::open_error(path, source))?,
             watcher: Some(Mutex::new(watcher)),
             own: OwnWrites::default(),
-            lru_index: AtomicBool::new(false),
+            eviction_indexes: Default::default(),
         };
         backend.ensure_reserve();
         Ok(backend)
@@ -520,15 +523,19 @@ impl SqliteBackend {
         }
     }
 
-    /// Creates the `accessed_at` index if the database has none yet: a database
-    /// gets it at its first eviction query (see the schema's version 5). Once per
-    /// handle; afterwards SQLite keeps it up to date for every writer.
-    fn ensure_lru_index(&self) -> Result<(), SqliteError> {
-        if self.lru_index.load(Ordering::Acquire) {
+    /// Creates the index of `order` if the database has none yet: a database
+    /// gets it at its first eviction query for that policy (see the schema's
+    /// version 5). Once per handle; afterwards SQLite keeps it up to date for
+    /// every writer.
+    fn ensure_eviction_index(&self, order: &EvictionOrder) -> Result<(), SqliteError> {
+        let made = &self.eviction_indexes[order.slot];
+        if made.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.write("eviction_candidates", |tx| Ok(tx.execute_batch(LRU_INDEX)?))?;
-        self.lru_index.store(true, Ordering::Release);
+        self.write("eviction_candidates", |tx| {
+            Ok(tx.execute_batch(order.index)?)
+        })?;
+        made.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -841,12 +848,31 @@ impl MetadataBackend for SqliteBackend {
         Ok(self.select_entries("expired", expired_sql(), [Wide(now_ms)], limit)?)
     }
 
-    fn eviction_candidates(&self, limit: usize) -> cacheness_core::Result<Vec<Entry>> {
+    /// Two indexed queries: the expired entries (the `expires_at` index), then,
+    /// if there are fewer than `limit`, the live ones along the policy's index.
+    /// An entry replaced between the two may come back in both versions; the
+    /// engine removes only the current one.
+    fn eviction_candidates(
+        &self,
+        policy: EvictionPolicy,
+        now_ms: u64,
+        limit: usize,
+    ) -> cacheness_core::Result<Vec<Entry>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        self.ensure_lru_index()?;
-        Ok(self.select_entries("eviction_candidates", eviction_sql(), [], limit)?)
+        let Some(order) = EvictionOrder::of(policy) else {
+            return cacheness_core::eviction::candidates_by_scan(self, policy, now_ms, limit);
+        };
+        self.ensure_eviction_index(order)?;
+        let operation = "eviction_candidates";
+        let mut candidates =
+            self.select_entries(operation, expired_sql(), [Wide(now_ms)], limit)?;
+        if candidates.len() < limit {
+            let live = limit - candidates.len();
+            candidates.extend(self.select_entries(operation, order.live, [Wide(now_ms)], live)?);
+        }
+        Ok(candidates)
     }
 
     fn remove_if_unchanged(&self, expected: &Entry) -> cacheness_core::Result<Option<Entry>> {
@@ -1111,25 +1137,74 @@ fn scan_sql(prefix: Option<&str>) -> &'static str {
     }
 }
 
-/// Entries expired at `?1`, soonest first: a range of the partial `expires_at`
-/// index.
+/// Entries expired at `?1`, soonest first, ties by key (the order eviction
+/// takes them in): a range of the partial `expires_at` index, only entries
+/// that expire at the same instant sorted.
 fn expired_sql() -> &'static str {
     concat!(
         "SELECT ",
         columns!(),
         " FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1 \
-         ORDER BY expires_at"
+         ORDER BY expires_at, key"
     )
 }
 
-/// The least recently accessed entries first, ties by key: the `accessed_at`
-/// index (whose entries end with the key) in order.
-fn eviction_sql() -> &'static str {
-    concat!(
-        "SELECT ",
-        columns!(),
-        " FROM entries ORDER BY accessed_at, key"
-    )
+/// How many eviction orders the backend answers with an index.
+const EVICTION_ORDERS: usize = 3;
+
+/// How the backend answers [`eviction_candidates`](MetadataBackend::eviction_candidates)
+/// for one [`EvictionPolicy`]: after the expired entries ([`expired_sql`]), the
+/// live ones along the policy's index, which ends with the key so that ties go
+/// by key without a sort.
+#[derive(Debug)]
+struct EvictionOrder {
+    /// Which of the handle's `eviction_indexes` flags says the index exists.
+    slot: usize,
+    /// Creates the index ([`LRU_INDEX`], ...).
+    index: &'static str,
+    /// The entries live at `?1`, in the policy's order.
+    live: &'static str,
+}
+
+/// The live entries at `?1`, ordered by `$order` (an index's columns).
+macro_rules! live_sql {
+    ($order:literal) => {
+        concat!(
+            "SELECT ",
+            columns!(),
+            " FROM entries WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY ",
+            $order
+        )
+    };
+}
+
+impl EvictionOrder {
+    const LRU: EvictionOrder = EvictionOrder {
+        slot: 0,
+        index: LRU_INDEX,
+        live: live_sql!("accessed_at, key"),
+    };
+    const LRS: EvictionOrder = EvictionOrder {
+        slot: 1,
+        index: LRS_INDEX,
+        live: live_sql!("created_at, key"),
+    };
+    const LFU: EvictionOrder = EvictionOrder {
+        slot: 2,
+        index: LFU_INDEX,
+        live: live_sql!("access_count, accessed_at, key"),
+    };
+
+    /// The order of `policy`; `None` for a policy this build has no index for
+    /// (it is answered by a scan).
+    fn of(policy: EvictionPolicy) -> Option<&'static EvictionOrder> {
+        match policy {
+            EvictionPolicy::Lru => Some(&Self::LRU),
+            EvictionPolicy::Lrs => Some(&Self::LRS),
+            EvictionPolicy::Lfu => Some(&Self::LFU),
+            _ => None,
+        }
+    }
 }
 
 /// The entry under `key`, read on `conn`.
@@ -1541,9 +1616,11 @@ mod tests {
         assert!(get.contains("USING INDEX entries_by_key (key=?)"), "{get}");
         let expired = query_plan(conn, expired_sql());
         assert!(expired.contains("entries_by_expires_at"), "{expired}");
-        let eviction = query_plan(conn, eviction_sql());
-        assert!(eviction.contains("entries_by_accessed_at"), "{eviction}");
-        assert!(!eviction.contains("TEMP B-TREE"), "no sort: {eviction}");
+        for (order, index) in EVICTION_INDEXES {
+            let live = query_plan(conn, order.live);
+            assert!(live.contains(index), "{live}");
+            assert!(!live.contains("TEMP B-TREE"), "no sort: {live}");
+        }
         let prefixed = query_plan(conn, scan_sql(Some("models")));
         assert!(prefixed.contains("entries_by_prefix"), "{prefixed}");
         assert!(!prefixed.contains("TEMP B-TREE"), "no sort: {prefixed}");
@@ -1560,27 +1637,47 @@ mod tests {
         }
     }
 
+    /// Each eviction order and the name of the index it reads.
+    const EVICTION_INDEXES: [(&EvictionOrder, &str); EVICTION_ORDERS] = [
+        (&EvictionOrder::LRU, "entries_by_accessed_at"),
+        (&EvictionOrder::LRS, "entries_by_created_at"),
+        (&EvictionOrder::LFU, "entries_by_access_count"),
+    ];
+
+    /// Asks for eviction candidates under every policy, which makes their
+    /// indexes.
+    fn evict_by_every_policy(backend: &SqliteBackend, limit: usize) {
+        for policy in EvictionPolicy::ALL {
+            let candidates = backend.eviction_candidates(policy, 0, limit).unwrap();
+            assert_eq!(candidates.len(), limit.min(backend.len().unwrap() as usize));
+        }
+    }
+
     #[test]
     fn queries_use_the_indexes() {
         let backend = SqliteBackend::in_memory().unwrap();
-        backend.eviction_candidates(1).unwrap();
+        evict_by_every_policy(&backend, 1);
         check_plans(&backend.pool.get().unwrap());
         // With rows, the planner weighs a scan and sort against the index.
         let dir = tempfile::tempdir().unwrap();
         let path = large_database(dir.path());
         let backend = SqliteBackend::open(dir.path()).unwrap();
-        assert_eq!(backend.eviction_candidates(3).unwrap().len(), 3);
+        evict_by_every_policy(&backend, 3);
         check_plans(&Connection::open(path).unwrap());
     }
 
-    fn has_lru_index(conn: &Connection) -> bool {
+    fn has_index(conn: &Connection, name: &str) -> bool {
         conn.query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'entries_by_accessed_at'",
-            [],
+            "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+            [name],
             |row| row.get::<_, i64>(0),
         )
         .unwrap()
             == 1
+    }
+
+    fn has_lru_index(conn: &Connection) -> bool {
+        has_index(conn, "entries_by_accessed_at")
     }
 
     #[test]
@@ -1598,13 +1695,14 @@ mod tests {
         assert!(!has_lru_index(&watcher));
 
         // Rows were written with accessed_at = 1..=ROWS: the oldest come first.
-        let oldest = first.eviction_candidates(5).unwrap();
+        let lru = EvictionPolicy::Lru;
+        let oldest = first.eviction_candidates(lru, 0, 5).unwrap();
         assert!(has_lru_index(&watcher));
         let accessed: Vec<u64> = oldest.iter().map(|entry| entry.accessed_at).collect();
         assert_eq!(accessed, [1, 2, 3, 4, 5]);
         // Another handle, opened before, finds it and uses it.
-        assert_eq!(second.eviction_candidates(5).unwrap(), oldest);
-        let plan = query_plan(&watcher, eviction_sql());
+        assert_eq!(second.eviction_candidates(lru, 0, 5).unwrap(), oldest);
+        let plan = query_plan(&watcher, EvictionOrder::LRU.live);
         assert!(plan.contains("entries_by_accessed_at"), "{plan}");
         assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
         // Kept up to date by every writer from then on: a touch moves an entry
@@ -1619,7 +1717,7 @@ mod tests {
         };
         second.touch(&batch).unwrap();
         let now: Vec<u64> = first
-            .eviction_candidates(5)
+            .eviction_candidates(lru, 0, 5)
             .unwrap()
             .iter()
             .map(|entry| entry.accessed_at)
@@ -1631,6 +1729,27 @@ mod tests {
         assert_eq!(check, "ok");
     }
 
+    #[test]
+    fn each_policy_makes_its_own_index_at_its_first_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = large_database(dir.path());
+        let backend = SqliteBackend::open(dir.path()).unwrap();
+        let watcher = Connection::open(&path).unwrap();
+        for (policy, (order, index)) in EvictionPolicy::ALL.into_iter().zip(EVICTION_INDEXES) {
+            assert_eq!(EvictionOrder::of(policy).unwrap().slot, order.slot);
+            assert!(!has_index(&watcher, index), "{index} before {policy}");
+            let candidates = backend.eviction_candidates(policy, 0, 5).unwrap();
+            assert!(has_index(&watcher, index), "{index} after {policy}");
+            // Rows were written with created_at = accessed_at = 1..=ROWS and
+            // never read: every policy takes the oldest first.
+            let accessed: Vec<u64> = candidates.iter().map(|entry| entry.accessed_at).collect();
+            assert_eq!(accessed, [1, 2, 3, 4, 5], "{policy}");
+            let plan = query_plan(&watcher, order.live);
+            assert!(plan.contains(index), "{plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        }
+    }
+
     /// SQLite re-plans a statement whose plan used a bound value each time it is
     /// bound again, which for a cached statement means on every use.
     #[test]
@@ -1638,14 +1757,16 @@ mod tests {
         use std::collections::BTreeMap;
         use std::time::Duration;
 
-        use cacheness_core::{Cache, ListOptions, ManualClock, PutOptions, key};
+        use cacheness_core::{Cache, Clock, ListOptions, ManualClock, PutOptions, key};
 
         let dir = tempfile::tempdir().unwrap();
         let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
-        // The first eviction query creates the eviction index: a schema change,
-        // after which SQLite re-prepares each statement prepared before it once.
-        // Done here, before any statement of the workload is prepared.
-        backend.eviction_candidates(1).unwrap();
+        // The first eviction query of each policy creates its index: a schema
+        // change, after which SQLite re-prepares each statement prepared before
+        // it once. Done here, before any statement of the workload is prepared.
+        for (order, _) in EVICTION_INDEXES {
+            backend.ensure_eviction_index(order).unwrap();
+        }
         // Each statement's SQL: (runs, re-preparations so far).
         let seen = Arc::new(Mutex::new(BTreeMap::<String, (u32, i32)>::new()));
         {
@@ -1701,6 +1822,12 @@ mod tests {
             cache.remove(&key!(i = round)).unwrap();
             clock.advance(Duration::from_secs(2));
             cache.cleanup_expired().unwrap();
+            // Every policy's queries, bound to another time each round.
+            for policy in EvictionPolicy::ALL {
+                backend
+                    .eviction_candidates(policy, clock.now_ms(), 256)
+                    .unwrap();
+            }
         }
         drop(cache);
         let seen = seen.lock().unwrap();

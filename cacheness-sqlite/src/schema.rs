@@ -25,7 +25,9 @@
 //!   query ([`LRU_INDEX`]). Only a cache with a size limit asks for eviction
 //!   candidates, and every put and every recorded access of a cache without one
 //!   paid for the index: one more page written per put, ~15 % of put
-//!   throughput at 1 000 entries;
+//!   throughput at 1 000 entries. The indexes of the other eviction policies
+//!   ([`LRS_INDEX`], [`LFU_INDEX`]) are made the same way, by the first query
+//!   for their policy, with no version of their own;
 //! - 6: the file is in `auto_vacuum = INCREMENTAL` mode, so the pages that
 //!   `clear` and large removals free can be given back to the filesystem
 //!   (`PRAGMA incremental_vacuum`); before, a cleared cache kept its largest
@@ -143,11 +145,24 @@ CREATE INDEX entries_by_prefix ON entries (prefix, key) WHERE prefix <> '';
 /// Version 5: no `accessed_at` index until eviction asks for it.
 const SCHEMA_V5: &str = "DROP INDEX IF EXISTS entries_by_accessed_at;";
 
-/// The eviction order's index (least recently accessed first, ties by key), made
-/// by the first eviction query a database gets (see version 5). Creating an index
-/// that exists does nothing.
+/// The index of the least-recently-used eviction order (least recently accessed
+/// first, ties by key), made by the first eviction query for that policy a
+/// database gets (see version 5). Creating an index that exists does nothing.
+///
+/// The other policies' indexes are made the same way, by the first query for
+/// their policy. They need no schema version: an index changes no column, a
+/// build that does not know one leaves it alone (SQLite keeps it up to date
+/// for every writer), and only a cache that evicts by a policy pays for its
+/// index on every write.
 pub(crate) const LRU_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS entries_by_accessed_at ON entries (accessed_at, key);";
+/// The index of the least-recently-stored eviction order (see [`LRU_INDEX`]).
+pub(crate) const LRS_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS entries_by_created_at ON entries (created_at, key);";
+/// The index of the least-frequently-used eviction order, ties by least
+/// recently used (see [`LRU_INDEX`]).
+pub(crate) const LFU_INDEX: &str = "CREATE INDEX IF NOT EXISTS entries_by_access_count \
+     ON entries (access_count, accessed_at, key);";
 
 /// The per-connection pragmas: everything but the page size and journal mode,
 /// which belong to the database file.

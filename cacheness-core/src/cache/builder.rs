@@ -16,6 +16,7 @@ use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec::{Codec, JsonCodec};
 use crate::entry::ContentHash;
 use crate::error::{Error, Result};
+use crate::eviction::EvictionPolicy;
 use crate::key::CacheKey;
 use crate::signing::{MismatchLog, Signer, check_dir_key, refuse_unsigned_writer};
 
@@ -26,6 +27,7 @@ pub struct CacheBuilder<C: Codec = JsonCodec> {
     default_ttl: Option<Duration>,
     max_size: Option<u64>,
     low_watermark: f64,
+    eviction: EvictionPolicy,
     verify_integrity: bool,
     inline_threshold: usize,
     access_granularity: Duration,
@@ -53,6 +55,7 @@ impl Default for CacheBuilder<JsonCodec> {
             default_ttl: None,
             max_size: None,
             low_watermark: DEFAULT_LOW_WATERMARK,
+            eviction: EvictionPolicy::default(),
             verify_integrity: true,
             inline_threshold: DEFAULT_INLINE_THRESHOLD,
             access_granularity: DEFAULT_ACCESS_GRANULARITY,
@@ -82,8 +85,9 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// The most stored bytes the cache holds before it evicts the least recently
-    /// accessed entries (default: no limit).
+    /// The most stored bytes the cache holds before it evicts entries, expired
+    /// ones first, then in the order of the [`eviction`](Self::eviction) policy
+    /// (default: no limit).
     ///
     /// The limit counts the values' stored bytes (`stored_size`), not the
     /// metadata around them (parameters, description, user metadata, the blob
@@ -99,6 +103,34 @@ impl<C: Codec> CacheBuilder<C> {
     /// The fraction of `max_size` eviction brings the cache down to (default 0.8).
     pub fn low_watermark(mut self, fraction: f64) -> Self {
         self.low_watermark = fraction;
+        self
+    }
+
+    /// Which entries the size limit evicts first, once the expired ones are gone
+    /// (default [`EvictionPolicy::Lru`]):
+    ///
+    /// - [`Lru`](EvictionPolicy::Lru), least recently used: the entry read
+    ///   longest ago (an entry never read counts from its put);
+    /// - [`Lrs`](EvictionPolicy::Lrs), least recently stored: the entry put
+    ///   longest ago, however often it was read;
+    /// - [`Lfu`](EvictionPolicy::Lfu), least frequently used: the entry read the
+    ///   fewest times, ties by least recently used.
+    ///
+    /// Reads are recorded at most once per
+    /// [`access_granularity`](Self::access_granularity) per key.
+    ///
+    /// ```
+    /// use cacheness_core::{Cache, EvictionPolicy};
+    /// use cacheness_memory::MemoryBackend;
+    ///
+    /// let cache = Cache::builder()
+    ///     .max_size(1 << 20)
+    ///     .eviction("lfu".parse::<EvictionPolicy>()?)
+    ///     .open(MemoryBackend::new())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn eviction(mut self, policy: EvictionPolicy) -> Self {
+        self.eviction = policy;
         self
     }
 
@@ -242,6 +274,7 @@ impl<C: Codec> CacheBuilder<C> {
             default_ttl: self.default_ttl,
             max_size: self.max_size,
             low_watermark: self.low_watermark,
+            eviction: self.eviction,
             verify_integrity: self.verify_integrity,
             inline_threshold: self.inline_threshold,
             access_granularity: self.access_granularity,
@@ -352,6 +385,7 @@ impl<C: Codec> CacheBuilder<C> {
                 default_ttl: self.default_ttl,
                 max_size: self.max_size,
                 low_watermark: self.low_watermark,
+                eviction: self.eviction,
                 verify_integrity: self.verify_integrity,
                 access_granularity_ms: duration_ms(self.access_granularity),
                 inline_limit,

@@ -79,8 +79,9 @@ impl<C: Codec> Cache<C> {
         Ok(())
     }
 
-    /// Evicts least recently accessed entries until the stored total is at most
-    /// the low watermark, sparing the entry just put.
+    /// Evicts entries in the configured policy's order (expired ones first)
+    /// until the stored total is at most the low watermark, sparing the entry
+    /// just put.
     fn evict_to_low_watermark(
         &self,
         mut total: u64,
@@ -92,7 +93,11 @@ impl<C: Codec> Cache<C> {
         let target = (limit as f64 * self.settings.low_watermark) as u64;
         let mut evicted = 0u64;
         'batches: while total > target {
-            let candidates = self.backend.eviction_candidates(REMOVAL_BATCH)?;
+            let candidates = self.backend.eviction_candidates(
+                self.settings.eviction,
+                self.clock.now_ms(),
+                REMOVAL_BATCH,
+            )?;
             let mut removed_in_batch = 0;
             for candidate in candidates.iter().filter(|entry| Some(entry.key) != spare) {
                 if total <= target {

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::codec::{Codec, JsonCodec};
 use crate::entry::{Entry, ListedEntry};
 use crate::error::{Error, Result};
+use crate::eviction::EvictionPolicy;
 use crate::key::{CacheKey, ToKey};
 use crate::signing::{MismatchLog, Signer};
 
@@ -95,6 +96,7 @@ struct Settings {
     default_ttl: Option<Duration>,
     max_size: Option<u64>,
     low_watermark: f64,
+    eviction: EvictionPolicy,
     verify_integrity: bool,
     access_granularity_ms: u64,
     /// Stored values up to this size go inline; `usize::MAX` without a blob store,

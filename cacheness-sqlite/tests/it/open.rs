@@ -6,6 +6,7 @@ use std::path::Path;
 use cacheness_core::conformance::{key_of, sample_entry};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::{AccessBatch, Counters, MetadataBackend, ScanFilter, Touch};
 use cacheness_sqlite::{DB_FILE_NAME, SCHEMA_VERSION, SqliteBackend, SqliteError, SqliteOptions};
 use rusqlite::Connection;
@@ -193,7 +194,13 @@ fn a_version_3_database_moves_its_entries_to_the_rowid_table() {
             "entries_by_prefix"
         ]
     );
-    assert_eq!(backend.eviction_candidates(10).unwrap().len(), 4);
+    assert_eq!(
+        backend
+            .eviction_candidates(EvictionPolicy::Lru, 0, 10)
+            .unwrap()
+            .len(),
+        4
+    );
     drop(backend);
     assert_eq!(
         entries_layout(&conn),
@@ -245,7 +252,13 @@ fn a_version_4_database_drops_its_eviction_index_until_eviction_asks() {
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert!(!entries_layout(&conn).contains(&"entries_by_accessed_at".to_owned()));
     assert_eq!(backend.len().unwrap(), 6);
-    assert_eq!(backend.eviction_candidates(2).unwrap().len(), 2);
+    assert_eq!(
+        backend
+            .eviction_candidates(EvictionPolicy::Lru, 0, 2)
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(entries_layout(&conn).contains(&"entries_by_accessed_at".to_owned()));
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))

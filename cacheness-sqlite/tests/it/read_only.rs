@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::conformance::{key_of, sample_entry};
 use cacheness_core::{AccessBatch, Cache, MetadataBackend, ScanFilter, Touch, key};
 use cacheness_sqlite::{DB_FILE_NAME, SqliteBackend, SqliteError, SqliteOptions};
@@ -107,7 +108,13 @@ fn a_read_only_open_serves_reads_and_creates_no_file() {
         reader.get(&key_of(3)).unwrap(),
         Some(sample_entry(key_of(3), 10))
     );
-    assert_eq!(reader.eviction_candidates(2).unwrap().len(), 2);
+    assert_eq!(
+        reader
+            .eviction_candidates(EvictionPolicy::Lru, 0, 2)
+            .unwrap()
+            .len(),
+        2
+    );
     assert_writes_refused(&reader);
     drop(reader);
     assert_eq!(names_in(dir.path()), before, "no -wal or -shm created");

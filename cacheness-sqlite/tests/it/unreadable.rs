@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::path::Path;
 
+use cacheness_core::EvictionPolicy;
 use cacheness_core::conformance::{key_of, sample_entry};
 use cacheness_core::{AccessBatch, CacheKey, Entry, MetadataBackend, ScanFilter, Touch};
 use cacheness_sqlite::{DB_FILE_NAME, SqliteBackend};
@@ -110,8 +111,14 @@ fn reads_pass_over_unreadable_rows_and_get_names_the_key() {
     let expired = backend.expired(u64::MAX, 1_000).unwrap();
     assert_eq!(expired.len() as u64, GOOD);
     assert_eq!(backend.expired(u64::MAX, 10).unwrap().len(), 10);
-    let oldest = backend.eviction_candidates(1_000).unwrap();
+    let oldest = backend
+        .eviction_candidates(EvictionPolicy::Lru, 0, 1_000)
+        .unwrap();
     assert_eq!(oldest.len() as u64, GOOD);
+    let expired_first = backend
+        .eviction_candidates(EvictionPolicy::Lru, u64::MAX, 1_000)
+        .unwrap();
+    assert_eq!(expired_first.len() as u64, GOOD);
 
     // The running totals count every row.
     assert_eq!(backend.len().unwrap(), GOOD + bad.len() as u64);
