@@ -116,8 +116,12 @@ impl<C: Codec> CacheBuilder<C> {
     /// - [`Lfu`](EvictionPolicy::Lfu), least frequently used: the entry read the
     ///   fewest times, ties by least recently used.
     ///
-    /// Reads are recorded at most once per
-    /// [`access_granularity`](Self::access_granularity) per key.
+    /// Reads are written to the backend at most once per
+    /// [`access_granularity`](Self::access_granularity) per key; the reads this
+    /// cache held back in between are written just before it evicts, so its
+    /// evictions order by every read it served. Reads served by other processes
+    /// count at the granularity: an entry another process read within it looks
+    /// as recent as that process's last recorded read.
     ///
     /// ```
     /// use cacheness_core::{Cache, EvictionPolicy};
@@ -151,7 +155,8 @@ impl<C: Codec> CacheBuilder<C> {
     /// How old an entry's recorded access must be before a read records a new one
     /// (default 60 s). Recording costs a backend write per key; reads closer
     /// together than this are counted as hits but move neither `accessed_at` nor
-    /// `access_count`. Zero records every read.
+    /// `access_count`, until the size limit is about to evict: then they are
+    /// written first (see [`eviction`](Self::eviction)). Zero records every read.
     pub fn access_granularity(mut self, granularity: Duration) -> Self {
         self.access_granularity = granularity;
         self

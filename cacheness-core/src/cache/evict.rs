@@ -88,8 +88,9 @@ impl<C: Codec> Cache<C> {
         limit: u64,
         spare: Option<CacheKey>,
     ) -> Result<()> {
-        // Reads not yet written would make recently used entries look cold.
-        self.flush_access()?;
+        // Reads not yet written, held back by the granularity included, would
+        // make recently used entries look cold.
+        self.flush_every_read()?;
         let target = (limit as f64 * self.settings.low_watermark) as u64;
         let mut evicted = 0u64;
         'batches: while total > target {
