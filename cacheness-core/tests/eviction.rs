@@ -207,3 +207,25 @@ fn every_policy_evicts_expired_entries_first() {
         assert!(cache.backend().get(&key).unwrap().is_none(), "{policy}");
     }
 }
+
+/// Reads held back before a `clear` are not counted for the key put again
+/// after it: the cleared entry's reads died with it. Under LFU the new,
+/// never-read entry is then the oldest of the least read, so it goes first.
+#[test]
+fn clear_forgets_the_reads_it_held_back() {
+    let clock = ManualClock::new(1_000_000);
+    let cache = cache_with(30, &clock, EvictionPolicy::Lfu);
+    let hot = key!(name = "hot");
+    cache.put_bytes(&hot, &noise(1)).unwrap();
+    clock.advance(Duration::from_millis(100));
+    for _ in 0..5 {
+        assert!(cache.get_bytes(&hot).unwrap().is_some());
+    }
+    cache.clear().unwrap();
+    cache.put_bytes(&hot, &noise(2)).unwrap();
+    put_each(&cache, &clock, 0..40);
+    assert!(
+        !cache.contains(&hot).unwrap(),
+        "reads of the cleared entry were counted for the one put after it"
+    );
+}

@@ -219,7 +219,11 @@ impl<C: Codec> Cache<C> {
     /// Removes every entry and its blob; how many.
     pub fn clear(&self) -> Result<u64> {
         self.check_writable("clear")?;
-        self.lock_pending().touches.clear();
+        {
+            let mut pending = self.lock_pending();
+            pending.touches.clear();
+            pending.held_back.clear();
+        }
         let removed = self.backend.clear()?;
         for entry in &removed {
             self.delete_blob(entry);
