@@ -229,3 +229,31 @@ fn clear_forgets_the_reads_it_held_back() {
         "reads of the cleared entry were counted for the one put after it"
     );
 }
+
+/// The same for `remove` and `remove_prefix`: reads of a removed entry are
+/// not counted for the entry put again under its key.
+#[test]
+fn remove_forgets_the_reads_it_held_back() {
+    for by_prefix in [false, true] {
+        let clock = ManualClock::new(1_000_000);
+        let cache = cache_with(30, &clock, EvictionPolicy::Lfu);
+        let hot = key!(name = "hot");
+        let filed = PutOptions::new().prefix("hot");
+        cache.put_bytes_with(&hot, &noise(1), &filed).unwrap();
+        clock.advance(Duration::from_millis(100));
+        for _ in 0..5 {
+            assert!(cache.get_bytes(&hot).unwrap().is_some());
+        }
+        if by_prefix {
+            assert_eq!(cache.remove_prefix("hot").unwrap(), 1);
+        } else {
+            assert!(cache.remove(&hot).unwrap());
+        }
+        cache.put_bytes(&hot, &noise(2)).unwrap();
+        put_each(&cache, &clock, 0..40);
+        assert!(
+            !cache.contains(&hot).unwrap(),
+            "reads of the removed entry were counted (by prefix: {by_prefix})"
+        );
+    }
+}

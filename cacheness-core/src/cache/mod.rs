@@ -131,9 +131,18 @@ impl<C: Codec> Cache<C> {
         self.check_writable("remove")?;
         let removed = self.backend.remove(&key.to_key())?;
         if let Some(entry) = &removed {
+            self.forget_reads(entry.key);
             self.delete_blob(entry);
         }
         Ok(removed.is_some())
+    }
+
+    /// Drops the reads of `key` not yet written, because its entry is gone
+    /// (see [`clear`](Self::clear)).
+    fn forget_reads(&self, key: CacheKey) {
+        let mut pending = self.lock_pending();
+        pending.touches.remove(&key);
+        pending.held_back.remove(&key);
     }
 
     /// Removes every entry filed under `prefix`; how many.
@@ -145,6 +154,7 @@ impl<C: Codec> Cache<C> {
             let batch = self.scan_keys(ScanFilter::all().prefix(prefix).limit(REMOVAL_BATCH))?;
             for key in &batch {
                 if let Some(entry) = self.backend.remove(key)? {
+                    self.forget_reads(entry.key);
                     self.delete_blob(&entry);
                     removed += 1;
                 }
@@ -220,6 +230,8 @@ impl<C: Codec> Cache<C> {
     pub fn clear(&self) -> Result<u64> {
         self.check_writable("clear")?;
         {
+            // Reads of removed entries must not count for the next put of
+            // their keys.
             let mut pending = self.lock_pending();
             pending.touches.clear();
             pending.held_back.clear();
