@@ -25,12 +25,14 @@ pub enum BenchError {
         source: serde_json::Error,
     },
     /// A results file was written by another version of the harness.
-    #[error("results file {path} has schema version {found}, this build reads {expected}", expected = crate::results::SCHEMA_VERSION)]
+    #[error("results file {path} has schema version {found}, this build reads {expected}")]
     Schema {
         /// The file.
         path: PathBuf,
         /// Its version.
         found: u32,
+        /// The version this build reads.
+        expected: u32,
     },
     /// A document's generated-block markers are missing, duplicated or out of
     /// order.

@@ -14,7 +14,7 @@
 //!
 //! ```
 //! use cacheness_bench::results::Metric;
-//! use cacheness_bench::report::{number, times};
+//! use cacheness_bench::format::{number, times};
 //!
 //! let put = Metric::of(vec![10_400.0, 9_800.0, 10_100.0, 10_900.0, 9_950.0]).unwrap();
 //! assert_eq!((put.median, put.min, put.max), (10_100.0, 9_800.0, 10_900.0));
@@ -23,6 +23,7 @@
 //! ```
 
 pub mod error;
+pub mod format;
 pub mod machine;
 pub mod markers;
 pub mod plan;

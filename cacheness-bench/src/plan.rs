@@ -95,20 +95,20 @@ impl Mode {
         let list = |values: &[u64]| {
             values
                 .iter()
-                .map(|value| crate::report::count(*value))
+                .map(|value| crate::format::count(*value))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
         let w3 = self
             .w3_sizes()
             .iter()
-            .map(|(size, count)| format!("{} × {count}", crate::run::human_size(*size)))
+            .map(|(size, count)| format!("{} × {count}", crate::format::human_size(*size)))
             .collect::<Vec<_>>()
             .join(", ");
         let (entries, gets) = self.w4_sizes();
         let (threads, keys, ops) = self.w5_threads();
         let (processes, each) = self.w5_processes();
-        let count = crate::report::count;
+        let count = crate::format::count;
         BTreeMap::from([
             ("w1".to_owned(), format!("N = {}", list(self.w1_sizes()))),
             (
@@ -201,7 +201,7 @@ impl Plan {
                     "a cell whose {} repetitions would take over {} (estimated from rates measured earlier in the run) is not run at that size (W1) or runs at {} entries instead (W6, W7), and says so",
                     self.reps,
                     minutes(bound.as_secs_f64()),
-                    crate::report::count(self.mode.capped_n())
+                    crate::format::count(self.mode.capped_n())
                 ),
             );
         }

@@ -72,6 +72,7 @@ impl Results {
             return Err(BenchError::Schema {
                 path: path.to_owned(),
                 found: results.schema,
+                expected: SCHEMA_VERSION,
             });
         }
         Ok(results)

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{BenchError, Result};
+use crate::format::{count, human_size, number};
 use crate::plan::{Mode, Plan, minutes};
 use crate::results::{Cell, Metric, Param, RowKind, Scratch};
 use crate::stores::{self, Facade, PEERS, Record, Store};
@@ -330,9 +331,9 @@ impl<'a> Runner<'a> {
                 "{} repetitions would take ~{} (PUT {} ops/s, GET {} ops/s at N = {} in this run), over the full run's bound of {} per cell (`--cell-minutes`)",
                 self.reps(),
                 minutes(estimate),
-                crate::report::number(put),
-                crate::report::number(get),
-                crate::report::count(at),
+                number(put),
+                number(get),
+                count(at),
                 minutes(bound)
             )
         })
@@ -346,7 +347,7 @@ impl<'a> Runner<'a> {
             .largest_w1(backend)
             .and_then(|(at, cell)| Some((at, cell.median("put_ops_s")?)));
         if let Some((at, rate)) = measured {
-            return Ok((rate, format!("W1 at N = {}", crate::report::count(at))));
+            return Ok((rate, format!("W1 at N = {}", count(at))));
         }
         const CALIBRATION: u64 = 1_000;
         self.step(format!(
@@ -391,10 +392,10 @@ impl<'a> Runner<'a> {
             capped,
             Some(format!(
                 "capped at {} entries: {} would take ~{} (`{backend}` PUT {} ops/s, {source}), over the full run's bound of {} per cell",
-                crate::report::count(capped),
-                crate::report::count(n),
+                count(capped),
+                count(n),
                 minutes(estimate),
-                crate::report::number(rate),
+                number(rate),
                 minutes(bound)
             )),
         ))
@@ -1352,17 +1353,6 @@ pub fn python_has_diskcache(python: &Path) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|status| status.success())
-}
-
-/// `10 KiB`, `1 MiB`, `64 MiB`.
-pub fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} B")
-    }
 }
 
 /// The roles this program plays as a child of a run.
