@@ -7,24 +7,17 @@
 //! and capacity 10 000 checking at most every 100 ms (or the third argument). Run with:
 //!
 //! ```text
-//! cargo run --release -p cacheness-memlayer --example memlayer_speed [-- reads [backend|all [interval_ms]]]
+//! cargo run --release -p cacheness-bench --example memlayer_speed [-- reads [backend|all [interval_ms]]]
 //! ```
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cacheness_bench::stores::Record;
 use cacheness_core::{Cache, CacheKey, MetadataBackend, ToKey, key};
 use cacheness_memlayer::{Capacity, MemLayer, MemLayerConfig};
-use serde::{Deserialize, Serialize};
 
 const ENTRIES: u64 = 10_000;
-
-#[derive(Serialize, Deserialize)]
-struct Value {
-    id: u64,
-    name: String,
-    numbers: Vec<u64>,
-}
 
 /// A small deterministic generator (xorshift64*), so every backend sees the same draws.
 struct Draws(u64);
@@ -75,17 +68,12 @@ fn run(
         .open_shared(backend)
         .expect("the cache opens");
     for (index, key) in keys.iter().enumerate() {
-        let value = Value {
-            id: index as u64,
-            name: format!("entry number {index}"),
-            numbers: (0..20).map(|n| n * index as u64).collect(),
-        };
-        cache.put(key, &value).expect("put");
+        cache.put(key, &Record::new(index as u64)).expect("put");
     }
     let before = cache.stats().expect("stats").layer;
     let start = Instant::now();
     for &index in order {
-        let value: Value = cache
+        let value: Record = cache
             .get(&keys[index])
             .expect("get")
             .expect("every key is there");

@@ -1,5 +1,5 @@
 //! Single-thread PUT and GET rates of the memory backend on the seed workload:
-//! `cargo run --release -p cacheness-memory --example memory_speed [entries]`.
+//! `cargo run --release -p cacheness-bench --example memory_speed [entries]`.
 //!
 //! A ~200-byte serde struct under `key!(experiment = "bench", idx = i)`, stored
 //! inline (no directory), then read back in order. The full comparison with peers
@@ -8,37 +8,20 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use cacheness_bench::stores::Record;
 use cacheness_core::{Cache, key};
 use cacheness_memory::MemoryBackend;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Record {
-    id: u64,
-    name: String,
-    values: Vec<i64>,
-}
-
-fn record(index: u64) -> Record {
-    Record {
-        id: index,
-        name: format!("record-{index}"),
-        values: (0..20)
-            .map(|offset| (index as i64 + offset) * 7_919)
-            .collect(),
-    }
-}
 
 fn main() -> Result<(), cacheness_core::Error> {
     let entries: u64 = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
-    let size = serde_json::to_vec(&record(entries / 2)).map_or(0, |bytes| bytes.len());
+    let size = serde_json::to_vec(&Record::new(entries / 2)).map_or(0, |bytes| bytes.len());
     println!("memory backend, {entries} entries of ~{size} bytes (JSON), one thread");
     for round in 1..=3 {
         let cache = Cache::builder().open(MemoryBackend::new())?;
-        let values: Vec<Record> = (0..entries).map(record).collect();
+        let values: Vec<Record> = (0..entries).map(Record::new).collect();
         let started = Instant::now();
         for (index, value) in values.iter().enumerate() {
             cache.put(&key!(experiment = "bench", idx = index), value)?;

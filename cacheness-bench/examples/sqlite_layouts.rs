@@ -4,9 +4,9 @@
 //! how much of the throughput at 1 000 each keeps at 100 000.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_layouts [-- --quick] [-- --only I]
+//! cargo run --release -p cacheness-bench --example sqlite_layouts [-- --quick] [-- --only I]
 //! # two variants interleaved run by run (their figures see the same load):
-//! cargo run --release -p cacheness-sqlite --example sqlite_layouts -- --pair 1 3
+//! cargo run --release -p cacheness-bench --example sqlite_layouts -- --pair 1 3
 //! # one run of variant I (default 0) under a profiler, pragmas from CKPT, CACHE,
 //! # PASSIVE (a passive checkpoint every that many puts) and MMAP (default: the
 //! # backend's `mmap_size`):

@@ -2,7 +2,7 @@
 //! memory map and one without, the same operations alternated between them.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_mmap_ab -- N ROUNDS [--read-only]
+//! cargo run --release -p cacheness-bench --example sqlite_mmap_ab -- N ROUNDS [--read-only]
 //! ```
 //!
 //! Both caches are filled with N seed-workload entries (~200-byte serde values
@@ -19,8 +19,7 @@ use std::time::Instant;
 use cacheness_core::{Cache, ListOptions, key};
 use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 
-mod seed;
-use seed::{Record, record};
+use cacheness_bench::stores::Record;
 
 const MAPS: [(&str, u64); 2] = [("mmap 512 MiB", 512 * 1024 * 1024), ("mmap 0", 0)];
 
@@ -73,7 +72,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         for (cache, samples) in caches.iter().zip(&mut fill) {
             let started = Instant::now();
             for index in block * 1_000..(block + 1) * 1_000 {
-                cache.put(&key!(experiment = "bench", idx = index), &record(index))?;
+                cache.put(
+                    &key!(experiment = "bench", idx = index),
+                    &Record::new(index),
+                )?;
             }
             samples.push(1_000.0 / started.elapsed().as_secs_f64());
         }
@@ -111,7 +113,10 @@ fn main() -> Result<(), Box<dyn Error>> {
                 let started = Instant::now();
                 for offset in 0..100 {
                     let index = (round as u64 * 100 + offset) % n;
-                    cache.put(&key!(experiment = "bench", idx = index), &record(index))?;
+                    cache.put(
+                        &key!(experiment = "bench", idx = index),
+                        &Record::new(index),
+                    )?;
                 }
                 puts[which].push(100.0 / started.elapsed().as_secs_f64());
             }

@@ -2,7 +2,7 @@
 //! the same run.
 //!
 //! ```text
-//! cargo run --release -p cacheness-sqlite --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--wal-limit BYTES] [--mmap BYTES] [--page-size BYTES] [--no-checkpoint-thread]
+//! cargo run --release -p cacheness-bench --example sqlite_speed [-- --quick] [--autocheckpoint PAGES] [--wal-limit BYTES] [--mmap BYTES] [--page-size BYTES] [--no-checkpoint-thread]
 //! ```
 //!
 //! Workload (BENCHMARK.md, W1): values are a ~200-byte serde struct (an id, a
@@ -31,8 +31,7 @@ use cacheness_core::{Cache, ListOptions, key};
 use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 use rusqlite::Connection;
 
-mod seed;
-use seed::{Record, record};
+use cacheness_bench::stores::Record;
 
 /// The default options, or with `-- --autocheckpoint PAGES` another
 /// `wal_autocheckpoint`, with `-- --wal-limit BYTES` another `wal_limit_bytes`,
@@ -83,7 +82,7 @@ fn cacheness_run(dir: &Path, n: u64) -> Result<(Run, Cache), Box<dyn std::error:
     let cache = Cache::builder()
         .dir(dir)
         .open(SqliteBackend::open_with(dir, &options())?)?;
-    let records: Vec<Record> = (0..n).map(record).collect();
+    let records: Vec<Record> = (0..n).map(Record::new).collect();
     let started = Instant::now();
     for (index, value) in records.iter().enumerate() {
         cache.put(&key!(experiment = "bench", idx = index as u64), value)?;
@@ -115,7 +114,7 @@ fn raw_run(dir: &Path, n: u64, without_rowid: bool) -> Result<Run, Box<dyn std::
         "CREATE TABLE entries (key BLOB PRIMARY KEY, value BLOB NOT NULL){};",
         if without_rowid { " WITHOUT ROWID" } else { "" }
     ))?;
-    let records: Vec<Record> = (0..n).map(record).collect();
+    let records: Vec<Record> = (0..n).map(Record::new).collect();
     let started = Instant::now();
     {
         let mut insert = conn.prepare_cached("INSERT OR REPLACE INTO entries VALUES (?1, ?2)")?;
@@ -202,7 +201,10 @@ fn open_time(n: u64, repetitions: usize) -> Result<(f64, f64), Box<dyn std::erro
             .dir(dir.path())
             .open(SqliteBackend::open(dir.path())?)?;
         for index in 0..n {
-            cache.put(&key!(experiment = "bench", idx = index), &record(index))?;
+            cache.put(
+                &key!(experiment = "bench", idx = index),
+                &Record::new(index),
+            )?;
         }
     }
     let (mut opens, mut firsts) = (Vec::new(), Vec::new());
@@ -215,7 +217,7 @@ fn open_time(n: u64, repetitions: usize) -> Result<(f64, f64), Box<dyn std::erro
         let index = (repetition as u64 * 7_919) % n;
         let value: Option<Record> = cache.get(&key!(experiment = "bench", idx = index))?;
         let first = started.elapsed();
-        assert_eq!(value, Some(record(index)));
+        assert_eq!(value, Some(Record::new(index)));
         opens.push(opened.as_secs_f64() * 1e3);
         firsts.push(first.as_secs_f64() * 1e3);
     }
@@ -233,7 +235,10 @@ fn list_pair(
     let (_, sqlite) = cacheness_run(dir.path(), 1_000)?;
     let memory = Cache::builder().open(cacheness_memory::MemoryBackend::new())?;
     for index in 0..1_000u64 {
-        memory.put(&key!(experiment = "bench", idx = index), &record(index))?;
+        memory.put(
+            &key!(experiment = "bench", idx = index),
+            &Record::new(index),
+        )?;
     }
     let raw = Connection::open(dir.path().join(cacheness_sqlite::DB_FILE_NAME))?;
     let (mut sqlite_ms, mut memory_ms, mut raw_ms) = (Vec::new(), Vec::new(), Vec::new());
