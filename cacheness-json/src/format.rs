@@ -360,14 +360,15 @@ impl<'de> serde::de::Visitor<'de> for SnapshotEntriesVisitor {
     }
 }
 
-/// Which JSON parser reads the snapshot (both are kept so the example can
-/// compare them on the same file).
+/// Which JSON parser reads the snapshot: simd-json; the tests also parse
+/// with serde_json, the reference the simd-json reader must agree with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Parser {
-    /// simd-json, the default: one entry at a time when the snapshot has the
-    /// layout this crate writes, else the whole document at once.
+pub(crate) enum Parser {
+    /// simd-json: one entry at a time when the snapshot has the layout this
+    /// crate writes, else the whole document at once.
     SimdJson,
-    /// serde_json.
+    /// serde_json, the tests' reference.
+    #[cfg(test)]
     SerdeJson,
 }
 
@@ -403,6 +404,7 @@ pub(crate) fn parse_snapshot(bytes: &mut [u8], parser: Parser) -> Result<Snapsho
                 simd_json::serde::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
             }
         },
+        #[cfg(test)]
         Parser::SerdeJson => {
             serde_json::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
         }
@@ -450,20 +452,6 @@ pub(crate) fn check_version(snapshot: Snapshot) -> Result<Snapshot, Refusal> {
         return Err(Refusal::Malformed("format version 0 does not exist".into()));
     }
     Ok(snapshot)
-}
-
-/// Parses a snapshot for the loading benchmark: the entries read, returned so
-/// that freeing them is not timed.
-///
-/// Public only for `examples/json_load.rs`; not part of the stable API.
-#[doc(hidden)]
-pub fn parse_snapshot_for_bench(
-    bytes: &mut [u8],
-    parser: Parser,
-) -> Result<BTreeMap<CacheKey, Arc<SharedEntry>>, String> {
-    parse_snapshot(bytes, parser)
-        .map(|snapshot| snapshot.entries.by_key)
-        .map_err(|refusal| format!("{refusal:?}"))
 }
 
 #[cfg(test)]

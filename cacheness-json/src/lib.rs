@@ -111,5 +111,5 @@ mod rebuild;
 
 pub use backend::{JOURNAL_FILE, JsonBackend, LOCK_FILE, SNAPSHOT_FILE};
 pub use error::JsonError;
-pub use format::{FORMAT_VERSION, Parser, parse_snapshot_for_bench};
+pub use format::FORMAT_VERSION;
 pub use options::{DEFAULT_COMPACTION_MIN_BYTES, DEFAULT_COMPACTION_RATIO, JsonOptions};
