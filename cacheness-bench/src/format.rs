@@ -72,3 +72,22 @@ pub fn human_size(bytes: u64) -> String {
         format!("{bytes} B")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_readable() {
+        assert_eq!(number(1_234_567.4), "1 234 567");
+        assert_eq!(number(123.6), "124");
+        assert_eq!(number(12.345), "12.3");
+        assert_eq!(number(1.2345), "1.23");
+        assert_eq!(number(0.01234), "0.012");
+        assert_eq!(number(f64::NAN), "—");
+        assert_eq!(times(123.4), "×123");
+        assert_eq!(times(4.25), "×4.2");
+        assert_eq!(times(0.5), "×0.50");
+        assert_eq!(percent(0.634), "63 %");
+    }
+}
