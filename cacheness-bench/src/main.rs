@@ -78,7 +78,7 @@ enum Task {
     #[command(hide = true)]
     Child {
         #[command(subcommand)]
-        role: ChildArgs,
+        role: ChildRole,
     },
 }
 
@@ -99,26 +99,6 @@ struct ReportArgs {
     /// Where the SVG plots go.
     #[arg(long, default_value = "docs/img")]
     img: PathBuf,
-}
-
-#[derive(Debug, Subcommand)]
-enum ChildArgs {
-    W5Writer {
-        backend: String,
-        dir: PathBuf,
-        first: u64,
-        count: u64,
-    },
-    W5Verify {
-        backend: String,
-        dir: PathBuf,
-        expected: u64,
-    },
-    W7 {
-        backend: String,
-        dir: PathBuf,
-        n: u64,
-    },
 }
 
 fn main() -> ExitCode {
@@ -254,30 +234,7 @@ fn write_report(args: &ReportArgs) -> Result<(), BenchError> {
     Ok(())
 }
 
-fn play(role: ChildArgs) -> Result<(), BenchError> {
-    let role = match role {
-        ChildArgs::W5Writer {
-            backend,
-            dir,
-            first,
-            count,
-        } => ChildRole::W5Writer {
-            backend,
-            dir,
-            first,
-            count,
-        },
-        ChildArgs::W5Verify {
-            backend,
-            dir,
-            expected,
-        } => ChildRole::W5Verify {
-            backend,
-            dir,
-            expected,
-        },
-        ChildArgs::W7 { backend, dir, n } => ChildRole::W7 { backend, dir, n },
-    };
+fn play(role: ChildRole) -> Result<(), BenchError> {
     let report = run::child(&role)?;
     println!("{report}");
     Ok(())

@@ -103,8 +103,9 @@ pub fn python_has_diskcache(python: &Path) -> bool {
         .is_ok_and(|status| status.success())
 }
 
-/// The roles this program plays as a child of a run.
-#[derive(Debug, Clone)]
+/// The roles this program plays as a child of a run: the hidden `child`
+/// subcommand of the binary parses them as they are.
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum ChildRole {
     /// W5: write items `first..first + count` into the cache in `dir`.
     W5Writer {
