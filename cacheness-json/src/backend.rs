@@ -14,16 +14,16 @@ use cacheness_core::{
     MetadataBackend, ScanFilter, SharedEntry,
 };
 
-use crate::by_entry::{READ_CHUNK, parse_by_entry_from};
+use crate::by_entry::{Parser, READ_CHUNK, parse_by_entry_from, parse_snapshot};
 use crate::error::JsonError;
 use crate::files::{
     HeldDir, Identity, LockGuard, LockKind, create_dir, identity, open_append,
     remove_stale_temp_files, replace_file,
 };
 use crate::format::{
-    Entries, FORMAT_VERSION, Parser, Record, Refusal, Snapshot, StoredTouch, UnreadableEntries,
+    Entries, FORMAT_VERSION, Record, Refusal, Snapshot, StoredTouch, UnreadableEntries,
     check_entry, check_version, complete_lines, encode_record, encode_snapshot, parse_record,
-    parse_snapshot, parse_snapshot_tolerant,
+    parse_snapshot_tolerant,
 };
 use crate::options::JsonOptions;
 use crate::rebuild::rebuild_from_blobs;

@@ -32,7 +32,10 @@ use memchr::memmem;
 use serde::Deserialize;
 use simd_json::{Buffers, DEFAULT_MAX_DEPTH, Deserializer, INPUT_PADDING, Tape, fill_tape_padded};
 
-use crate::format::{FORMAT_VERSION, Snapshot, SnapshotEntries, VERSION_PROBE_LEN, probe_version};
+use crate::format::{
+    FORMAT_VERSION, Refusal, Snapshot, SnapshotEntries, VERSION_PROBE_LEN, check_version,
+    probe_version,
+};
 
 /// The line that opens the entries array, up to its `[`.
 const ENTRIES_KEY: &[u8] = b"\n  \"entries\": [";
@@ -74,6 +77,38 @@ pub(crate) fn parse_by_entry(document: &[u8]) -> Option<Snapshot> {
     let mut snapshot = parse_outline(&mut outline)?;
     snapshot.entries = parse_entries(document, &layout.entries)?;
     Some(snapshot)
+}
+
+/// Which JSON parser reads the snapshot: simd-json; the tests also parse
+/// with serde_json, the reference the simd-json reader must agree with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parser {
+    /// simd-json: one entry at a time when the snapshot has the layout this
+    /// crate writes, else the whole document at once.
+    SimdJson,
+    /// serde_json, the tests' reference.
+    #[cfg(test)]
+    SerdeJson,
+}
+
+/// Parses a snapshot; `bytes` is used as scratch space by simd-json.
+pub(crate) fn parse_snapshot(bytes: &mut [u8], parser: Parser) -> Result<Snapshot, Refusal> {
+    if let Some(version) = probe_version(bytes).filter(|&version| version > FORMAT_VERSION) {
+        return Err(Refusal::Newer(version));
+    }
+    let parsed = match parser {
+        Parser::SimdJson => match parse_by_entry(bytes) {
+            Some(snapshot) => Ok(snapshot),
+            None => {
+                simd_json::serde::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
+            }
+        },
+        #[cfg(test)]
+        Parser::SerdeJson => {
+            serde_json::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
+        }
+    };
+    check_version(parsed.map_err(Refusal::Malformed)?)
 }
 
 /// Bytes read from the snapshot file at a time by [`parse_by_entry_from`].

@@ -10,8 +10,6 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use crate::by_entry::parse_by_entry;
-
 /// The metadata format this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
 
@@ -360,18 +358,6 @@ impl<'de> serde::de::Visitor<'de> for SnapshotEntriesVisitor {
     }
 }
 
-/// Which JSON parser reads the snapshot: simd-json; the tests also parse
-/// with serde_json, the reference the simd-json reader must agree with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Parser {
-    /// simd-json: one entry at a time when the snapshot has the layout this
-    /// crate writes, else the whole document at once.
-    SimdJson,
-    /// serde_json, the tests' reference.
-    #[cfg(test)]
-    SerdeJson,
-}
-
 /// How far into a snapshot the version field is looked for before parsing.
 pub(crate) const VERSION_PROBE_LEN: usize = 4096;
 
@@ -392,31 +378,12 @@ pub(crate) fn probe_version(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
-/// Parses a snapshot; `bytes` is used as scratch space by simd-json.
-pub(crate) fn parse_snapshot(bytes: &mut [u8], parser: Parser) -> Result<Snapshot, Refusal> {
-    if let Some(version) = probe_version(bytes).filter(|&version| version > FORMAT_VERSION) {
-        return Err(Refusal::Newer(version));
-    }
-    let parsed = match parser {
-        Parser::SimdJson => match parse_by_entry(bytes) {
-            Some(snapshot) => Ok(snapshot),
-            None => {
-                simd_json::serde::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
-            }
-        },
-        #[cfg(test)]
-        Parser::SerdeJson => {
-            serde_json::from_slice::<Snapshot>(bytes).map_err(|error| error.to_string())
-        }
-    };
-    check_version(parsed.map_err(Refusal::Malformed)?)
-}
-
-/// Parses a snapshot that [`parse_snapshot`] refused, one entry at a time: the
-/// document must be valid JSON of the snapshot's shape, but an entry that
-/// cannot be decoded (nested deeper than simd-json's limit, a field of the
-/// wrong type) is kept aside as unreadable instead of failing the whole.
-/// serde_json checks each entry's syntax and finds its key at any depth.
+/// Parses a snapshot that [`parse_snapshot`](crate::by_entry::parse_snapshot)
+/// refused, one entry at a time: the document must be valid JSON of the
+/// snapshot's shape, but an entry that cannot be decoded (nested deeper than
+/// simd-json's limit, a field of the wrong type) is kept aside as unreadable
+/// instead of failing the whole. serde_json checks each entry's syntax and
+/// finds its key at any depth.
 pub(crate) fn parse_snapshot_tolerant(bytes: &[u8]) -> Result<Snapshot, Refusal> {
     #[derive(Deserialize)]
     struct Tolerant {
@@ -457,6 +424,7 @@ pub(crate) fn check_version(snapshot: Snapshot) -> Result<Snapshot, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::by_entry::{Parser, parse_snapshot};
     use cacheness_core::conformance::{arb_entry, key_of, sample_entry};
     use proptest::prelude::*;
 
