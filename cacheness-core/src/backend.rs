@@ -265,15 +265,38 @@ impl Default for Capabilities {
     }
 }
 
+/// Named setters, so a backend says what it can do by name and a field added
+/// later keeps its default:
+///
+/// ```
+/// use cacheness_core::Capabilities;
+///
+/// let sqlite_like = Capabilities::default().persistent(true).multi_process(true).counters(true);
+/// assert!(sqlite_like.inline_values);
+/// ```
 impl Capabilities {
-    /// Capabilities with every field given.
-    pub fn new(persistent: bool, multi_process: bool, inline_values: bool, counters: bool) -> Self {
-        Capabilities {
-            persistent,
-            multi_process,
-            inline_values,
-            counters,
-        }
+    /// Whether entries survive the process.
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    /// Whether several processes may open the same cache dir at once.
+    pub fn multi_process(mut self, multi_process: bool) -> Self {
+        self.multi_process = multi_process;
+        self
+    }
+
+    /// Whether entries may carry their bytes inline.
+    pub fn inline_values(mut self, inline_values: bool) -> Self {
+        self.inline_values = inline_values;
+        self
+    }
+
+    /// Whether the backend keeps the counters given to `touch`.
+    pub fn counters(mut self, counters: bool) -> Self {
+        self.counters = counters;
+        self
     }
 }
 

@@ -258,7 +258,7 @@ struct BlobsOnly(MemoryBackend);
 
 impl MetadataBackend for BlobsOnly {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(false, false, false, false)
+        Capabilities::default().inline_values(false)
     }
     fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {
         self.0.get(key)

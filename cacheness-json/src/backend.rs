@@ -893,7 +893,11 @@ impl MetadataBackend for JsonBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(true, true, self.options.inline_values, true)
+        Capabilities::default()
+            .persistent(true)
+            .multi_process(true)
+            .inline_values(self.options.inline_values)
+            .counters(true)
     }
 
     fn get(&self, key: &CacheKey) -> cacheness_core::Result<Option<Entry>> {

@@ -72,7 +72,7 @@ impl MetadataBackend for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(false, false, true, true)
+        Capabilities::default().counters(true)
     }
 
     fn get(&self, key: &CacheKey) -> Result<Option<Entry>> {

@@ -649,7 +649,10 @@ impl MetadataBackend for SqliteBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(!self.memory, !self.memory, true, true)
+        Capabilities::default()
+            .persistent(!self.memory)
+            .multi_process(!self.memory)
+            .counters(true)
     }
 
     /// A row that cannot be read as an entry is an error naming its key and
