@@ -70,6 +70,6 @@ impl Clock for ManualClock {
 }
 
 /// Whole milliseconds of a duration, saturating at `u64::MAX`.
-pub fn duration_ms(duration: Duration) -> u64 {
+pub(crate) fn duration_ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -5,10 +5,15 @@
 //! refused instead of followed (it could lead outside the dir), and anything that
 //! is not a regular file (a FIFO, a device, a directory) is refused instead of
 //! opened, so a FIFO planted where a file was expected cannot hang the process.
+//! Files and directories cacheness creates are private to their owner
+//! ([`create_private_file`], [`create_private_dir`]). A backend that keeps its
+//! metadata in the cache dir uses the same helpers.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
+
+use crate::error::{Error, Result};
 
 /// Opens `path` with `options` and returns it only if it is a regular file.
 ///
@@ -161,4 +166,32 @@ mod tests {
         assert_eq!(missing.kind(), io::ErrorKind::NotFound);
         assert!(refuse_irregular(&dir.path().join("missing")).is_ok());
     }
+}
+
+/// Creates `path` and its parents; new directories are private (0700) on Unix.
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    create_private_dir_io(path).map_err(|source| Error::io("create directory", path, source))
+}
+
+pub(crate) fn create_private_dir_io(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Creates a new file that only its owner can read (0600 on Unix).
+pub fn create_private_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }

@@ -22,13 +22,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::backend::{MetadataBackend, ScanFilter};
+use crate::blob::BlobHeader;
 use crate::blob::check::{check_blob_name, check_params, check_stored};
 use crate::blob::format::stored_offset;
-use crate::blob::{BlobHeader, create_private_file};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::entry::{Entry, Location};
 use crate::error::{Error, Result};
+use crate::files::create_private_file;
 use crate::files::open_regular_read;
 use crate::key::CacheKey;
 use crate::ops::Progress;

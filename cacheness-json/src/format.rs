@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use cacheness_core::blob::validate_blob_name;
+use cacheness_core::blob::BlobName;
 use cacheness_core::{CacheKey, Counters, Entry, SharedEntry};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
@@ -187,7 +187,7 @@ fn key_of_raw(raw: &RawValue) -> Option<CacheKey> {
 /// absolute paths, separators).
 pub(crate) fn check_entry(entry: &Entry) -> Result<(), String> {
     match entry.blob_name() {
-        Some(name) if validate_blob_name(name).is_err() => Err(format!(
+        Some(name) if BlobName::parse(name).is_err() => Err(format!(
             "entry {} names blob `{}`, which is not a blob store name",
             entry.key,
             name.escape_debug()

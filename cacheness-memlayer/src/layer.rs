@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cacheness_core::EvictionPolicy;
-use cacheness_core::clock::duration_ms;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Clock, Entry, LayerStats, ListedEntry,
     Location, MetadataBackend, Result, ScanFilter, SharedEntry, SystemClock,
@@ -187,8 +186,8 @@ impl<B: MetadataBackend> MemLayer<B> {
         };
         Ok(MemLayer {
             name: format!("memlayer+{}", backend.name()),
-            ttl_ms: duration_ms(config.ttl),
-            check_interval_ms: duration_ms(config.check_interval),
+            ttl_ms: whole_ms(config.ttl),
+            check_interval_ms: whole_ms(config.check_interval),
             backend,
             config,
             clock: Arc::new(clock),
@@ -575,4 +574,9 @@ fn json_bytes(value: &serde_json::Value) -> usize {
                 .map(|(name, value)| name.len() + json_bytes(value))
                 .sum(),
         }
+}
+
+/// Whole milliseconds of a duration, saturating at `u64::MAX`.
+fn whole_ms(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

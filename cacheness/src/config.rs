@@ -247,7 +247,7 @@ impl CacheConfig {
             cacheness_core::signing::refuse_unsigned_writer(dir)?;
         }
         // The backend may create files in the dir: it must exist first.
-        cacheness_core::blob::create_private_dir(dir)?;
+        cacheness_core::files::create_private_dir(dir)?;
         let writable = std::fs::metadata(dir)
             .map_err(|source| Error::io("inspect directory", dir, source))?
             .permissions();

@@ -185,7 +185,7 @@ impl AsRef<str> for BlobName {
 
 /// Checks that `name` has the exact shape of a blob name (see
 /// [`BlobName::parse`]), as the core [`Error`].
-pub fn validate_blob_name(name: &str) -> Result<()> {
+pub(crate) fn validate_blob_name(name: &str) -> Result<()> {
     BlobName::parse(name)
         .map(drop)
         .map_err(|_| Error::InvalidInput {

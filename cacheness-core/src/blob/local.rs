@@ -6,13 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::format::{BlobName, validate_blob_name};
-use super::{
-    BlobStore, Durability, GRACE_PERIOD, StoredBlob, create_private_dir, create_private_dir_io,
-    create_private_file, hash_then_write, older_than,
-};
+use super::{BlobStore, Durability, GRACE_PERIOD, StoredBlob, hash_then_write, older_than};
 use crate::entry::ContentHash;
 use crate::error::{Error, Result};
 use crate::files::open_regular_read;
+use crate::files::{create_private_dir, create_private_dir_io, create_private_file};
 use crate::key::CacheKey;
 
 /// Blobs in a sharded directory: `<dir>/blobs/ab/<key>-<nonce>`, written under

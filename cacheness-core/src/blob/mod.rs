@@ -13,20 +13,17 @@ pub mod format;
 mod local;
 
 use std::fmt::Debug;
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
 use crate::entry::ContentHash;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::key::CacheKey;
 
-pub use format::{
-    BLOB_FORMAT_VERSION, BLOB_MAGIC, BlobHeader, MAX_HEADER_BYTES, validate_blob_name,
-};
+pub use format::{BLOB_FORMAT_VERSION, BLOB_MAGIC, BlobHeader, BlobName, MAX_HEADER_BYTES};
 pub use local::LocalBlobStore;
 
 /// How old an unreferenced blob file or a temp file must be before maintenance
@@ -203,43 +200,4 @@ pub enum Durability {
     Flush,
     /// Also `fsync`ed (file and directory): survives a power loss.
     Sync,
-}
-
-/// Creates `path` and its parents; new directories are private (0700) on Unix.
-pub fn create_private_dir(path: &Path) -> Result<()> {
-    create_private_dir_io(path).map_err(|source| Error::io("create directory", path, source))
-}
-
-fn create_private_dir_io(path: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(path)
-}
-
-/// Fails if `path` is a symbolic link (a missing path is fine): a link planted in
-/// the cache dir must not make a backend read or write a file outside it.
-pub fn refuse_symlinked_file(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_symlink() => Err(io::Error::other(
-            "is a symbolic link; cacheness does not follow links in its cache dir",
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Creates a new file that only its owner can read (0600 on Unix).
-pub fn create_private_file(path: &Path) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
 }

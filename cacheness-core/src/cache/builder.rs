@@ -11,12 +11,13 @@ use super::options::{DEFAULT_ACCESS_GRANULARITY, DEFAULT_INLINE_THRESHOLD, DEFAU
 use super::options::{MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN};
 use super::{Cache, Held, SessionCounters, Settings};
 use crate::backend::MetadataBackend;
-use crate::blob::{BlobStore, Durability, LocalBlobStore, create_private_dir};
+use crate::blob::{BlobStore, Durability, LocalBlobStore};
 use crate::clock::{Clock, SystemClock, duration_ms};
 use crate::codec::{Codec, JsonCodec};
 use crate::entry::ContentHash;
 use crate::error::{Error, Result};
 use crate::eviction::EvictionPolicy;
+use crate::files::create_private_dir;
 use crate::key::CacheKey;
 use crate::signing::{MismatchLog, Signer, check_dir_key, refuse_unsigned_writer};
 

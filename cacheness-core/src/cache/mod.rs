@@ -329,7 +329,7 @@ impl<C: Codec> Drop for Cache<C> {
 }
 
 /// Checks a prefix is a plain label: no path separators, `..` or NUL.
-pub fn validate_prefix(prefix: &str) -> Result<()> {
+pub(crate) fn validate_prefix(prefix: &str) -> Result<()> {
     let reason = if prefix.len() > 255 {
         Some("longer than 255 bytes")
     } else if prefix.contains(['/', '\\']) {
