@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use cacheness_bench::stores::Record;
+use cacheness_core::blob::BlobName;
 use cacheness_core::{
     BlobStore, Cache, ContentHash, Durability, Entry, ListOptions, LocalBlobStore, Location,
-    MetadataBackend, UserMetadata, key,
+    MetadataBackend, key,
 };
 use cacheness_json::{JsonBackend, JsonOptions};
 use cacheness_memory::MemoryBackend;
@@ -118,26 +119,20 @@ impl Dirs {
 fn bench_entry(index: u64) -> Entry {
     let params = key!(experiment = "bench", idx = index);
     let key = params.key();
-    let hex = key.to_hex();
-    Entry {
+    let name = BlobName::with_nonce(&key, index).into_string();
+    let mut entry = Entry::new(
         key,
-        prefix: String::new(),
-        description: String::new(),
-        type_tag: "json_load::Record".into(),
-        codec: "json".into(),
-        params: Some(params),
-        created_at: 1_700_000_000_000 + index,
-        accessed_at: 1_700_000_000_000 + index,
-        expires_at: None,
-        access_count: 0,
-        stored_size: 200,
-        raw_size: 200,
-        compression: cacheness_core::Compression::None,
-        content_hash: ContentHash::of(&index.to_le_bytes()),
-        location: Location::Blob(format!("{}/{hex}-{index:016x}", &hex[..2])),
-        signature: None,
-        user_metadata: UserMetadata::new(),
-    }
+        ContentHash::of(&index.to_le_bytes()),
+        Location::Blob(name),
+    );
+    entry.type_tag = "json_load::Record".into();
+    entry.codec = "json".into();
+    entry.params = Some(params);
+    entry.created_at = 1_700_000_000_000 + index;
+    entry.accessed_at = entry.created_at;
+    entry.stored_size = 200;
+    entry.raw_size = 200;
+    entry
 }
 
 fn snapshot_load(dirs: &Dirs, entries: u64) {

@@ -102,10 +102,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             gets[which].push(1_000.0 / started.elapsed().as_secs_f64());
 
             let started = Instant::now();
-            let listed = cache.list(&ListOptions {
-                limit: Some(1_000),
-                ..ListOptions::default()
-            })?;
+            let listed = cache.list(&ListOptions::new().limit(1_000))?;
             lists[which].push(started.elapsed().as_secs_f64() * 1e3);
             assert_eq!(listed.len(), 1_000);
 

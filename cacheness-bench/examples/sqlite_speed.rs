@@ -165,10 +165,7 @@ fn measure(n: u64, repetitions: usize) -> Result<Figures, Box<dyn std::error::Er
         gets.push(run.get_per_s);
         for _ in 0..5 {
             let started = Instant::now();
-            let listed = cache.list(&ListOptions {
-                limit: Some(1000),
-                ..ListOptions::default()
-            })?;
+            let listed = cache.list(&ListOptions::new().limit(1000))?;
             lists.push(started.elapsed().as_secs_f64() * 1e3);
             assert_eq!(listed.len(), 1000.min(n as usize));
         }

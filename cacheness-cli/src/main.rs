@@ -299,11 +299,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Ls { prefix, json, sort } => {
-            let mut entries = cache.list(&ListOptions {
-                prefix,
-                include_expired: true,
-                ..ListOptions::default()
-            })?;
+            let mut options = ListOptions::new().include_expired(true);
+            options.prefix = prefix;
+            let mut entries = cache.list(&options)?;
             match sort {
                 Some(SortBy::Accessed) => {
                     entries.sort_by_key(|entry| std::cmp::Reverse(entry.accessed_at))

@@ -302,6 +302,7 @@ impl Capabilities {
 
 /// Which entries a [`MetadataBackend::scan`] visits.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ScanFilter {
     /// Only entries whose `prefix` is exactly this.
     pub prefix: Option<String>,

@@ -18,6 +18,7 @@ pub type UserMetadata = serde_json::Map<String, serde_json::Value>;
 /// backend uses them as column names. Times are integer milliseconds since the Unix
 /// epoch (UTC), as read from the cache's [`Clock`](crate::Clock).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Entry {
     /// The entry's key.
     pub key: CacheKey,
@@ -64,6 +65,47 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry for `key` whose stored bytes have hash `content_hash` and live
+    /// at `location`; every other field is empty, zero or `None` (sizes: the
+    /// inline bytes' length, or 0 for a blob). Backends decoding a stored entry
+    /// set the remaining fields by name:
+    ///
+    /// ```
+    /// use cacheness_core::{ContentHash, Entry, Location, key};
+    ///
+    /// let bytes = b"0.91".to_vec();
+    /// let hash = ContentHash::of(&bytes);
+    /// let mut entry = Entry::new(key!(model = "xgboost").key(), hash, Location::Inline(bytes));
+    /// entry.created_at = 1_700_000_000_000;
+    /// entry.accessed_at = entry.created_at;
+    /// assert_eq!(entry.stored_size, 4);
+    /// ```
+    pub fn new(key: CacheKey, content_hash: ContentHash, location: Location) -> Entry {
+        let size = match &location {
+            Location::Inline(bytes) => bytes.len() as u64,
+            Location::Blob(_) => 0,
+        };
+        Entry {
+            key,
+            prefix: String::new(),
+            description: String::new(),
+            type_tag: String::new(),
+            codec: String::new(),
+            params: None,
+            created_at: 0,
+            accessed_at: 0,
+            expires_at: None,
+            access_count: 0,
+            stored_size: size,
+            raw_size: size,
+            compression: Compression::None,
+            content_hash,
+            location,
+            signature: None,
+            user_metadata: UserMetadata::new(),
+        }
+    }
+
     /// Whether the entry has expired at `now_ms`. An entry expires at its
     /// `expires_at` instant exactly.
     pub fn is_expired(&self, now_ms: u64) -> bool {
@@ -304,6 +346,7 @@ impl PartialEq<ListedEntry> for Entry {
 /// How stored bytes are compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Compression {
     /// Stored as encoded.
     None,

@@ -49,6 +49,7 @@ pub fn incomplete_metadata_marker(dir: &Path) -> Option<&'static str> {
 
 /// Where a long operation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Progress {
     /// The phase, e.g. `"entries"` or `"blobs"`.
     pub phase: &'static str,

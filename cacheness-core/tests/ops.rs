@@ -134,11 +134,9 @@ fn rebuild_restores_metadata_from_blob_files() {
     let key0 = key!(index = 0u8).key().to_hex();
     let current = fs::read(first_blob_of(dir.path(), &key0)).unwrap();
     let (header, offset) = cacheness_core::BlobHeader::decode(&current).unwrap();
-    let mut older = cacheness_core::BlobHeader {
-        created_at: 1,
-        ..header
-    }
-    .encode();
+    let mut older = header;
+    older.created_at = 1;
+    let mut older = older.encode();
     older.extend_from_slice(&current[offset..]);
     fs::write(
         dir.path()
@@ -353,22 +351,15 @@ fn blob_without_entry(
     params: &cacheness_core::Params,
     value: &[u8],
 ) -> (String, Entry) {
-    let header = cacheness_core::BlobHeader {
-        key: params.key(),
-        prefix: String::new(),
-        description: String::new(),
-        type_tag: String::new(),
-        codec: cacheness_core::RAW_CODEC.into(),
-        params: Some(params.clone()),
-        created_at: 1_000,
-        expires_at: None,
-        stored_size: value.len() as u64,
-        raw_size: value.len() as u64,
-        compression: cacheness_core::Compression::None,
-        content_hash: cacheness_core::ContentHash::of(value),
-        signature: None,
-        user_metadata: Default::default(),
-    };
+    let mut described = Entry::new(
+        params.key(),
+        cacheness_core::ContentHash::of(value),
+        cacheness_core::Location::Inline(value.to_vec()),
+    );
+    described.codec = cacheness_core::RAW_CODEC.into();
+    described.params = Some(params.clone());
+    described.created_at = 1_000;
+    let header = cacheness_core::BlobHeader::from_entry(&described);
     let store = cacheness_core::LocalBlobStore::open(dir, Default::default()).unwrap();
     let name = cacheness_core::BlobStore::write(&store, &params.key(), &[&header.encode(), value])
         .unwrap();

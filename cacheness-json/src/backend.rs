@@ -866,8 +866,9 @@ impl JsonBackend {
             (&journal.file)
                 .write_all(line)
                 .and_then(|()| match self.options.durability {
-                    Durability::Sync => journal.file.sync_data(),
                     Durability::Flush => Ok(()),
+                    // Sync, and any stronger mode added later.
+                    _ => journal.file.sync_data(),
                 });
         if let Err(source) = written {
             // Leave no partial line behind for others to trip on.

@@ -1808,17 +1808,18 @@ mod tests {
             cache.flush().unwrap();
             for prefix in [None, Some("models".to_owned()), Some("runs".to_owned())] {
                 let first = cache
-                    .list(&ListOptions {
-                        prefix: prefix.clone(),
-                        limit: Some(3 + round as usize),
-                        ..ListOptions::default()
+                    .list(&{
+                        let mut options = ListOptions::new().limit(3 + round as usize);
+                        options.prefix = prefix.clone();
+                        options
                     })
                     .unwrap();
                 cache
-                    .list(&ListOptions {
-                        prefix,
-                        after: first.last().map(|entry| entry.key),
-                        ..ListOptions::default()
+                    .list(&{
+                        let mut options = ListOptions::new();
+                        options.prefix = prefix;
+                        options.after = first.last().map(|entry| entry.key);
+                        options
                     })
                     .unwrap();
             }

@@ -302,28 +302,25 @@ pub(crate) fn entry_from_row(row: &Row<'_>) -> Result<Entry, Failure> {
         Some(Ok(hash)) => ContentHash(hash),
         _ => return Err(reader.invalid(13, "not a 32-byte blob")),
     };
-    Ok(Entry {
-        key,
-        prefix: reader.text(1)?.to_owned(),
-        description: reader.text(2)?.to_owned(),
-        type_tag: reader.text(3)?.to_owned(),
-        codec: reader.text(4)?.to_owned(),
-        params,
-        created_at: reader.wide(6)?,
-        accessed_at: reader.wide(7)?,
-        expires_at: match row.get_ref(8)? {
-            ValueRef::Null => None,
-            value => Some(wide(value).map_err(|reason| reader.invalid(8, reason))?),
-        },
-        access_count: reader.wide(9)?,
-        stored_size: reader.wide(10)?,
-        raw_size: reader.wide(11)?,
-        compression,
-        content_hash,
-        location,
-        signature: reader.optional_text(16)?.map(str::to_owned),
-        user_metadata,
-    })
+    let mut entry = Entry::new(key, content_hash, location);
+    entry.prefix = reader.text(1)?.to_owned();
+    entry.description = reader.text(2)?.to_owned();
+    entry.type_tag = reader.text(3)?.to_owned();
+    entry.codec = reader.text(4)?.to_owned();
+    entry.params = params;
+    entry.created_at = reader.wide(6)?;
+    entry.accessed_at = reader.wide(7)?;
+    entry.expires_at = match row.get_ref(8)? {
+        ValueRef::Null => None,
+        value => Some(wide(value).map_err(|reason| reader.invalid(8, reason))?),
+    };
+    entry.access_count = reader.wide(9)?;
+    entry.stored_size = reader.wide(10)?;
+    entry.raw_size = reader.wide(11)?;
+    entry.compression = compression;
+    entry.signature = reader.optional_text(16)?.map(str::to_owned);
+    entry.user_metadata = user_metadata;
+    Ok(entry)
 }
 
 fn invalid(key: &str, column: usize, reason: impl Into<String>) -> Failure {

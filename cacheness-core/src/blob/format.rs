@@ -112,8 +112,9 @@ impl BlobName {
         BlobName::with_nonce(key, unique_nonce())
     }
 
-    /// The name of `key`'s blob with this nonce.
-    pub(crate) fn with_nonce(key: &CacheKey, nonce: u64) -> BlobName {
+    /// The name of `key`'s blob with this nonce (names made with the same
+    /// nonce collide: for tests and tools that need names known in advance).
+    pub fn with_nonce(key: &CacheKey, nonce: u64) -> BlobName {
         let hex = key.to_hex();
         BlobName {
             name: format!("{}/{hex}-{nonce:016x}", &hex[..2]),
@@ -215,6 +216,7 @@ fn unique_nonce() -> u64 {
 
 /// The metadata a blob file carries about its entry, enough to rebuild the entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct BlobHeader {
     /// The entry's key.
     pub key: CacheKey,

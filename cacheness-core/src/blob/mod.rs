@@ -194,6 +194,7 @@ fn hash_then_write<S: BlobStore + ?Sized>(
 /// How hard a write tries to reach the disk before it returns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Durability {
     /// Written to the OS: survives the process being killed, not a power loss.
     #[default]

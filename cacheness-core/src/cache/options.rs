@@ -30,6 +30,7 @@ pub const DEFAULT_LOW_WATERMARK: f64 = 0.8;
 
 /// When an entry stops being served.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Expiry {
     /// The cache's default TTL.
     #[default]
@@ -42,6 +43,7 @@ pub enum Expiry {
 
 /// Options of one put; see [`Cache::put_with`].
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct PutOptions {
     /// When the entry expires.
     pub expiry: Expiry,
@@ -96,12 +98,18 @@ impl PutOptions {
 
 /// Options of one get; see [`Cache::get_with`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GetOptions {
     /// Treat entries older than this (since their put) as missing.
     pub max_age: Option<Duration>,
 }
 
 impl GetOptions {
+    /// The defaults: any age.
+    pub fn new() -> Self {
+        GetOptions::default()
+    }
+
     /// Only accept entries stored at most `max_age` ago.
     pub fn max_age(max_age: Duration) -> Self {
         GetOptions {
@@ -112,6 +120,7 @@ impl GetOptions {
 
 /// Which entries [`Cache::list`] returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListOptions {
     /// Only entries with this prefix.
     pub prefix: Option<String>,
@@ -122,6 +131,37 @@ pub struct ListOptions {
     pub limit: Option<usize>,
     /// Also list entries that have expired but were not yet cleaned up.
     pub include_expired: bool,
+}
+
+impl ListOptions {
+    /// Every live entry, in key order.
+    pub fn new() -> Self {
+        ListOptions::default()
+    }
+
+    /// Only entries filed under `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only entries whose key comes after `key` (the last key of a page).
+    pub fn after(mut self, key: CacheKey) -> Self {
+        self.after = Some(key);
+        self
+    }
+
+    /// At most `limit` entries.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Also entries that have expired but were not yet cleaned up.
+    pub fn include_expired(mut self, include: bool) -> Self {
+        self.include_expired = include;
+        self
+    }
 }
 
 /// Statistics of a cache.

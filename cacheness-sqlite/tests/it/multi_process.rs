@@ -238,10 +238,7 @@ fn blob_files(dir: &Path) -> BTreeSet<String> {
 
 fn blob_names_of_entries(cache: &Cache) -> BTreeSet<String> {
     cache
-        .list(&ListOptions {
-            include_expired: true,
-            ..ListOptions::default()
-        })
+        .list(&ListOptions::new().include_expired(true))
         .expect("list succeeds")
         .iter()
         .filter_map(|entry| entry.blob_name().map(str::to_owned))
