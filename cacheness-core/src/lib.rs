@@ -19,10 +19,15 @@
 //! ```
 //!
 //! A backend proves it keeps the [`MetadataBackend`] contract by running the
-//! shared conformance suite (feature `conformance`) in its tests, with one line:
+//! shared conformance suite (feature `conformance`, a dev-dependency; not part
+//! of the stable API: it gains checks in any release) from its `tests/`, in a
+//! module of one line:
 //!
 //! ```ignore
-//! cacheness_core::conformance_tests!(|dir: &std::path::Path| MyBackend::open(dir).unwrap());
+//! // tests/conformance.rs
+//! mod my_backend {
+//!     cacheness_core::conformance_tests!(|dir: &std::path::Path| MyBackend::open(dir).unwrap());
+//! }
 //! ```
 
 pub mod backend;

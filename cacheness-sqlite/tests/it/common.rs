@@ -24,7 +24,7 @@ fn checkpoint_threads() -> usize {
 /// seconds. A joined thread can linger in `/proc` for a moment after `join`
 /// returns (the kernel wakes the joiner before it releases the task), so a
 /// count that must drop to 0 is watched, not read once.
-pub fn checkpoint_threads_become(expected: usize) -> usize {
+pub(crate) fn checkpoint_threads_become(expected: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let count = checkpoint_threads();
