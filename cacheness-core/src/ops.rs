@@ -541,8 +541,8 @@ impl<C: Codec> Cache<C> {
             };
             let header = blob.header.clone();
             let checked = BlobName::parse(&name)
-                .map_err(|error| error.to_string())
                 .and_then(|parsed| check::entry_of_blob(&parsed, header.clone(), blob.payload_len))
+                .map_err(|error| error.to_string())
                 .and_then(|entry| {
                     check_payload(&entry, blob)?;
                     if self.signer().is_none_or(|signer| signer.verify(&entry)) {

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use cacheness_core::blob::check::entry_of_blob;
+use cacheness_core::blob::entry_of_blob;
 use cacheness_core::blob::format::{BlobName, read_header};
 use cacheness_core::files::open_regular_read;
 use cacheness_core::{Entry, SharedEntry};
@@ -115,7 +115,7 @@ fn read_entry(path: &Path, name: &BlobName) -> Result<Entry, String> {
     let file_len = file.metadata().map_err(|error| error.to_string())?.len();
     let (header, payload_offset) =
         read_header(&mut file, file_len).map_err(|error| error.to_string())?;
-    entry_of_blob(name, header, file_len - payload_offset)
+    entry_of_blob(name, header, file_len - payload_offset).map_err(|error| error.to_string())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! blob and the entry. The read path, `verify`, `rebuild` (the engine's and
 //! the json backend's) and `sign_unsigned` all check through here.
 
-use super::format::{BlobHeader, BlobName};
+use super::format::{BlobHeader, BlobName, FormatError};
 use crate::cache::decompress;
 use crate::entry::{Compression, ContentHash, Entry};
 use crate::key::{CacheKey, Params};
@@ -42,10 +42,8 @@ pub(crate) fn check_length_and_hash(
     hash: impl FnOnce() -> Option<ContentHash>,
 ) -> Result<(), String> {
     if len != entry.stored_size {
-        return Err(format!(
-            "{len} stored bytes, expected {}",
-            entry.stored_size
-        ));
+        let expected = entry.stored_size;
+        return Err(FormatError::WrongLength { len, expected }.to_string());
     }
     match hash() {
         Some(hash) if hash != entry.content_hash => Err("content hash mismatch".into()),
@@ -70,7 +68,7 @@ pub(crate) fn check_raw(entry: &Entry, stored: &[u8]) -> Result<Option<Vec<u8>>,
 /// Parameters, when there are any, must hash to the key they come with: an
 /// entry or header whose key or parameters were damaged on disk must not
 /// serve (or be restored with) the bytes of another key.
-pub fn check_params(params: Option<&Params>, key: CacheKey) -> Result<(), String> {
+pub(crate) fn check_params(params: Option<&Params>, key: CacheKey) -> Result<(), String> {
     match params {
         Some(params) if params.key() != key => Err("parameters do not hash to its key".into()),
         _ => Ok(()),
@@ -95,17 +93,22 @@ pub fn entry_of_blob(
     name: &BlobName,
     header: BlobHeader,
     payload_len: u64,
-) -> Result<Entry, String> {
-    check_params(header.params.as_ref(), header.key)
-        .map_err(|reason| format!("blob header's {reason}"))?;
+) -> Result<Entry, FormatError> {
+    if check_params(header.params.as_ref(), header.key).is_err() {
+        return Err(FormatError::BadParams);
+    }
     if name.key() != header.key {
-        return Err(format!(
-            "blob name does not match its header's key {}",
-            header.key
-        ));
+        return Err(FormatError::NameNotHeaderKey {
+            header_key: header.key,
+        });
     }
     let entry = header.into_entry(name.as_str().to_owned());
-    check_length_and_hash(&entry, payload_len, || None)?;
+    if payload_len != entry.stored_size {
+        return Err(FormatError::WrongLength {
+            len: payload_len,
+            expected: entry.stored_size,
+        });
+    }
     Ok(entry)
 }
 
@@ -144,5 +147,61 @@ pub(crate) fn check_header(entry: &Entry, header: &BlobHeader) -> Result<(), Str
             "blob header disagrees with the entry: {}",
             disagreeing.join(", ")
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Location;
+
+    fn key(byte: u8) -> CacheKey {
+        CacheKey::from_bytes([byte; 16])
+    }
+
+    /// The header of a 10-byte uncompressed value of `key(0xab)`.
+    fn header() -> BlobHeader {
+        let name = BlobName::new(&key(0xab));
+        let mut entry = Entry::new(
+            key(0xab),
+            ContentHash::of(&[0; 10]),
+            Location::Blob(name.as_str().to_owned()),
+        );
+        entry.stored_size = 10;
+        entry.raw_size = 10;
+        BlobHeader::from_entry(&entry)
+    }
+
+    #[test]
+    fn entry_of_blob_gives_the_entry_its_header_and_name_describe() {
+        let name = BlobName::new(&key(0xab));
+        let entry = entry_of_blob(&name, header(), 10).unwrap();
+        assert_eq!(entry.key, key(0xab));
+        assert_eq!(entry.blob_name(), Some(name.as_str()));
+    }
+
+    #[test]
+    fn entry_of_blob_names_a_name_of_another_key() {
+        let name = BlobName::new(&key(0xcd));
+        assert_eq!(
+            entry_of_blob(&name, header(), 10).unwrap_err(),
+            FormatError::NameNotHeaderKey {
+                header_key: key(0xab)
+            }
+        );
+    }
+
+    #[test]
+    fn entry_of_blob_names_a_file_of_another_length() {
+        let name = BlobName::new(&key(0xab));
+        let error = entry_of_blob(&name, header(), 9).unwrap_err();
+        assert_eq!(
+            error,
+            FormatError::WrongLength {
+                len: 9,
+                expected: 10
+            }
+        );
+        assert_eq!(error.to_string(), "9 stored bytes, expected 10");
     }
 }

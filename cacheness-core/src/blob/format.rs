@@ -91,6 +91,20 @@ pub enum FormatError {
     /// its shard.
     #[error("invalid blob name `{0}`: not of the form ab/<32 hex>-<16 hex>")]
     BadName(String),
+    /// The key in a blob's name is not the key its header gives.
+    #[error("blob name does not match its header's key {header_key}")]
+    NameNotHeaderKey {
+        /// The key the header gives.
+        header_key: CacheKey,
+    },
+    /// The file holds another number of stored bytes than its header gives.
+    #[error("{len} stored bytes, expected {expected}")]
+    WrongLength {
+        /// The stored bytes the file holds after its header.
+        len: u64,
+        /// The stored bytes the header gives.
+        expected: u64,
+    },
 }
 
 /// The name of a blob: `ab/<key>-<nonce>`, the key in lower-case hex, its

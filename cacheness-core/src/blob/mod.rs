@@ -6,9 +6,10 @@
 //! (JSON of [`BlobHeader`]: the entry's metadata, ending with its own checksum
 //! when flag 1 is set), then the stored bytes. The header lets the metadata be
 //! rebuilt from the files alone. [`format`](mod@format) owns the format and blob names;
-//! [`check`] is the one integrity check.
+//! one integrity check (a private module) serves reads, `verify` and
+//! `rebuild`; [`entry_of_blob`] is its part a backend's rebuild calls.
 
-pub mod check;
+pub(crate) mod check;
 pub mod format;
 mod local;
 
@@ -23,6 +24,7 @@ use crate::entry::ContentHash;
 use crate::error::Result;
 use crate::key::CacheKey;
 
+pub use check::entry_of_blob;
 pub use format::{BLOB_FORMAT_VERSION, BLOB_MAGIC, BlobHeader, BlobName, MAX_HEADER_BYTES};
 pub use local::LocalBlobStore;
 
