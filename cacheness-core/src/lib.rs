@@ -33,12 +33,12 @@
 pub mod backend;
 pub mod blob;
 pub mod cache;
-pub mod clock;
-pub mod codec;
+mod clock;
+mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
-pub mod entry;
-pub mod error;
+mod entry;
+mod error;
 pub mod eviction;
 pub mod files;
 pub mod key;
