@@ -13,21 +13,21 @@ use cacheness_json::JsonOptions;
 use cacheness_sqlite::SqliteOptions;
 
 /// The disk backends the torture tests run against.
-pub const DISK_BACKENDS: [&str; 2] = ["json", "sqlite"];
+pub(crate) const DISK_BACKENDS: [&str; 2] = ["json", "sqlite"];
 
 /// Whether the long versions run (`CACHENESS_TORTURE_LONG=1`).
-pub fn long_run() -> bool {
+pub(crate) fn long_run() -> bool {
     std::env::var("CACHENESS_TORTURE_LONG").is_ok_and(|value| value != "0" && !value.is_empty())
 }
 
 /// `short` in the default run, `long` with `CACHENESS_TORTURE_LONG=1`.
-pub fn scale(short: u64, long: u64) -> u64 {
+pub(crate) fn scale(short: u64, long: u64) -> u64 {
     if long_run() { long } else { short }
 }
 
 /// A seed from `CACHENESS_TORTURE_SEED`, or a fresh one; printed so a failure
 /// can be replayed.
-pub fn seed(test: &str) -> u64 {
+pub(crate) fn seed(test: &str) -> u64 {
     let seed = std::env::var("CACHENESS_TORTURE_SEED")
         .ok()
         .and_then(|text| text.parse().ok())
@@ -43,14 +43,14 @@ pub fn seed(test: &str) -> u64 {
 
 /// splitmix64: deterministic, tiny, good enough to pick operations.
 #[derive(Debug, Clone)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -59,7 +59,7 @@ impl Rng {
     }
 
     /// A number in `0..bound` (`bound` > 0).
-    pub fn below(&mut self, bound: u64) -> u64 {
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
         self.next_u64() % bound
     }
 }
@@ -67,7 +67,7 @@ impl Rng {
 /// The configuration the torture tests open: small values partly inline (sqlite),
 /// frequent JSON compactions and SQLite checkpoints, so crashes and damage hit
 /// those paths too.
-pub fn config(backend: &str, dir: &Path) -> CacheConfig {
+pub(crate) fn config(backend: &str, dir: &Path) -> CacheConfig {
     CacheConfig {
         dir: Some(dir.to_path_buf()),
         backend: backend.to_owned(),
@@ -86,7 +86,7 @@ pub fn config(backend: &str, dir: &Path) -> CacheConfig {
 }
 
 /// Opens the torture configuration of `backend` in `dir`.
-pub fn open(backend: &str, dir: &Path) -> Cache {
+pub(crate) fn open(backend: &str, dir: &Path) -> Cache {
     config(backend, dir)
         .open()
         .unwrap_or_else(|error| panic!("{backend} cache in {} opens: {error}", dir.display()))
@@ -94,7 +94,7 @@ pub fn open(backend: &str, dir: &Path) -> Cache {
 
 /// A command running the test `test` of this very binary as a child, with its
 /// harness output kept out of the parent's stdout.
-pub fn child(test: &str) -> Command {
+pub(crate) fn child(test: &str) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("the test binary has a path"));
     command
         .args([
@@ -111,7 +111,7 @@ pub fn child(test: &str) -> Command {
 }
 
 /// Every file (not directory) under `dir`, recursively, symlinks not followed.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(next) = pending.pop() {
@@ -133,7 +133,7 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// Temp files a writer leaves while it works: anything in `tmp/`, and `*.tmp`
 /// metadata replacements in the cache dir.
-pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn temp_files(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .map(|listing| {
             listing
@@ -148,13 +148,13 @@ pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The blob files under `dir/blobs`.
-pub fn blob_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn blob_files(dir: &Path) -> Vec<PathBuf> {
     files_under(&dir.join("blobs"))
 }
 
 /// `len` bytes from `seed`: incompressible, so the value keeps its size when
 /// stored and lands in a blob file once over the inline threshold.
-pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let mut bytes = Vec::with_capacity(len + 8);
     while bytes.len() < len {
@@ -167,7 +167,7 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 /// Waits for `child` for at most `limit`, polling it in short steps (the count
 /// of steps bounds the wait); a child still running then is killed, reaped and
 /// reported as `None`: a hang.
-pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     const STEP: Duration = Duration::from_millis(5);
     let steps = (limit.as_millis() / STEP.as_millis()).max(1);
     for _ in 0..steps {
@@ -185,7 +185,7 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 }
 
 /// Copies the directory tree `from` to `to` (regular files and directories only).
-pub fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap_or_else(|error| panic!("create {}: {error}", to.display()));
     for item in
         fs::read_dir(from).unwrap_or_else(|error| panic!("list {}: {error}", from.display()))
@@ -204,7 +204,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// Every path under `dir` (symlinks and special files included, not followed)
 /// with the bytes of the regular files: what "nothing changed here" compares.
-pub fn tree_snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+pub(crate) fn tree_snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     let mut found = BTreeMap::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(next) = pending.pop() {
@@ -234,7 +234,7 @@ pub fn tree_snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
 /// metadata copied, blob files hard-linked (they are never changed in place,
 /// only renamed into place and unlinked, so the rounds cannot affect each
 /// other through them), which makes a round's copy of hundreds of blobs cheap.
-pub fn clone_cache_dir(from: &Path, to: &Path) {
+pub(crate) fn clone_cache_dir(from: &Path, to: &Path) {
     fn clone(from: &Path, to: &Path, link: bool) {
         fs::create_dir_all(to).unwrap_or_else(|error| panic!("create {}: {error}", to.display()));
         let listing =
