@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::backend::{MetadataBackend, ScanFilter};
 use crate::blob::check::{self, Damage};
 use crate::blob::format::{BlobName, read_header};
-use crate::blob::{BlobHeader, BlobStore, GRACE_PERIOD, older_than};
+use crate::blob::{BlobHeader, BlobStore, GRACE_PERIOD, older_than, supersedes};
 use crate::cache::Cache;
 use crate::codec::Codec;
 use crate::entry::{Compression, ContentHash, Entry, Location};
@@ -514,7 +514,7 @@ impl<C: Codec> Cache<C> {
         let mut report = RebuildReport::default();
         let names = self.list_blobs()?;
         let total = Some(names.len() as u64);
-        let mut newest: BTreeMap<CacheKey, (BlobHeader, String)> = BTreeMap::new();
+        let mut newest: BTreeMap<CacheKey, Entry> = BTreeMap::new();
         let mut names: Vec<String> = names.into_iter().collect();
         names.sort();
         for name in names {
@@ -541,41 +541,45 @@ impl<C: Codec> Cache<C> {
             };
             let header = blob.header.clone();
             let checked = BlobName::parse(&name)
-                .and_then(|parsed| check::entry_of_blob(&parsed, header.clone(), blob.payload_len))
+                .and_then(|parsed| check::entry_of_blob(&parsed, header, blob.payload_len))
                 .map_err(|error| error.to_string())
                 .and_then(|entry| {
                     check_payload(&entry, blob)?;
                     if self.signer().is_none_or(|signer| signer.verify(&entry)) {
-                        Ok(())
+                        Ok(entry)
                     } else {
                         Err("signature does not match the header".to_owned())
                     }
                 });
-            if let Err(reason) = checked {
-                report.invalid.push((name, reason));
-                continue;
-            }
-            let newer = newest
-                .get(&header.key)
-                .is_none_or(|(current, _)| header.created_at > current.created_at);
-            if newer {
-                if newest.insert(header.key, (header, name)).is_some() {
-                    report.superseded += 1;
+            let entry = match checked {
+                Ok(entry) => entry,
+                Err(reason) => {
+                    report.invalid.push((name, reason));
+                    continue;
                 }
-            } else {
-                report.superseded += 1;
+            };
+            match newest.get(&entry.key) {
+                None => {
+                    newest.insert(entry.key, entry);
+                }
+                Some(current) => {
+                    report.superseded += 1;
+                    if supersedes(&entry, current) {
+                        newest.insert(entry.key, entry);
+                    }
+                }
             }
         }
-        for (key, (header, name)) in newest {
+        for (key, entry) in newest {
+            let name = entry.blob_name().unwrap_or_default().to_owned();
             match self.backend().get(&key)? {
                 Some(existing) if existing.blob_name() == Some(name.as_str()) => {
                     report.present += 1
                 }
-                Some(existing) if existing.created_at >= header.created_at => report.present += 1,
+                Some(existing) if existing.created_at >= entry.created_at => report.present += 1,
                 _ => {
-                    let stored_size = header.stored_size;
-                    let restored_at = header.created_at;
-                    let entry = header.into_entry(name.clone());
+                    let stored_size = entry.stored_size;
+                    let restored_at = entry.created_at;
                     match self.backend().put(entry)? {
                         Some(replaced) if replaced.blob_name() == Some(name.as_str()) => {}
                         Some(replaced) if replaced.created_at >= restored_at => {

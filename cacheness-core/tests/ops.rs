@@ -1328,3 +1328,20 @@ fn a_flipped_byte_in_a_header_field_the_entry_is_not_compared_on_is_found() {
     let (_, reason) = corrupted_and_not_rebuilt(&cache, &backend, key.key());
     assert!(reason.contains("checksum"), "{reason}");
 }
+
+/// Two blobs of one key stored in the same millisecond: rebuild restores the
+/// one with the greater name, the rule every rebuild shares
+/// (`blob::supersedes`; the json backend's own rebuild follows it too), and
+/// counts the other as superseded.
+#[test]
+fn rebuild_breaks_a_tie_of_put_times_by_the_greater_blob_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = key!(tie = 1);
+    let (first, _) = blob_without_entry(dir.path(), &params, &noise(6_000, 1));
+    let (second, _) = blob_without_entry(dir.path(), &params, &noise(6_000, 2));
+    let cache = open(dir.path(), Arc::new(MemoryBackend::new()));
+    let report = cache.rebuild(&mut no_progress).unwrap();
+    assert_eq!((report.restored, report.superseded), (1, 1), "{report:?}");
+    let restored = cache.entry(&params).unwrap().unwrap();
+    assert_eq!(restored.blob_name(), Some(first.max(second).as_str()));
+}

@@ -5,8 +5,8 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use cacheness_core::blob::entry_of_blob;
 use cacheness_core::blob::format::{BlobName, read_header};
+use cacheness_core::blob::{entry_of_blob, supersedes};
 use cacheness_core::files::open_regular_read;
 use cacheness_core::{Entry, SharedEntry};
 
@@ -97,10 +97,8 @@ fn blob_names(blobs: &Path) -> Result<Vec<BlobName>, JsonError> {
 }
 
 fn keep_newest(entries: &mut Entries, entry: Entry) {
-    let newer =
-        |old: &Entry| (entry.created_at, entry.blob_name()) > (old.created_at, old.blob_name());
     match entries.get(&entry.key) {
-        Some(old) if !newer(old) => {}
+        Some(old) if !supersedes(&entry, old) => {}
         _ => {
             entries.insert(entry.key, Arc::new(SharedEntry::new(entry)));
         }

@@ -25,6 +25,14 @@ use crate::error::Result;
 use crate::key::CacheKey;
 
 pub use check::entry_of_blob;
+
+/// Whether `blob`'s entry supersedes `other`'s, two blobs of one key found by
+/// a rebuild: the later put wins, and two puts in the same millisecond are
+/// told apart by name, so every rebuild (the engine's and a backend's own)
+/// restores the same one.
+pub fn supersedes(blob: &crate::Entry, other: &crate::Entry) -> bool {
+    (blob.created_at, blob.blob_name()) > (other.created_at, other.blob_name())
+}
 pub use format::{BLOB_FORMAT_VERSION, BLOB_MAGIC, BlobHeader, BlobName, MAX_HEADER_BYTES};
 pub use local::LocalBlobStore;
 
