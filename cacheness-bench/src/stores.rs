@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cacheness::backends::{Capacity, MemLayerConfig, SqliteOptions};
+use cacheness::backend::{Capacity, MemLayerConfig, SqliteOptions};
 use cacheness::{Cache, CacheConfig, ListOptions, key};
 use serde::{Deserialize, Serialize};
 
@@ -120,10 +120,7 @@ impl Facade {
     /// Opens backend `backend` in `dir` through [`CacheConfig`], with its
     /// defaults.
     pub fn open(backend: &str, dir: &Path, workload: &'static str) -> Result<Facade> {
-        Facade::open_config(
-            CacheConfig::builder().dir(dir).backend(backend).build(),
-            workload,
-        )
+        Facade::open_config(CacheConfig::new().dir(dir).backend(backend), workload)
     }
 
     /// Opens backend `backend` in `dir` with a memory layer (for `memlayer+…`
@@ -134,7 +131,7 @@ impl Facade {
         workload: &'static str,
         entries: u64,
     ) -> Result<Facade> {
-        let mut config = CacheConfig::builder().dir(dir).backend(backend).build();
+        let mut config = CacheConfig::new().dir(dir).backend(backend);
         if backend.starts_with("memlayer+") {
             config.memory_layer = Some(MemLayerConfig::new().capacity(Capacity::Entries(entries)));
         }

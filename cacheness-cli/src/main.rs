@@ -26,8 +26,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cacheness::{
-    CacheConfig, CacheKey, Entry, GcOptions, ListOptions, ListedEntry, Progress, Stats,
-    VerifyOptions,
+    CacheConfig, CacheKey, Entry, ListOptions, ListedEntry, Stats,
+    ops::{GcOptions, Progress, VerifyOptions},
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -283,18 +283,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             shown_path(&key_id)
         );
     }
-    let config = CacheConfig {
-        dir: Some(dir.clone()),
-        backend: backend.to_owned(),
-        max_size,
+    let config = CacheConfig::new()
+        .dir(dir.clone())
+        .backend(backend.to_owned())
+        .max_size(max_size)
         // A signed cache is checked with its key; only `sign` creates one.
-        sign_entries: key_present || matches!(cli.command, Command::Sign),
-        read_only,
+        .sign_entries(key_present || matches!(cli.command, Command::Sign))
+        .read_only(read_only)
         // Only `migrate` switches a cache; another process may have switched it
         // since the backend was detected.
-        switch_backend_on_open: false,
-        ..CacheConfig::default()
-    };
+        .switch_backend_on_open(false);
     let cache = config.open()?;
     let mut out = io::stdout().lock();
     match cli.command {
@@ -520,7 +518,7 @@ fn migrate(
         ));
     }
     let bar = progress_bar("migrating");
-    let report = cacheness::migrate_dir(dir, to, &mut |progress| tick(&bar, progress))?;
+    let report = cacheness::ops::migrate_dir(dir, to, &mut |progress| tick(&bar, progress))?;
     bar.finish_and_clear();
     println!(
         "{} entries: {} copied from {from} to {to}, {} already there, {} moved to blob files ({:.2?})",
@@ -556,7 +554,9 @@ fn check_dir(dir: &Path) -> Result<(), Failure> {
 /// lives and dies with one process, so a command gains nothing from it.
 fn disk_backend(name: &str) -> Result<&'static str, Failure> {
     let inner = name.strip_prefix("memlayer+").unwrap_or(name);
-    let known = cacheness::BACKENDS.iter().find(|info| info.name == inner);
+    let known = cacheness::backend::BACKENDS
+        .iter()
+        .find(|info| info.name == inner);
     match known {
         Some(info) if info.needs_dir => Ok(info.name),
         Some(_) => Err(Failure(
@@ -581,7 +581,7 @@ fn disk_backend(name: &str) -> Result<&'static str, Failure> {
 }
 
 fn disk_backend_names() -> String {
-    cacheness::BACKENDS
+    cacheness::backend::BACKENDS
         .iter()
         .filter(|info| info.needs_dir)
         .map(|info| info.name)
@@ -591,7 +591,7 @@ fn disk_backend_names() -> String {
 
 /// The disk backend whose metadata is in `dir` now, if any.
 fn current_backend(dir: &Path) -> Result<Option<&'static str>, Failure> {
-    Ok(cacheness::detect_backend(dir)?)
+    Ok(cacheness::ops::detect_backend(dir)?)
 }
 
 /// Whether the dir holds a signing key (`signing.key`): then entries are checked
@@ -732,7 +732,7 @@ fn shown_path(path: &Path) -> String {
 /// still get one.
 fn orphans_not_checked(dir: &Path) -> String {
     let marker =
-        cacheness::core::ops::incomplete_metadata_marker(dir).unwrap_or(".cacheness-rebuilding");
+        cacheness_core::ops::incomplete_metadata_marker(dir).unwrap_or(".cacheness-rebuilding");
     format!(
         "orphaned files not checked: {} says the metadata is being filled (a rebuild or a \
          backend switch, running or cut short; opening the cache finishes it)",

@@ -38,7 +38,7 @@ fn assert_code(output: &Output, code: i32) {
 /// A sqlite cache with three small entries, one under a prefix, and one large
 /// value in a blob file; returns the blob entry's key.
 fn populated(dir: &Path) -> String {
-    let cache = CacheConfig::builder()
+    let cache = CacheConfig::new()
         .dir(dir)
         .backend("sqlite")
         .open()
@@ -396,12 +396,10 @@ fn edit_expiries(backend: &str, dir: &Path) -> usize {
 fn signed_caches_are_checked_with_their_key() {
     for backend in ["json", "sqlite"] {
         let dir = tempfile::tempdir().unwrap();
-        let config = CacheConfig {
-            dir: Some(dir.path().to_path_buf()),
-            backend: backend.into(),
-            sign_entries: true,
-            ..CacheConfig::default()
-        };
+        let config = CacheConfig::new()
+            .dir(dir.path())
+            .backend(backend)
+            .sign_entries(true);
         let cache = config.open().unwrap();
         cache.put(&key!(name = "honest"), &"kept").unwrap();
         cache
@@ -446,13 +444,7 @@ fn signed_caches_are_checked_with_their_key() {
 fn sign_signs_unsigned_entries_in_place() {
     for backend in ["json", "sqlite"] {
         let dir = tempfile::tempdir().unwrap();
-        let unsigned = |dir: &Path| {
-            CacheConfig::builder()
-                .dir(dir)
-                .backend(backend)
-                .open()
-                .unwrap()
-        };
+        let unsigned = |dir: &Path| CacheConfig::new().dir(dir).backend(backend).open().unwrap();
         let cache = unsigned(dir.path());
         cache.put(&key!(name = "a"), &"alpha").unwrap();
         let large: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
@@ -486,13 +478,11 @@ fn sign_signs_unsigned_entries_in_place() {
         // An unsigned writer is refused on a signed dir now; an old program
         // that ignored the key files (played by moving them aside) could still
         // write: verify reports its entries, sign signs them.
-        let error = CacheConfig {
-            dir: Some(dir.path().to_path_buf()),
-            backend: backend.to_owned(),
-            ..CacheConfig::default()
-        }
-        .open()
-        .unwrap_err();
+        let error = CacheConfig::new()
+            .dir(dir.path())
+            .backend(backend)
+            .open()
+            .unwrap_err();
         assert!(
             error.to_string().contains("signing.key"),
             "{backend}: {error}"
@@ -596,7 +586,7 @@ fn a_signing_key_that_is_a_symlink_is_refused() {
 #[test]
 fn text_from_the_cache_is_printed_with_control_characters_escaped() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = CacheConfig::builder()
+    let cache = CacheConfig::new()
         .dir(dir.path())
         .backend("sqlite")
         .open()
@@ -700,7 +690,7 @@ fn get_output_is_private_whole_and_never_through_a_symlink() {
     // json cache: SQLite's shared-memory file is larger than the limit.
     let json_dir = tempfile::tempdir().unwrap();
     let value: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
-    CacheConfig::builder()
+    CacheConfig::new()
         .dir(json_dir.path())
         .backend("json")
         .open()
@@ -858,7 +848,7 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, String)> {
 fn read_commands_leave_the_dir_as_it_was() {
     for backend in ["json", "sqlite"] {
         let dir = tempfile::tempdir().unwrap();
-        let cache = CacheConfig::builder()
+        let cache = CacheConfig::new()
             .dir(dir.path())
             .backend(backend)
             .open()
@@ -903,7 +893,7 @@ fn read_commands_leave_the_dir_as_it_was() {
 fn a_command_after_an_interrupted_migration_keeps_the_dir_usable() {
     let dir = tempfile::tempdir().unwrap();
     populated(dir.path());
-    drop(cacheness::open_backend("json", Some(dir.path())).unwrap());
+    drop(cacheness::backend::open_backend("json", Some(dir.path())).unwrap());
     fs::write(dir.path().join(".cacheness-migrating"), "sqlite -> json\n").unwrap();
     assert!(
         dir.path().join("metadata.journal").exists() || dir.path().join("metadata.json").exists()
@@ -981,7 +971,7 @@ fn gc_and_verify_spare_young_unreferenced_blobs_unless_told() {
 fn verify_reports_unreadable_entries_and_repair_removes_them() {
     for backend in ["json", "sqlite"] {
         let dir = tempfile::tempdir().unwrap();
-        let cache = CacheConfig::builder()
+        let cache = CacheConfig::new()
             .dir(dir.path())
             .backend(backend)
             .open()
@@ -1051,7 +1041,7 @@ fn verify_reports_unreadable_entries_and_repair_removes_them() {
 #[test]
 fn a_cache_signed_with_a_programs_key_is_not_given_another() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = cacheness::backends::SqliteBackend::open(dir.path()).unwrap();
+    let backend = cacheness::backend::SqliteBackend::open(dir.path()).unwrap();
     let cache = cacheness::Cache::builder()
         .dir(dir.path())
         .signing_key([7; 32])

@@ -44,13 +44,11 @@ fn value(writer: u64, index: u64) -> Vec<u8> {
 }
 
 fn open(backend: &str, dir: &Path) -> Cache {
-    CacheConfig {
-        dir: Some(dir.to_path_buf()),
-        backend: backend.to_owned(),
-        ..CacheConfig::default()
-    }
-    .open()
-    .expect("the cache opens")
+    CacheConfig::new()
+        .dir(dir)
+        .backend(backend)
+        .open()
+        .expect("the cache opens")
 }
 
 /// A writer's work; a no-op in an ordinary test run.

@@ -21,14 +21,12 @@ fn measure(
     parent: &std::path::Path,
 ) -> Duration {
     let dir = tempfile::tempdir_in(parent).expect("a temp dir");
-    let cache = CacheConfig {
-        dir: Some(dir.path().to_path_buf()),
-        backend: backend.to_owned(),
-        durability,
-        ..CacheConfig::default()
-    }
-    .open()
-    .expect("the cache opens");
+    let cache = CacheConfig::new()
+        .dir(dir.path())
+        .backend(backend)
+        .durability(durability)
+        .open()
+        .expect("the cache opens");
     let value = vec![7u8; value_len];
     // Distinct bytes per put so nothing compresses away.
     let values: Vec<Vec<u8>> = (0..puts)

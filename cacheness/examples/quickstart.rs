@@ -28,13 +28,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::temp_dir().join(format!("cacheness-quickstart-{}", std::process::id()));
     // A manual clock lets the example expire an entry without waiting.
     let clock = ManualClock::new(1_700_000_000_000);
-    let cache = CacheConfig::builder()
+    let cache = CacheConfig::new()
         .dir(&dir)
         .backend(best_backend())
         .default_ttl(Duration::from_secs(24 * 3600))
         .max_size(256 << 20)
-        .clock(clock.clone())
-        .open()?;
+        .open_with_clock(std::sync::Arc::new(clock.clone()))?;
     println!("cache: {cache:?}");
 
     // 1. Put and get by named parameters; their order does not matter.
@@ -132,7 +131,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 /// The production backend when this build has it (the default features do).
 fn best_backend() -> &'static str {
     let compiled = |name: &&str| {
-        cacheness::BACKENDS
+        cacheness::backend::BACKENDS
             .iter()
             .any(|backend| backend.name == *name && backend.compiled)
     };

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use cacheness_core::ops::{MigrateReport, Progress};
-use cacheness_core::{Cache, Clock, Durability, Error, MetadataBackend, Result, SystemClock};
+use cacheness_core::{
+    Cache, Clock, Durability, Error, EvictionPolicy, MetadataBackend, Result, SystemClock,
+};
 
 /// A backend cacheness knows of, and whether this build has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,7 @@ pub const BACKENDS: &[BackendInfo] = &[
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CacheConfig {
     /// The cache directory: blob files, and the metadata of disk backends.
     pub dir: Option<PathBuf>,
@@ -78,6 +81,10 @@ pub struct CacheConfig {
     /// The TTL of entries put without their own.
     #[serde(deserialize_with = "duration_text::deserialize")]
     pub default_ttl: Option<Duration>,
+    /// Which entries the size limit evicts first once the expired ones are
+    /// gone: `"lru"` (least recently read, the default), `"lrs"` (least
+    /// recently stored) or `"lfu"` (least frequently read).
+    pub eviction: EvictionPolicy,
     /// Whether reads check stored bytes against their blake3 hash.
     pub verify_integrity: bool,
     /// Stored values up to this many bytes live inline in the metadata.
@@ -123,6 +130,7 @@ impl Default for CacheConfig {
             backend: "memory".into(),
             max_size: None,
             default_ttl: None,
+            eviction: EvictionPolicy::default(),
             verify_integrity: true,
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
             durability: Durability::Flush,
@@ -141,17 +149,129 @@ impl Default for CacheConfig {
 }
 
 impl CacheConfig {
-    /// A builder starting from the defaults.
-    pub fn builder() -> ConfigBuilder {
-        ConfigBuilder {
-            config: CacheConfig::default(),
-            clock: Arc::new(SystemClock),
-        }
+    /// The defaults; change them with the setters below, which are named
+    /// after the fields they set:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cacheness::{CacheConfig, EvictionPolicy};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let cache = CacheConfig::new()
+    ///     .dir(dir.path())
+    ///     .backend("memory")
+    ///     .max_size(64 << 20)
+    ///     .default_ttl(Duration::from_secs(3600))
+    ///     .eviction(EvictionPolicy::Lfu)
+    ///     .open()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new() -> Self {
+        CacheConfig::default()
+    }
+
+    /// The cache directory (created with mode 0700 if missing).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    /// The metadata backend, by name; see [`BACKENDS`].
+    pub fn backend(mut self, name: impl Into<String>) -> Self {
+        self.backend = name.into();
+        self
+    }
+
+    /// The size limit in stored bytes; `None` for none.
+    pub fn max_size(mut self, bytes: impl Into<Option<u64>>) -> Self {
+        self.max_size = bytes.into();
+        self
+    }
+
+    /// The TTL of entries put without their own; `None` for none.
+    pub fn default_ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.default_ttl = ttl.into();
+        self
+    }
+
+    /// Which entries the size limit evicts first.
+    pub fn eviction(mut self, policy: EvictionPolicy) -> Self {
+        self.eviction = policy;
+        self
+    }
+
+    /// Whether reads verify content hashes.
+    pub fn verify_integrity(mut self, verify: bool) -> Self {
+        self.verify_integrity = verify;
+        self
+    }
+
+    /// Stored values up to this size live inline in the metadata.
+    pub fn inline_threshold(mut self, bytes: usize) -> Self {
+        self.inline_threshold = bytes;
+        self
+    }
+
+    /// How hard writes try to reach the disk.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Reads closer together than this record the access once.
+    pub fn access_granularity(mut self, granularity: Duration) -> Self {
+        self.access_granularity = granularity;
+        self
+    }
+
+    /// Sign entries; see [`CacheConfig::sign_entries`](#structfield.sign_entries).
+    pub fn sign_entries(mut self, sign: bool) -> Self {
+        self.sign_entries = sign;
+        self
+    }
+
+    /// Open an existing cache for reading only; see
+    /// [`CacheConfig::read_only`](#structfield.read_only).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Whether a writable open switches a dir that belongs to the other disk
+    /// backend; see [`CacheConfig::switch_backend_on_open`](#structfield.switch_backend_on_open).
+    pub fn switch_backend_on_open(mut self, switch: bool) -> Self {
+        self.switch_backend_on_open = switch;
+        self
+    }
+
+    /// A memory layer for hot keys in front of the backend.
+    #[cfg(feature = "memlayer")]
+    pub fn memory_layer(
+        mut self,
+        layer: impl Into<Option<cacheness_memlayer::MemLayerConfig>>,
+    ) -> Self {
+        self.memory_layer = layer.into();
+        self
+    }
+
+    /// Options of the `json` backend.
+    #[cfg(feature = "json")]
+    pub fn json(mut self, options: cacheness_json::JsonOptions) -> Self {
+        self.json = options;
+        self
+    }
+
+    /// Options of the `sqlite` and `sqlite-memory` backends.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(mut self, options: cacheness_sqlite::SqliteOptions) -> Self {
+        self.sqlite = options;
+        self
     }
 
     /// The defaults overridden by the environment: `CACHENESS_DIR`,
-    /// `CACHENESS_BACKEND`, `CACHENESS_MAX_SIZE_MB` and
-    /// `CACHENESS_DEFAULT_TTL_HOURS` (fractions allowed). A variable that is set
+    /// `CACHENESS_BACKEND`, `CACHENESS_MAX_SIZE_MB`,
+    /// `CACHENESS_DEFAULT_TTL_HOURS` (fractions allowed) and
+    /// `CACHENESS_EVICTION` (`lru`, `lrs`, `lfu`). A variable that is set
     /// but invalid is an error naming it.
     pub fn from_env() -> Result<Self> {
         CacheConfig::default().with_vars(|name| std::env::var(name).ok())
@@ -177,6 +297,12 @@ impl CacheConfig {
                 });
             }
             self.max_size = Some((megabytes * 1024.0 * 1024.0) as u64);
+        }
+        if let Some(policy) = lookup("CACHENESS_EVICTION") {
+            self.eviction = policy.trim().parse().map_err(|error| Error::Config {
+                field: "CACHENESS_EVICTION",
+                reason: format!("{error}"),
+            })?;
         }
         if let Some(hours) = lookup("CACHENESS_DEFAULT_TTL_HOURS") {
             let parsed: Option<f64> = hours.trim().parse().ok();
@@ -219,6 +345,7 @@ impl CacheConfig {
         let mut builder = Cache::builder()
             .max_size(self.max_size)
             .default_ttl(self.default_ttl)
+            .eviction(self.eviction)
             .verify_integrity(self.verify_integrity)
             .inline_threshold(self.inline_threshold)
             .durability(self.durability)
@@ -594,79 +721,6 @@ pub fn migrate_dir(
     .migrate_to(to, progress)
 }
 
-/// Builds a [`CacheConfig`] and opens the cache; see [`CacheConfig::builder`].
-#[derive(Debug, Clone)]
-pub struct ConfigBuilder {
-    config: CacheConfig,
-    clock: Arc<dyn Clock>,
-}
-
-impl ConfigBuilder {
-    /// The cache directory (created with mode 0700 if missing).
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.config.dir = Some(dir.into());
-        self
-    }
-
-    /// The metadata backend, by name.
-    pub fn backend(mut self, name: impl Into<String>) -> Self {
-        self.config.backend = name.into();
-        self
-    }
-
-    /// The size limit in stored bytes.
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.config.max_size = Some(bytes);
-        self
-    }
-
-    /// The TTL of entries put without their own.
-    pub fn default_ttl(mut self, ttl: Duration) -> Self {
-        self.config.default_ttl = Some(ttl);
-        self
-    }
-
-    /// Whether reads verify content hashes.
-    pub fn verify_integrity(mut self, verify: bool) -> Self {
-        self.config.verify_integrity = verify;
-        self
-    }
-
-    /// Stored values up to this size live inline in the metadata.
-    pub fn inline_threshold(mut self, bytes: usize) -> Self {
-        self.config.inline_threshold = bytes;
-        self
-    }
-
-    /// How hard writes try to reach the disk.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.config.durability = durability;
-        self
-    }
-
-    /// Open an existing cache for reading only; see [`CacheConfig::read_only`].
-    pub fn read_only(mut self) -> Self {
-        self.config.read_only = true;
-        self
-    }
-
-    /// The clock all times come from (default: the system clock).
-    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// The configuration built so far.
-    pub fn build(self) -> CacheConfig {
-        self.config
-    }
-
-    /// Checks the configuration and opens the cache.
-    pub fn open(self) -> Result<Cache> {
-        self.config.open_with_clock(self.clock)
-    }
-}
-
 /// Durations in config files: a number of seconds, or text with a unit.
 mod duration_text {
     use super::*;
@@ -804,7 +858,7 @@ mod tests {
 
     #[test]
     fn unknown_backends_list_what_is_available() {
-        let error = CacheConfig::builder()
+        let error = CacheConfig::new()
             .backend("redis")
             .open()
             .unwrap_err()

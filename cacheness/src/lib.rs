@@ -21,7 +21,7 @@
 //! use cacheness::{CacheConfig, key};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let cache = CacheConfig::builder()
+//! let cache = CacheConfig::new()
 //!     .dir(dir.path())
 //!     .backend("sqlite")
 //!     .default_ttl(Duration::from_secs(3600))
@@ -33,30 +33,67 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The crate re-exports [`cacheness_core`]'s API; a custom backend implements
-//! [`MetadataBackend`] and opens with [`Cache::builder`].
+//! The root holds what a user calls; [`ops`] holds maintenance, and
+//! [`backend`] what a backend author or a tool over raw metadata needs (a
+//! custom backend implements [`backend::MetadataBackend`] and opens with
+//! [`Cache::builder`]).
 
 mod config;
 mod migration;
 
-pub use cacheness_core::ops::{
-    GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,
-    migrate, no_progress,
-};
 pub use cacheness_core::{
-    AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, Cache, CacheBuilder, CacheKey,
-    Capabilities, Clock, Codec, Compression, ContentHash, Counters, Durability, Entry, Error,
-    Expiry, GetOptions, JsonCodec, ListOptions, ListedEntry, LocalBlobStore, Location, ManualClock,
-    MetadataBackend, Params, PutOptions, RAW_CODEC, Result, ScanFilter, SignReport, Stats,
-    SystemClock, ToKey, Touch, UserMetadata, Value, key,
+    Cache, CacheKey, Clock, Codec, Durability, Entry, Error, EvictionPolicy, Expiry, GetOptions,
+    JsonCodec, ListOptions, ListedEntry, ManualClock, Params, PutOptions, Result, Stats,
+    SystemClock, ToKey, Value, key::KeyError,
 };
-pub use config::{
-    BACKENDS, BackendInfo, CacheConfig, ConfigBuilder, detect_backend, migrate_dir, open_backend,
-};
+pub use config::CacheConfig;
 
-/// The backend crates compiled in, for direct use, with the option types that
-/// [`CacheConfig`]'s sections take.
-pub mod backends {
+/// Builds [`Params`] (which hash to a [`CacheKey`]) from named parameters, in
+/// any order: `key!(model = "xgboost", version = 2)`.
+///
+/// A macro of the facade's own that forwards to the core's, so the root
+/// exports the macro alone (re-exporting the core's `key` would also export
+/// the core's `key` module, which shares its name).
+#[macro_export]
+macro_rules! key {
+    ($($parameters:tt)*) => {
+        $crate::__core::key!($($parameters)*)
+    };
+}
+
+/// The core crate, for [`key!`]'s expansion only; not part of the API.
+#[doc(hidden)]
+pub use cacheness_core as __core;
+
+/// Maintenance: what [`Cache::verify`], [`Cache::rebuild`], [`Cache::gc`],
+/// [`Cache::sign_unsigned`] and migrations take and report, and the
+/// operations on a cache dir as a whole.
+pub mod ops {
+    pub use crate::config::{detect_backend, migrate_dir};
+    pub use cacheness_core::SignReport;
+    pub use cacheness_core::ops::{
+        GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,
+        migrate, no_progress,
+    };
+}
+
+/// For backend authors and tools that work on metadata directly: the
+/// [`MetadataBackend`](backend::MetadataBackend) trait and what it trades in,
+/// the engine's builder over a backend instance, the blob store, the registry
+/// of backends [`CacheConfig`] opens by name, and the backend crates compiled
+/// in, with the option types [`CacheConfig`]'s sections take.
+///
+/// A backend of your own depends on `cacheness-core` (and its `conformance`
+/// feature in its tests); this module re-exports the parts of it a user of
+/// the facade meets.
+pub mod backend {
+    pub use crate::config::{BACKENDS, BackendInfo, open_backend};
+    pub use cacheness_core::{
+        AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, CacheBuilder, Capabilities,
+        Compression, ContentHash, Counters, LayerStats, LocalBlobStore, Location, MetadataBackend,
+        RAW_CODEC, ScanFilter, SharedEntry, Touch, UserMetadata,
+    };
+
     #[cfg(feature = "json")]
     pub use cacheness_json::{JsonBackend, JsonOptions};
     #[cfg(feature = "memlayer")]
@@ -66,9 +103,6 @@ pub mod backends {
     #[cfg(feature = "sqlite")]
     pub use cacheness_sqlite::{SqliteBackend, SqliteOptions, Synchronous, TempStore};
 }
-
-/// The full core crate, for backend authors.
-pub use cacheness_core as core;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

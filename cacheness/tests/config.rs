@@ -1,15 +1,16 @@
 //! Opening a cache through the facade: good and bad configurations.
 
 use std::fs;
+use std::sync::Arc;
 use std::time::Duration;
 
-use cacheness::{CacheConfig, Error, PutOptions, key};
+use cacheness::{CacheConfig, Error, EvictionPolicy, ManualClock, PutOptions, key};
 
 #[test]
 fn a_cache_opens_and_round_trips_through_the_facade() {
     let dir = tempfile::tempdir().unwrap();
     let cache_dir = dir.path().join("nested/cache");
-    let cache = CacheConfig::builder()
+    let cache = CacheConfig::new()
         .dir(&cache_dir)
         .backend("memory")
         .max_size(1 << 20)
@@ -34,7 +35,7 @@ fn a_dir_that_is_a_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");
     fs::write(&file, b"x").unwrap();
-    let error = CacheConfig::builder().dir(&file).open().unwrap_err();
+    let error = CacheConfig::new().dir(&file).open().unwrap_err();
     assert!(
         matches!(error, Error::Config { field: "dir", .. }),
         "{error}"
@@ -50,14 +51,14 @@ fn a_dir_without_write_permission_is_refused() {
     let locked = dir.path().join("locked");
     fs::create_dir(&locked).unwrap();
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o500)).unwrap();
-    let error = CacheConfig::builder().dir(&locked).open().unwrap_err();
+    let error = CacheConfig::new().dir(&locked).open().unwrap_err();
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o700)).unwrap();
     assert!(error.to_string().contains("not writable"), "{error}");
 }
 
 #[test]
 fn a_zero_size_limit_is_refused() {
-    let error = CacheConfig::builder().max_size(0).open().unwrap_err();
+    let error = CacheConfig::new().max_size(0).open().unwrap_err();
     assert!(
         matches!(
             error,
@@ -72,7 +73,7 @@ fn a_zero_size_limit_is_refused() {
 
 #[test]
 fn a_prefix_that_could_be_a_path_is_refused_at_put() {
-    let cache = CacheConfig::builder().open().unwrap();
+    let cache = CacheConfig::new().open().unwrap();
     for prefix in ["a/b", "..", "nul\0"] {
         let error = cache
             .put_with(&key!(a = 1), &1, &PutOptions::new().prefix(prefix))
@@ -87,7 +88,7 @@ fn a_prefix_that_could_be_a_path_is_refused_at_put() {
 
 #[test]
 fn without_a_dir_the_memory_backend_holds_every_value_inline() {
-    let cache = CacheConfig::builder().open().unwrap();
+    let cache = CacheConfig::new().open().unwrap();
     let large = vec![7u8; 1 << 20];
     cache.put_bytes(&key!(size = "large"), &large).unwrap();
     let entry = cache.entry(&key!(size = "large")).unwrap().unwrap();
@@ -99,7 +100,7 @@ fn without_a_dir_the_memory_backend_holds_every_value_inline() {
 #[test]
 fn a_memory_layer_is_named_or_configured() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = CacheConfig::builder()
+    let cache = CacheConfig::new()
         .dir(dir.path())
         .backend("memlayer+sqlite")
         .open()
@@ -132,7 +133,7 @@ fn a_memory_layer_is_named_or_configured() {
 #[test]
 fn a_memory_layer_holds_hot_values_in_blob_files_and_verify_still_reads_the_files() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = CacheConfig::builder()
+    let cache = CacheConfig::new()
         .dir(dir.path())
         .backend("memlayer+json")
         .open()
@@ -184,7 +185,7 @@ fn a_size_limited_cache_keeps_its_whole_dir_near_the_limit() {
     let limit: u64 = 256 << 10;
     for backend in ["sqlite", "json"] {
         let dir = tempfile::tempdir().unwrap();
-        let cache = CacheConfig::builder()
+        let cache = CacheConfig::new()
             .dir(dir.path())
             .backend(backend)
             .max_size(limit)
@@ -204,4 +205,50 @@ fn a_size_limited_cache_keeps_its_whole_dir_near_the_limit() {
             "{backend}: the dir peaked at {peak} bytes for a {limit}-byte limit"
         );
     }
+}
+
+/// The eviction policy is named in a config file, the environment or code,
+/// and reaches the engine: under LFU the entry read most survives entries put
+/// after it, where LRU would evict it as the least recently read.
+#[test]
+fn the_eviction_policy_is_named_in_the_config() {
+    let from_file: CacheConfig = serde_json::from_str(r#"{ "eviction": "lfu" }"#).unwrap();
+    assert_eq!(from_file.eviction, EvictionPolicy::Lfu);
+    let bad = serde_json::from_str::<CacheConfig>(r#"{ "eviction": "random" }"#).unwrap_err();
+    assert!(bad.to_string().contains("random"), "{bad}");
+
+    let from_env = CacheConfig::new()
+        .with_vars(|name| (name == "CACHENESS_EVICTION").then(|| "lrs".to_owned()))
+        .unwrap();
+    assert_eq!(from_env.eviction, EvictionPolicy::Lrs);
+    let error = CacheConfig::new()
+        .with_vars(|name| (name == "CACHENESS_EVICTION").then(|| "fifo".to_owned()))
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("CACHENESS_EVICTION") && text.contains("fifo"),
+        "{text}"
+    );
+
+    let clock = ManualClock::new(1_000_000);
+    let cache = CacheConfig::new()
+        .max_size(10 * 1000)
+        .eviction(EvictionPolicy::Lfu)
+        .open_with_clock(Arc::new(clock.clone()))
+        .unwrap();
+    // Incompressible, so each value stores 1 000 bytes.
+    let value: Vec<u8> = (0..1000u64)
+        .map(|index| (index.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8)
+        .collect();
+    cache.put_bytes(&key!(name = "popular"), &value).unwrap();
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(120));
+        assert!(cache.get_bytes(&key!(name = "popular")).unwrap().is_some());
+    }
+    for index in 0..20u32 {
+        clock.advance(Duration::from_secs(120));
+        cache.put_bytes(&key!(index = index), &value).unwrap();
+    }
+    assert!(cache.contains(&key!(name = "popular")).unwrap());
+    assert!(!cache.contains(&key!(index = 0u32)).unwrap());
 }

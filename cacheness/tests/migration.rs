@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cacheness::{
-    Cache, CacheConfig, LocalBlobStore, ManualClock, MetadataBackend, PutOptions, key, migrate,
-    no_progress,
+    Cache, CacheConfig, ManualClock, PutOptions,
+    backend::{LocalBlobStore, MetadataBackend},
+    key,
+    ops::{migrate, no_progress},
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -18,13 +20,11 @@ use proptest::test_runner::{Config, TestRunner};
 const BACKENDS: [&str; 4] = ["memory", "json", "sqlite", "sqlite-memory"];
 
 fn backend(name: &str, dir: &Path) -> Arc<dyn MetadataBackend> {
-    CacheConfig {
-        dir: Some(dir.to_path_buf()),
-        backend: name.to_owned(),
-        ..CacheConfig::default()
-    }
-    .open_backend()
-    .unwrap()
+    CacheConfig::new()
+        .dir(dir)
+        .backend(name)
+        .open_backend()
+        .unwrap()
 }
 
 fn cache_over(dir: &Path, backend: Arc<dyn MetadataBackend>, clock: &ManualClock) -> Cache {
@@ -132,12 +132,10 @@ fn every_pair_of_backends_migrates_the_same_entries() {
 }
 
 fn config(dir: &Path, backend: &str) -> CacheConfig {
-    CacheConfig {
-        dir: Some(dir.to_path_buf()),
-        backend: backend.to_owned(),
-        inline_threshold: 64,
-        ..CacheConfig::default()
-    }
+    CacheConfig::new()
+        .dir(dir)
+        .backend(backend)
+        .inline_threshold(64)
 }
 
 /// A json cache that keeps small values inline, so that filling it with many
@@ -181,7 +179,7 @@ fn opening_with_the_other_backend_migrates_once_each_way() {
     // stale (it lacks the 301st entry), so opening with json migrates back
     // instead of serving it, and the switch back to sqlite again.
     assert_eq!(
-        cacheness::detect_backend(dir.path()).unwrap(),
+        cacheness::ops::detect_backend(dir.path()).unwrap(),
         Some("sqlite")
     );
     let json_again = config(dir.path(), "json").open().unwrap();
@@ -199,7 +197,10 @@ fn opening_with_the_other_backend_migrates_once_each_way() {
     );
     json_again.remove(&key!(index = 0u32)).unwrap();
     drop(json_again);
-    assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
+    assert_eq!(
+        cacheness::ops::detect_backend(dir.path()).unwrap(),
+        Some("json")
+    );
     let sqlite_again = config(dir.path(), "sqlite").open().unwrap();
     assert_eq!(
         sqlite_again.stats().unwrap().entries,
@@ -417,7 +418,7 @@ fn every_state_a_killed_migration_leaves_opens_whole() {
                 let copy = if done { 50 } else { 25 };
                 let mut copied = 0;
                 source
-                    .scan(&cacheness::ScanFilter::all(), &mut |entry| {
+                    .scan(&cacheness::backend::ScanFilter::all(), &mut |entry| {
                         if copied < copy {
                             partial.put(entry).unwrap();
                             copied += 1;
@@ -439,7 +440,7 @@ fn every_state_a_killed_migration_leaves_opens_whole() {
             // Whatever was cut short, the backend just opened is the current one
             // now, and the dir names it (no two metadata sets without a marker).
             assert_eq!(
-                cacheness::detect_backend(dir.path()).unwrap(),
+                cacheness::ops::detect_backend(dir.path()).unwrap(),
                 Some(reopen),
                 "{state}"
             );
@@ -487,7 +488,7 @@ fn migration_markers_are_private_and_never_follow_links() {
     }
     std::fs::write(planted.path().join("metadata.journal"), "").unwrap();
     assert_eq!(
-        cacheness::detect_backend(planted.path()).unwrap(),
+        cacheness::ops::detect_backend(planted.path()).unwrap(),
         Some("sqlite")
     );
     let names = [
@@ -535,31 +536,30 @@ fn migrate_to_switches_the_dir_and_refuses_what_cannot_hold_it() {
         }
     }
     for refused in ["memory", "sqlite-memory", "sqlite"] {
-        let error = cacheness::migrate_dir(dir.path(), refused, &mut no_progress).unwrap_err();
+        let error = cacheness::ops::migrate_dir(dir.path(), refused, &mut no_progress).unwrap_err();
         assert!(error.to_string().contains(refused), "{refused}: {error}");
     }
     // An open that may not switch the cache is refused and changes nothing.
-    let error = CacheConfig {
-        switch_backend_on_open: false,
-        ..config(dir.path(), "json")
-    }
-    .open()
-    .unwrap_err();
+    let error = config(dir.path(), "json")
+        .switch_backend_on_open(false)
+        .open()
+        .unwrap_err();
     assert!(error.to_string().contains("is a sqlite cache"), "{error}");
     assert_eq!(
-        cacheness::detect_backend(dir.path()).unwrap(),
+        cacheness::ops::detect_backend(dir.path()).unwrap(),
         Some("sqlite")
     );
-    let report = cacheness::migrate_dir(dir.path(), "json", &mut no_progress).unwrap();
+    let report = cacheness::ops::migrate_dir(dir.path(), "json", &mut no_progress).unwrap();
     assert_eq!(report.copied, 20);
-    assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
+    assert_eq!(
+        cacheness::ops::detect_backend(dir.path()).unwrap(),
+        Some("json")
+    );
     // A read-only open with the stale backend is refused, naming the current one.
-    let error = CacheConfig {
-        read_only: true,
-        ..config(dir.path(), "sqlite")
-    }
-    .open()
-    .unwrap_err();
+    let error = config(dir.path(), "sqlite")
+        .read_only(true)
+        .open()
+        .unwrap_err();
     assert!(error.to_string().contains("json cache"), "{error}");
     let cache = config(dir.path(), "json").open().unwrap();
     assert_eq!(cache.stats().unwrap().entries, 20);
@@ -645,12 +645,7 @@ fn a_read_only_open_serves_reads_and_leaves_every_file_as_it_was() {
         }
         let before = snapshot_of(dir.path());
         {
-            let cache = CacheConfig {
-                read_only: true,
-                ..config(dir.path(), backend)
-            }
-            .open()
-            .unwrap();
+            let cache = config(dir.path(), backend).read_only(true).open().unwrap();
             for index in 0..20u32 {
                 assert_eq!(
                     cache.get::<Vec<u8>>(&key!(index = index)).unwrap(),
@@ -673,12 +668,10 @@ fn a_read_only_open_serves_reads_and_leaves_every_file_as_it_was() {
         );
         // The other backend, read-only, is refused and creates nothing.
         let other = if backend == "json" { "sqlite" } else { "json" };
-        let error = CacheConfig {
-            read_only: true,
-            ..config(dir.path(), other)
-        }
-        .open()
-        .unwrap_err();
+        let error = config(dir.path(), other)
+            .read_only(true)
+            .open()
+            .unwrap_err();
         assert!(
             error.to_string().contains(&format!("is a {backend} cache")),
             "{error}"
@@ -702,17 +695,20 @@ fn a_switch_waits_for_no_open_handle_and_is_refused_beside_one() {
     writer
         .put(&key!(index = 0u32), &incompressible(0, 900))
         .unwrap();
-    let error = cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap_err();
+    let error = cacheness::ops::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap_err();
     assert!(error.to_string().contains("still has it open"), "{error}");
     let error = config(dir.path(), "sqlite").open().unwrap_err();
     assert!(error.to_string().contains("still has it open"), "{error}");
-    assert_eq!(cacheness::detect_backend(dir.path()).unwrap(), Some("json"));
+    assert_eq!(
+        cacheness::ops::detect_backend(dir.path()).unwrap(),
+        Some("json")
+    );
     assert!(!dir.path().join("cache_metadata.db").exists());
     writer
         .put(&key!(index = 1u32), &incompressible(1, 900))
         .unwrap();
     drop(writer);
-    let report = cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap();
+    let report = cacheness::ops::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap();
     assert_eq!(report.copied, 2);
 }
 
@@ -770,7 +766,7 @@ fn losing_the_metadata_after_a_switch_rebuilds_it_instead_of_reviving_the_stale_
         let _ = std::fs::remove_file(dir.path().join(format!("cache_metadata.db{suffix}")));
     }
     assert_eq!(
-        cacheness::detect_backend(dir.path()).unwrap(),
+        cacheness::ops::detect_backend(dir.path()).unwrap(),
         Some("sqlite")
     );
     let error = config(dir.path(), "json").open().unwrap_err();
@@ -801,7 +797,7 @@ fn a_migration_marker_whose_source_has_no_metadata_is_ignored() {
         }
         std::fs::write(dir.path().join(".cacheness-migrating"), planted).unwrap();
         assert_eq!(
-            cacheness::detect_backend(dir.path()).unwrap(),
+            cacheness::ops::detect_backend(dir.path()).unwrap(),
             Some("sqlite")
         );
         let cache = config(dir.path(), "sqlite").open().unwrap();
@@ -852,7 +848,7 @@ fn an_unfinished_rebuild_is_finished_by_the_next_open() {
         }
     }
     // As a kill leaves it: the marker, and metadata that lacks entries.
-    cacheness::open_backend("sqlite", Some(dir.path()))
+    cacheness::backend::open_backend("sqlite", Some(dir.path()))
         .unwrap()
         .remove(&key!(index = 3u32).key())
         .unwrap();
@@ -933,7 +929,7 @@ fn a_switch_beside_writers_in_other_processes_is_refused_and_loses_nothing() {
     for lines in &mut outputs {
         acked.push(next_ack(lines));
     }
-    let error = cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap_err();
+    let error = cacheness::ops::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap_err();
     assert!(error.to_string().contains("still has it open"), "{error}");
     let error = config(dir.path(), "sqlite").open().unwrap_err();
     assert!(error.to_string().contains("still has it open"), "{error}");
@@ -949,7 +945,7 @@ fn a_switch_beside_writers_in_other_processes_is_refused_and_loses_nothing() {
         assert!(writer.wait().unwrap().success());
     }
     assert_eq!(acked.len(), 2 * SWITCH_PUTS as usize);
-    cacheness::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap();
+    cacheness::ops::migrate_dir(dir.path(), "sqlite", &mut no_progress).unwrap();
     let cache = config(dir.path(), "sqlite").open().unwrap();
     cache.gc(&mut no_progress).unwrap();
     for id in acked {
@@ -994,7 +990,7 @@ fn two_backends_opening_a_fresh_dir_at_once_never_make_two_caches() {
             .put(&key!(index = 1u32), &incompressible(1, 900))
             .unwrap();
         assert_eq!(
-            cacheness::detect_backend(dir.path()).unwrap(),
+            cacheness::ops::detect_backend(dir.path()).unwrap(),
             Some(*backend)
         );
     }
@@ -1054,7 +1050,7 @@ fn two_metadata_sets_without_a_marker_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(config(dir.path(), "sqlite").open().unwrap());
     {
-        let json = cacheness::open_backend("json", Some(dir.path())).unwrap();
+        let json = cacheness::backend::open_backend("json", Some(dir.path())).unwrap();
         let cache = cacheness::Cache::builder()
             .dir(dir.path())
             .open_shared(json)

@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use cacheness::{key, no_progress};
+use cacheness::{key, ops::no_progress};
 use torture_support::{Rng, scale};
 
 /// The child's instructions: `backend|dir|process index|log path|ops per thread|seed`.

@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cacheness::{BlobHeader, Cache, CacheKey, Entry, ListOptions, ToKey, key, no_progress};
+use cacheness::{
+    Cache, CacheKey, Entry, ListOptions, ToKey, backend::BlobHeader, key, ops::no_progress,
+};
 use proptest::prelude::*;
 use torture_support::{Rng, scale};
 

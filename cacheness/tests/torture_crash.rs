@@ -17,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use cacheness::{CacheKey, GcOptions, ListOptions, ToKey, key, no_progress};
+use cacheness::{
+    CacheKey, ListOptions, ToKey, key,
+    ops::{GcOptions, no_progress},
+};
 use torture_support::{Rng, scale};
 
 /// The child's instructions: `backend|dir|round seed|side log path`.

@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cacheness::{Cache, ListOptions, key, no_progress};
+use cacheness::{Cache, ListOptions, key, ops::no_progress};
 use torture_support::{DISK_BACKENDS, Rng};
 
 fn running_as_root() -> bool {

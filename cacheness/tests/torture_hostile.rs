@@ -40,9 +40,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use cacheness::core::key::KeyError;
+use cacheness::KeyError;
 use cacheness::{
-    Cache, CacheConfig, ListOptions, Params, PutOptions, ToKey, Value, key, no_progress,
+    Cache, CacheConfig, ListOptions, Params, PutOptions, ToKey, Value, key, ops::no_progress,
 };
 
 /// The child's instructions: `ops|check` `|backend|dir`.
@@ -101,10 +101,7 @@ fn other_backend(backend: &str) -> &'static str {
 
 /// The torture configuration with entry signing on (so `signing.key` is read).
 fn config(backend: &str, dir: &Path) -> CacheConfig {
-    CacheConfig {
-        sign_entries: true,
-        ..torture_support::config(backend, dir)
-    }
+    torture_support::config(backend, dir).sign_entries(true)
 }
 
 /// Errors on one line, for the child's reports.

@@ -45,7 +45,7 @@ use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use cacheness::{Cache, ListOptions, key, no_progress};
+use cacheness::{Cache, ListOptions, key, ops::no_progress};
 use torture_support::{Rng, scale};
 
 /// A writer's instructions: `backend|dir|phase|writer|puts|after|seed|marker`.
@@ -214,7 +214,7 @@ struct Tally {
 /// One maintenance operation on `cache`, picked by `round`; anything that
 /// shows a put in progress treated as damage goes to `problems`.
 fn maintenance_round(cache: &Cache, round: u64, tally: &mut Tally, problems: &mut Vec<String>) {
-    let describe = |report: &cacheness::VerifyReport| {
+    let describe = |report: &cacheness::ops::VerifyReport| {
         format!(
             "{} missing, {} orphaned, {} corrupted (first missing {:?}, first orphaned {:?})",
             report.missing.len(),

@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
-use cacheness::{CacheKey, ListOptions, PutOptions, ToKey, key, no_progress};
+use cacheness::{CacheKey, ListOptions, PutOptions, ToKey, key, ops::no_progress};
 use torture_support::DISK_BACKENDS;
 
 fn key_of(id: u64) -> cacheness::Params {
@@ -143,7 +143,7 @@ fn tamper_blob_name(backend: &str, dir: &Path, key: CacheKey, name: &str) {
             let cache = torture_support::open(backend, dir);
             let mut entry = cache.entry(&key).unwrap().unwrap();
             drop(cache);
-            entry.location = cacheness::Location::Blob(name.to_owned());
+            entry.location = cacheness::backend::Location::Blob(name.to_owned());
             let line = format!("{{\"put\":{}}}\n", serde_json::to_string(&entry).unwrap());
             let journal = dir.join("metadata.journal");
             let mut text = fs::read(&journal).unwrap();

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use cacheness::{BACKENDS, CacheConfig, Stats};
+use cacheness::{CacheConfig, Stats, backend::BACKENDS};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -48,7 +48,7 @@ pub fn not_compiled(name: &str) -> Option<String> {
                 Ok(probe) => probe,
                 Err(error) => return Some(format!("cannot probe the backend: {error}")),
             };
-            CacheConfig::builder()
+            CacheConfig::new()
                 .dir(probe.path())
                 .backend(name)
                 .open()
@@ -438,11 +438,11 @@ impl<'a> Runner<'a> {
         inline_threshold: Option<usize>,
     ) -> Result<Option<PathBuf>> {
         let dir = self.fresh_dir(&format!("{workload}-template-{backend}"))?;
-        let mut config = CacheConfig::builder().dir(&dir).backend(backend);
+        let mut config = CacheConfig::new().dir(&dir).backend(backend);
         if let Some(threshold) = inline_threshold {
             config = config.inline_threshold(threshold);
         }
-        let mut store = Facade::open_config(config.build(), workload)?;
+        let mut store = Facade::open_config(config, workload)?;
         if !store.cache.backend().capabilities().persistent {
             return Ok(None);
         }

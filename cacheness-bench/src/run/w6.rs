@@ -77,7 +77,7 @@ impl Runner<'_> {
             let dir = self.fresh_dir(&format!("w6r-{backend}"))?;
             clone_cache(&template, &dir)?;
             let open = || {
-                CacheConfig::builder()
+                CacheConfig::new()
                     .dir(&dir)
                     .backend(backend)
                     .inline_threshold(0)
@@ -93,7 +93,7 @@ impl Runner<'_> {
             let started = Instant::now();
             let cache = open()?;
             let report = cache
-                .rebuild(&mut cacheness::no_progress)
+                .rebuild(&mut cacheness::ops::no_progress)
                 .map_err(|source| BenchError::cache("w6", backend, source))?;
             let elapsed = started.elapsed();
             let entries = cache

@@ -68,21 +68,19 @@ impl Rng {
 /// frequent JSON compactions and SQLite checkpoints, so crashes and damage hit
 /// those paths too.
 pub(crate) fn config(backend: &str, dir: &Path) -> CacheConfig {
-    CacheConfig {
-        dir: Some(dir.to_path_buf()),
-        backend: backend.to_owned(),
-        inline_threshold: 64,
-        json: JsonOptions {
+    CacheConfig::new()
+        .dir(dir)
+        .backend(backend)
+        .inline_threshold(64)
+        .json(JsonOptions {
             compaction_min_bytes: 4096,
             compaction_ratio: 0.25,
             ..JsonOptions::default()
-        },
-        sqlite: SqliteOptions {
+        })
+        .sqlite(SqliteOptions {
             wal_autocheckpoint: 16,
             ..SqliteOptions::default()
-        },
-        ..CacheConfig::default()
-    }
+        })
 }
 
 /// Opens the torture configuration of `backend` in `dir`.
