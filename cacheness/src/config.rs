@@ -7,51 +7,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::registry::{BACKENDS, backend_info};
+
 use cacheness_core::ops::{MigrateReport, Progress};
 use cacheness_core::{
     Cache, Clock, Durability, Error, EvictionPolicy, MetadataBackend, Result, SystemClock,
 };
-
-/// A backend cacheness knows of, and whether this build has it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendInfo {
-    /// The name used in configuration.
-    pub name: &'static str,
-    /// The cargo feature of `cacheness` that compiles it in.
-    pub feature: &'static str,
-    /// Whether this build has it.
-    pub compiled: bool,
-    /// Whether its metadata lives in the cache dir (so a dir is required).
-    pub needs_dir: bool,
-}
-
-/// Every backend name, in the order the docs list them.
-pub const BACKENDS: &[BackendInfo] = &[
-    BackendInfo {
-        name: "memory",
-        feature: "memory",
-        compiled: cfg!(feature = "memory"),
-        needs_dir: false,
-    },
-    BackendInfo {
-        name: "json",
-        feature: "json",
-        compiled: cfg!(feature = "json"),
-        needs_dir: true,
-    },
-    BackendInfo {
-        name: "sqlite",
-        feature: "sqlite",
-        compiled: cfg!(feature = "sqlite"),
-        needs_dir: true,
-    },
-    BackendInfo {
-        name: "sqlite-memory",
-        feature: "sqlite",
-        compiled: cfg!(feature = "sqlite"),
-        needs_dir: false,
-    },
-];
 
 /// How to open a cache. Defaults: no dir, backend `memory`, no size limit, no
 /// TTL, integrity checks on, values up to 4 KiB inline, [`Durability::Flush`].
@@ -572,69 +533,7 @@ impl CacheConfig {
 
     /// The backend without a memory layer.
     fn open_plain_backend(&self) -> Result<Arc<dyn MetadataBackend>> {
-        let info = backend_info(&self.backend)?;
-        let dir = self.dir.as_deref();
-        if info.needs_dir && dir.is_none() {
-            return Err(Error::Config {
-                field: "dir",
-                reason: format!(
-                    "the {} backend keeps its metadata in the cache dir; set one",
-                    info.name
-                ),
-            });
-        }
-        match info.name {
-            #[cfg(feature = "memory")]
-            "memory" => Ok(Arc::new(cacheness_memory::MemoryBackend::new())),
-            #[cfg(feature = "json")]
-            "json" => {
-                let dir = dir.expect("checked above: json needs a dir");
-                // `Durability::Sync` promises the metadata reaches the disk too.
-                let mut options = self.json.clone();
-                if self.durability == Durability::Sync {
-                    options.durability = Durability::Sync;
-                }
-                let backend = if self.read_only {
-                    cacheness_json::JsonBackend::open_read_only(dir, &options)?
-                } else {
-                    cacheness_json::JsonBackend::open_with(dir, &options)?
-                };
-                Ok(Arc::new(backend))
-            }
-            #[cfg(feature = "sqlite")]
-            "sqlite" => {
-                let dir = dir.expect("checked above: sqlite needs a dir");
-                let mut options = self.sqlite.clone();
-                if self.durability == Durability::Sync
-                    && matches!(
-                        options.synchronous,
-                        cacheness_sqlite::Synchronous::Off | cacheness_sqlite::Synchronous::Normal
-                    )
-                {
-                    options.synchronous = cacheness_sqlite::Synchronous::Full;
-                }
-                options.read_only |= self.read_only;
-                // The log counts towards the dir's footprint: a size-limited cache
-                // keeps it within its limit (at least 64 KiB, at most the default).
-                if let Some(max_size) = self.max_size
-                    && options.wal_limit_bytes
-                        == cacheness_sqlite::SqliteOptions::default().wal_limit_bytes
-                {
-                    options.wal_limit_bytes = max_size.clamp(64 << 10, options.wal_limit_bytes);
-                }
-                Ok(Arc::new(cacheness_sqlite::SqliteBackend::open_with(
-                    dir, &options,
-                )?))
-            }
-            #[cfg(feature = "sqlite")]
-            "sqlite-memory" => Ok(Arc::new(cacheness_sqlite::SqliteBackend::in_memory_with(
-                &self.sqlite,
-            )?)),
-            other => Err(Error::Config {
-                field: "backend",
-                reason: format!("backend `{other}` is not compiled in"),
-            }),
-        }
+        backend_info(&self.backend)?.open(self, self.dir.as_deref())
     }
 }
 
@@ -649,40 +548,6 @@ fn split_layer(name: &str) -> Result<(bool, &str)> {
             ),
         }),
         None => Ok((false, name)),
-    }
-}
-
-/// The known backend called `name`, if this build has it; otherwise an error
-/// listing what is available and which feature enables the missing one.
-fn backend_info(name: &str) -> Result<&'static BackendInfo> {
-    let compiled: Vec<&str> = BACKENDS
-        .iter()
-        .filter(|info| info.compiled)
-        .map(|info| info.name)
-        .collect();
-    match BACKENDS.iter().find(|info| info.name == name) {
-        Some(info) if info.compiled => Ok(info),
-        Some(info) => Err(Error::Config {
-            field: "backend",
-            reason: format!(
-                "backend `{name}` is not compiled in; enable the `{}` feature of cacheness (compiled in: {})",
-                info.feature,
-                compiled.join(", ")
-            ),
-        }),
-        None => Err(Error::Config {
-            field: "backend",
-            reason: format!(
-                "unknown backend `{}`; known: {} (compiled in: {})",
-                name.escape_debug(),
-                BACKENDS
-                    .iter()
-                    .map(|info| info.name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                compiled.join(", ")
-            ),
-        }),
     }
 }
 

@@ -40,6 +40,7 @@
 
 mod config;
 mod migration;
+mod registry;
 
 pub use cacheness_core::{
     Cache, CacheKey, Clock, Codec, Durability, Entry, Error, EvictionPolicy, Expiry, GetOptions,
@@ -87,7 +88,8 @@ pub mod ops {
 /// feature in its tests); this module re-exports the parts of it a user of
 /// the facade meets.
 pub mod backend {
-    pub use crate::config::{BACKENDS, BackendInfo, open_backend};
+    pub use crate::config::open_backend;
+    pub use crate::registry::{BACKENDS, BackendInfo};
     pub use cacheness_core::{
         AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, CacheBuilder, Capabilities,
         Compression, ContentHash, Counters, LayerStats, LocalBlobStore, Location, MetadataBackend,

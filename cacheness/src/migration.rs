@@ -28,44 +28,42 @@ use cacheness_core::files::{open_regular, refuse_irregular};
 use cacheness_core::ops::{MigrateReport, Progress};
 use cacheness_core::{Durability, Error, LocalBlobStore, MetadataBackend, Result, ops};
 
+use crate::registry;
+
 /// Written before a migration creates its target and removed when it ends.
 /// While it exists (or the rebuild marker does), gc and verify in any process
 /// take no blob for an orphan: the core knows both names.
 const IN_PROGRESS: &str = ops::INCOMPLETE_METADATA_MARKERS[0];
 /// Serializes migrations between processes.
 const LOCK: &str = ".cacheness-migrate.lock";
-/// The disk backends, whose metadata lives in the cache dir.
-const DISK_BACKENDS: [&str; 2] = ["json", "sqlite"];
+/// The names of the disk backends (whose metadata lives in the cache dir),
+/// from the registry.
+fn disk_names() -> impl Iterator<Item = &'static str> {
+    registry::disk_backends().map(|info| info.name)
+}
 
-/// Whether `backend`'s metadata is in `dir`. A json journal that is empty and has
-/// no snapshot beside it holds no entry, so it does not count: an empty file
-/// planted beside a sqlite cache must not make the dir look like two caches.
+/// Whether `backend`'s metadata is in `dir` (see [`BackendInfo::has_metadata`](crate::registry::BackendInfo::has_metadata)).
 fn has_metadata(dir: &Path, backend: &str) -> bool {
-    match backend {
-        "sqlite" => dir.join("cache_metadata.db").exists(),
-        "json" => {
-            dir.join("metadata.json").exists()
-                || fs::symlink_metadata(dir.join("metadata.journal"))
-                    .is_ok_and(|metadata| metadata.len() > 0)
-        }
-        _ => false,
-    }
+    registry::disk_backend(backend).is_some_and(|info| info.has_metadata(dir))
 }
 
 fn done_marker(dir: &Path, from: &str, to: &str) -> PathBuf {
     dir.join(format!(".cacheness-migrated-{from}-to-{to}"))
 }
 
+/// The disk backend a switch from (or to) `backend` goes to (or comes from):
+/// a switch is between the two disk backends.
 fn the_other(backend: &str) -> Option<&'static str> {
-    match backend {
-        "sqlite" => Some("json"),
-        "json" => Some("sqlite"),
+    registry::disk_backend(backend)?;
+    let mut others = disk_names().filter(|name| *name != backend);
+    match (others.next(), others.next()) {
+        (Some(other), None) => Some(other),
         _ => None,
     }
 }
 
 fn disk_backend(name: &str) -> Option<&'static str> {
-    DISK_BACKENDS.into_iter().find(|known| *known == name)
+    registry::disk_backend(name).map(|info| info.name)
 }
 
 /// A marker's path, checked to be missing or a regular file.
@@ -107,7 +105,7 @@ fn live_in_progress(dir: &Path) -> Result<Option<(&'static str, &'static str)>> 
 /// The target of the one completed-switch marker, if exactly one exists.
 fn last_switch_target(dir: &Path) -> Result<Option<&'static str>> {
     let mut completed = Vec::new();
-    for from in DISK_BACKENDS {
+    for from in disk_names() {
         let to = the_other(from).expect("a disk backend has another");
         if marker_exists(&done_marker(dir, from, to))? {
             completed.push(to);
@@ -129,21 +127,27 @@ pub(crate) fn current_backend(dir: &Path) -> Result<Option<&'static str>> {
     if let Some((from, _)) = live_in_progress(dir)? {
         return Ok(Some(from));
     }
-    let present: Vec<&'static str> = DISK_BACKENDS
-        .into_iter()
+    let present: Vec<&'static str> = disk_names()
         .filter(|backend| has_metadata(dir, backend))
         .collect();
     match (present.as_slice(), last_switch_target(dir)?) {
         ([], _) => Ok(None),
         (_, Some(to)) => Ok(Some(to)),
         ([only], None) => Ok(Some(only)),
-        (_, None) => Err(Error::Config {
+        (both, None) => Err(Error::Config {
             field: "dir",
             reason: format!(
-                "{} holds both json metadata (metadata.json/metadata.journal) and sqlite \
-                 metadata (cache_metadata.db) and no marker says which is current; move \
-                 the stale one away",
-                dir.display()
+                "{} holds both {} and no marker says which is current; move the stale one \
+                 away",
+                dir.display(),
+                both.iter()
+                    .filter_map(|name| registry::disk_backend(name))
+                    .map(|info| {
+                        let files = [info.metadata_files, info.metadata_logs].concat();
+                        format!("{} metadata ({})", info.name, files.join("/"))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ),
         }),
     }
@@ -417,9 +421,7 @@ pub(crate) fn refuse_disk_cache(dir: &Path, backend: &str) -> Result<()> {
 }
 
 fn no_metadata(dir: &Path) -> bool {
-    DISK_BACKENDS
-        .into_iter()
-        .all(|backend| !has_metadata(dir, backend))
+    disk_names().all(|backend| !has_metadata(dir, backend))
 }
 
 /// After waiting for another process's switch: the dir must now be `target`'s.
@@ -445,7 +447,7 @@ fn check_current(dir: &Path, target: &str) -> Result<()> {
 /// removed, so the metadata this open creates (or rebuilds) is current.
 fn settle_markers(dir: &Path, target: &'static str) -> Result<()> {
     if no_metadata(dir) {
-        for from in DISK_BACKENDS {
+        for from in disk_names() {
             let to = the_other(from).expect("a disk backend has another");
             remove_marker(&done_marker(dir, from, to))?;
         }
@@ -512,7 +514,7 @@ fn write_in_progress(dir: &Path, from: &str, to: &str) -> Result<()> {
 
 /// Makes `.cacheness-migrated-FROM-to-TO` the one done marker: `to` is current.
 fn mark_done(dir: &Path, from: &str, to: &str) -> Result<()> {
-    for other_from in DISK_BACKENDS {
+    for other_from in disk_names() {
         let other_to = the_other(other_from).expect("a disk backend has another");
         if (other_from, other_to) != (from, to) {
             remove_marker(&done_marker(dir, other_from, other_to))?;
@@ -601,9 +603,9 @@ impl RebuildAtOpen {
     pub(crate) fn check(dir: &Path, backend: &str) -> Result<Option<RebuildAtOpen>> {
         let marker = dir.join(REBUILDING);
         let unfinished = fs::symlink_metadata(&marker).is_ok();
-        let lost = backend == "sqlite"
-            && !has_metadata(dir, "sqlite")
-            && current_backend(dir)?.is_none_or(|current| current == "sqlite")
+        let lost = registry::disk_backend(backend).is_some_and(|info| info.rebuilt_when_lost)
+            && !has_metadata(dir, backend)
+            && current_backend(dir)?.is_none_or(|current| current == backend)
             && has_blob_files(dir);
         if !unfinished && !lost {
             return Ok(None);
