@@ -8,17 +8,15 @@
 //! Default: 40 damaged copies per file kind and backend; with
 //! `CACHENESS_TORTURE_LONG=1`: 400.
 
-mod torture_support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::support::{Rng, scale};
 use cacheness::{
     Cache, CacheKey, Entry, ListOptions, ToKey, backend::BlobHeader, key, ops::no_progress,
 };
 use proptest::prelude::*;
-use torture_support::{Rng, scale};
 
 const ENTRIES: u64 = 24;
 
@@ -42,7 +40,7 @@ fn value_of(id: u64) -> Vec<u8> {
 /// A pristine cache dir: entries in the snapshot and in the journal (json),
 /// in the database (sqlite).
 fn pristine(backend: &str, dir: &Path) -> BTreeMap<CacheKey, Vec<u8>> {
-    let cache = torture_support::open(backend, dir);
+    let cache = crate::support::open(backend, dir);
     let mut expected = BTreeMap::new();
     for id in 0..ENTRIES {
         cache.put_bytes(&key_of(id), &value_of(id)).unwrap();
@@ -185,7 +183,7 @@ fn check_reads(
 /// chooses, and checks every read of the reopened cache; then that a rebuild
 /// restores nothing wrong.
 fn torture(backend: &str, what: &str, pick: impl Fn(&Path, &mut Rng) -> Vec<PathBuf>) -> Outcomes {
-    let seed = torture_support::seed(&format!("corruption {backend} {what}"));
+    let seed = crate::support::seed(&format!("corruption {backend} {what}"));
     let mut rng = Rng::new(seed);
     let root = tempfile::tempdir().unwrap();
     let clean = root.path().join("clean");
@@ -200,7 +198,7 @@ fn torture(backend: &str, what: &str, pick: impl Fn(&Path, &mut Rng) -> Vec<Path
             .collect();
         let context = format!("{backend} {what} case {case} (seed {seed}): {damaged:?}");
         outcomes.cases += 1;
-        let cache = match torture_support::config(backend, &dir).open() {
+        let cache = match crate::support::config(backend, &dir).open() {
             Ok(cache) => cache,
             Err(error) => {
                 // A clear error names what failed.
@@ -238,7 +236,7 @@ fn torture(backend: &str, what: &str, pick: impl Fn(&Path, &mut Rng) -> Vec<Path
 }
 
 fn random_blob(dir: &Path, rng: &mut Rng) -> Vec<PathBuf> {
-    let blobs = torture_support::blob_files(dir);
+    let blobs = crate::support::blob_files(dir);
     let count = 1 + rng.below(3);
     (0..count)
         .map(|_| blobs[rng.below(blobs.len() as u64) as usize].clone())
@@ -249,7 +247,7 @@ fn random_blob(dir: &Path, rng: &mut Rng) -> Vec<PathBuf> {
 
 #[test]
 fn damaged_blob_files_never_serve_wrong_bytes() {
-    for backend in torture_support::DISK_BACKENDS {
+    for backend in crate::support::DISK_BACKENDS {
         let outcomes = torture(backend, "blobs", random_blob);
         assert!(
             outcomes.dropped > 0,
@@ -284,7 +282,7 @@ fn damaged_sqlite_file_never_serves_wrong_bytes() {
 fn a_deleted_sqlite_file_is_rebuilt_from_the_blobs() {
     let root = tempfile::tempdir().unwrap();
     let expected = pristine("sqlite", root.path());
-    let inline: Vec<CacheKey> = torture_support::open("sqlite", root.path())
+    let inline: Vec<CacheKey> = crate::support::open("sqlite", root.path())
         .list(&ListOptions::default())
         .unwrap()
         .into_iter()
@@ -294,7 +292,7 @@ fn a_deleted_sqlite_file_is_rebuilt_from_the_blobs() {
     fs::remove_file(root.path().join("cache_metadata.db")).unwrap();
     // The open rebuilds a missing database from the blobs, as json does; an
     // explicit rebuild afterwards finds every entry already there.
-    let cache = torture_support::open("sqlite", root.path());
+    let cache = crate::support::open("sqlite", root.path());
     let report = cache.rebuild(&mut no_progress).unwrap();
     assert_eq!(report.restored, 0, "{report:?}");
     let mut restored = 0;
@@ -314,7 +312,7 @@ fn a_deleted_sqlite_file_is_rebuilt_from_the_blobs() {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: if torture_support::long_run() { 5_000 } else { 256 },
+        cases: if crate::support::long_run() { 5_000 } else { 256 },
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
@@ -383,7 +381,7 @@ fn arbitrary_sqlite_row_values_never_panic() {
         "signature",
         "user_metadata",
     ];
-    let mut rng = Rng::new(torture_support::seed("sqlite rows"));
+    let mut rng = Rng::new(crate::support::seed("sqlite rows"));
     let mut outcomes = Outcomes::default();
     for case in 0..scale(60, 600) {
         let dir = root.path().join(format!("case-{case}"));
@@ -423,7 +421,7 @@ fn arbitrary_sqlite_row_values_never_panic() {
         }
         outcomes.cases += 1;
         let context = format!("sqlite row {id} column {column} = {value:?}");
-        let cache = torture_support::open("sqlite", &dir);
+        let cache = crate::support::open("sqlite", &dir);
         check_reads(&cache, &expected, &mut outcomes, &context);
         outcomes.verify_errors += u64::from(cache.verify(true, &mut no_progress).is_err());
         outcomes.gc_errors += u64::from(cache.gc(&mut no_progress).is_err());

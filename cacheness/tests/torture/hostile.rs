@@ -29,8 +29,6 @@
 //!   where `unshare` is missing or not permitted.
 #![cfg(all(unix, feature = "json", feature = "sqlite"))]
 
-mod torture_support;
-
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -87,7 +85,7 @@ fn key_of(id: u64) -> Params {
 }
 
 fn value_of(id: u64) -> Vec<u8> {
-    torture_support::random_bytes(0x686f_7374 ^ id, 2_000)
+    crate::support::random_bytes(0x686f_7374 ^ id, 2_000)
 }
 
 /// The entry of the decoy cache that must never show in a real one.
@@ -101,7 +99,7 @@ fn other_backend(backend: &str) -> &'static str {
 
 /// The torture configuration with entry signing on (so `signing.key` is read).
 fn config(backend: &str, dir: &Path) -> CacheConfig {
-    torture_support::config(backend, dir).sign_entries(true)
+    crate::support::config(backend, dir).sign_entries(true)
 }
 
 /// Errors on one line, for the child's reports.
@@ -207,7 +205,7 @@ fn make_decoy(backend: &str, template: &Path, dir: &Path) {
     let cache = config(backend, dir).open().unwrap();
     cache.put_bytes(&decoy_key(), b"decoy").unwrap();
     cache
-        .put_bytes(&key_of(0), &torture_support::random_bytes(0xbad, 2_000))
+        .put_bytes(&key_of(0), &crate::support::random_bytes(0xbad, 2_000))
         .unwrap();
     drop(cache);
     if backend == "json" {
@@ -258,7 +256,7 @@ fn may_be_lost(planted: &str) -> BTreeSet<u64> {
 fn outside_content(planted: &str, decoy: &Path) -> Vec<u8> {
     match planted {
         BLOB => fs::read(blob_of_entry_zero(decoy).1).unwrap(),
-        "signing.key" => torture_support::random_bytes(0x006b_6579, 32),
+        "signing.key" => crate::support::random_bytes(0x006b_6579, 32),
         "metadata.journal" => {
             fs::read(decoy.join(DECOY_JOURNAL)).unwrap_or_else(|_| GENERIC_OUTSIDE.to_vec())
         }
@@ -299,7 +297,7 @@ fn mkfifo(path: &Path) {
 /// Runs the hostile child in `mode` on `dir` under the watchdog; its report
 /// lines, or `Err` if it hung or panicked.
 fn run_child(mode: &str, backend: &str, dir: &Path) -> Result<Vec<String>, String> {
-    let mut child = torture_support::child("hostile_child_role")
+    let mut child = crate::support::child("hostile::hostile_child_role")
         .env(HOSTILE_ROLE, format!("{mode}|{backend}|{}", dir.display()))
         .stdout(Stdio::piped())
         .spawn()
@@ -310,7 +308,7 @@ fn run_child(mode: &str, backend: &str, dir: &Path) -> Result<Vec<String>, Strin
         let _ = BufReader::new(stdout).read_to_string(&mut text);
         text
     });
-    let status = torture_support::wait_bounded(&mut child, WATCHDOG);
+    let status = crate::support::wait_bounded(&mut child, WATCHDOG);
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
@@ -336,7 +334,7 @@ fn run_child(mode: &str, backend: &str, dir: &Path) -> Result<Vec<String>, Strin
 
 /// Removes every symlink and FIFO under `dir` (a plant, or one the cache moved).
 fn remove_plants(dir: &Path) {
-    for path in torture_support::files_under(dir) {
+    for path in crate::support::files_under(dir) {
         if let Ok(metadata) = fs::symlink_metadata(&path) {
             let kind = metadata.file_type();
             if kind.is_symlink() || kind.is_fifo() {
@@ -366,7 +364,7 @@ fn hostile_case(
     let dir = case_root.join("cache");
     let outside = case_root.join("outside");
     fs::create_dir_all(&outside).unwrap();
-    torture_support::copy_dir(&root.join(format!("template-{source}")), &dir);
+    crate::support::copy_dir(&root.join(format!("template-{source}")), &dir);
     let target = planted_path(&dir, planted);
     let victim = outside.join("victim");
     fs::write(
@@ -385,7 +383,7 @@ fn hostile_case(
     }
     // Everything beside the cache dir: the linked file, the saved original.
     let beside = |case_root: &Path| {
-        let mut tree = torture_support::tree_snapshot(case_root);
+        let mut tree = crate::support::tree_snapshot(case_root);
         tree.retain(|path, _| !path.starts_with(&dir));
         tree
     };
@@ -462,7 +460,7 @@ fn hostile_case(
 
 fn planted_everywhere(backend: &str, plant: Plant) {
     let root = tempfile::tempdir().unwrap();
-    for source in torture_support::DISK_BACKENDS {
+    for source in crate::support::DISK_BACKENDS {
         let template = root.path().join(format!("template-{source}"));
         make_template(source, &template);
         make_decoy(
@@ -564,10 +562,10 @@ type LimitCase = (
 #[test]
 fn deep_nesting_and_oversized_parameters_are_refused_at_put() {
     let mut problems = Vec::new();
-    for backend in torture_support::DISK_BACKENDS {
+    for backend in crate::support::DISK_BACKENDS {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         for id in 0..ENTRIES {
             cache.put_bytes(&key_of(id), &value_of(id)).unwrap();
         }
@@ -615,7 +613,7 @@ fn deep_nesting_and_oversized_parameters_are_refused_at_put() {
             problems.extend(rest_is_readable(&cache, &format!("{context}, same handle")));
         }
         drop(cache);
-        match torture_support::config(backend, &dir).open() {
+        match crate::support::config(backend, &dir).open() {
             Ok(cache) => {
                 problems.extend(rest_is_readable(&cache, &format!("{backend}, reopened")));
                 if let Err(error) = cache.gc(&mut no_progress) {
@@ -635,7 +633,7 @@ fn deep_nesting_and_oversized_parameters_are_refused_at_put() {
 #[test]
 fn a_different_signing_key_never_deletes() {
     let mut problems = Vec::new();
-    for backend in torture_support::DISK_BACKENDS {
+    for backend in crate::support::DISK_BACKENDS {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
         let original = config(backend, &dir).open().unwrap();
@@ -648,7 +646,7 @@ fn a_different_signing_key_never_deletes() {
                 .put_bytes(&key_of(1_000 + id), format!("inline {id}").as_bytes())
                 .unwrap();
         }
-        let blobs_before = torture_support::blob_files(&dir);
+        let blobs_before = crate::support::blob_files(&dir);
         let context = format!("{backend}, another key");
         let other = config(backend, &dir).open_backend().and_then(|metadata| {
             Cache::builder()
@@ -701,7 +699,7 @@ fn a_different_signing_key_never_deletes() {
         check(&original, "original handle", &mut problems);
         drop(original);
         let missing: Vec<&PathBuf> = {
-            let after: BTreeSet<PathBuf> = torture_support::blob_files(&dir).into_iter().collect();
+            let after: BTreeSet<PathBuf> = crate::support::blob_files(&dir).into_iter().collect();
             blobs_before
                 .iter()
                 .filter(|path| !after.contains(*path))
@@ -744,7 +742,7 @@ fn pidns_child_role() {
             {
                 println!("note ns_last_pid not writable: {error}");
             }
-            let status = torture_support::child("pidns_child_role")
+            let status = crate::support::child("hostile::pidns_child_role")
                 .env(PIDNS_ROLE, format!("writer|{backend}|{dir}"))
                 .stdin(Stdio::inherit())
                 .stdout(Stdio::inherit())
@@ -755,7 +753,7 @@ fn pidns_child_role() {
         }
         ["writer", backend, dir] => {
             let dir = Path::new(dir);
-            let cache = torture_support::open(backend, dir);
+            let cache = crate::support::open(backend, dir);
             let pid = std::process::id();
             let path = dir.join(format!("tmp/{pid}-{:016x}.tmp", 0x7772_6974_6572u64));
             let mut file = OpenOptions::new()
@@ -764,7 +762,7 @@ fn pidns_child_role() {
                 .open(&path)
                 .unwrap();
             file.lock().unwrap();
-            file.write_all(&torture_support::random_bytes(1, 1 << 20))
+            file.write_all(&crate::support::random_bytes(1, 1 << 20))
                 .unwrap();
             println!("ready {} {pid}", path.display());
             std::io::stdout().flush().unwrap();
@@ -816,17 +814,17 @@ fn a_writer_in_another_pid_namespace_keeps_its_temp_file() {
         return;
     }
     let mut problems = Vec::new();
-    for backend in torture_support::DISK_BACKENDS {
+    for backend in crate::support::DISK_BACKENDS {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         let wanted = pid_missing_here();
         let test_binary = std::env::current_exe().unwrap();
         let mut child = Command::new("unshare")
             .args(["--pid", "--fork"])
             .arg(&test_binary)
             .args([
-                "pidns_child_role",
+                "hostile::pidns_child_role",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
@@ -891,7 +889,7 @@ fn a_writer_in_another_pid_namespace_keeps_its_temp_file() {
             ));
         }
         drop(child.stdin.take());
-        match torture_support::wait_bounded(&mut child, WATCHDOG) {
+        match crate::support::wait_bounded(&mut child, WATCHDOG) {
             Some(status) if status.success() => {}
             Some(status) => {
                 let mut stderr = String::new();

@@ -36,8 +36,6 @@
 //! 20 per marker.
 #![cfg(all(unix, feature = "json", feature = "sqlite"))]
 
-mod torture_support;
-
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -45,8 +43,8 @@ use std::process::{Child, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::{Rng, scale};
 use cacheness::{Cache, ListOptions, key, ops::no_progress};
-use torture_support::{Rng, scale};
 
 /// A writer's instructions: `backend|dir|phase|writer|puts|after|seed|marker`.
 const WRITER_ROLE: &str = "CACHENESS_TORTURE_MAINTENANCE_WRITER";
@@ -68,7 +66,7 @@ fn writer_key(phase: u64, writer: u64, seq: u64) -> cacheness::Params {
 fn writer_value(seed: u64, phase: u64, writer: u64, seq: u64) -> Vec<u8> {
     let mut bytes = format!("phase {phase} writer {writer} seq {seq} ").into_bytes();
     let rest = VALUE_LEN - bytes.len();
-    bytes.extend(torture_support::random_bytes(
+    bytes.extend(crate::support::random_bytes(
         seed ^ (phase << 56) ^ (writer << 48) ^ seq,
         rest,
     ));
@@ -97,7 +95,7 @@ fn maintenance_writer_role() {
         number(seed),
     );
     let marker = (!marker.is_empty()).then(|| PathBuf::from(marker));
-    let cache = torture_support::open(backend, Path::new(dir));
+    let cache = crate::support::open(backend, Path::new(dir));
     let mut stdout = std::io::stdout().lock();
     let (mut seq, mut started_after) = (0u64, 0u64);
     // Ends when the parent stops reading (a failed write to stdout panics).
@@ -143,7 +141,7 @@ fn spawn_writers(
 ) -> Vec<Writer> {
     (0..WRITERS)
         .map(|index| {
-            let mut child = torture_support::child("maintenance_writer_role")
+            let mut child = crate::support::child("maintenance::maintenance_writer_role")
                 .env(
                     WRITER_ROLE,
                     format!(
@@ -297,7 +295,7 @@ fn check_acks(
     must_survive: impl Fn(&Ack) -> bool,
     problems: &mut Vec<String>,
 ) -> u64 {
-    let cache = torture_support::open(backend, dir);
+    let cache = crate::support::open(backend, dir);
     let (mut lost, mut wrong, mut absent_allowed) = (Vec::new(), Vec::new(), 0u64);
     for ack in acks {
         let expected = writer_value(seed, phase, ack.writer, ack.seq);
@@ -338,10 +336,10 @@ fn check_acks(
 }
 
 fn beside_writers(backend: &str) {
-    let seed = torture_support::seed(&format!("maintenance {backend}"));
+    let seed = crate::support::seed(&format!("maintenance {backend}"));
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("cache");
-    let cache = torture_support::open(backend, &dir);
+    let cache = crate::support::open(backend, &dir);
     // What the maintenance loop saw go wrong, and what the final checks found.
     let (mut seen, mut problems) = (Vec::new(), Vec::new());
     let started = Instant::now();
@@ -437,7 +435,7 @@ fn kill_key(id: u64) -> cacheness::Params {
 /// Blob-sized with every configuration the suite opens (> 64 bytes).
 fn kill_value(id: u64) -> Vec<u8> {
     let mut bytes = format!("entry {id} ").into_bytes();
-    bytes.extend(torture_support::random_bytes(id ^ 0x6b69_6c6c, 500));
+    bytes.extend(crate::support::random_bytes(id ^ 0x6b69_6c6c, 500));
     bytes
 }
 
@@ -448,7 +446,7 @@ fn kill_entries() -> u64 {
 
 /// A `backend` cache in `dir` holding `n` blob entries, closed.
 fn fill(backend: &str, dir: &Path, n: u64) {
-    let cache = torture_support::open(backend, dir);
+    let cache = crate::support::open(backend, dir);
     for id in 0..n {
         cache.put_bytes(&kill_key(id), &kill_value(id)).unwrap();
     }
@@ -465,7 +463,7 @@ fn maintenance_killed_role() {
     let [operation, backend, dir] = parts[..] else {
         panic!("bad {KILLED_ROLE}: {instructions}");
     };
-    let cache = torture_support::open(backend, Path::new(dir));
+    let cache = crate::support::open(backend, Path::new(dir));
     match operation {
         "switch" => {}
         "rebuild" => {
@@ -480,7 +478,7 @@ fn maintenance_killed_role() {
 }
 
 fn spawn_killed_role(operation: &str, backend: &str, dir: &Path) -> Child {
-    torture_support::child("maintenance_killed_role")
+    crate::support::child("maintenance::maintenance_killed_role")
         .env(
             KILLED_ROLE,
             format!("{operation}|{backend}|{}", dir.display()),
@@ -499,7 +497,7 @@ enum Ended {
 
 /// Runs the child to its end (no kill), within a bound.
 fn run_to_end(mut child: Child) -> Ended {
-    match torture_support::wait_bounded(&mut child, Duration::from_secs(120)) {
+    match crate::support::wait_bounded(&mut child, Duration::from_secs(120)) {
         None => Ended::Failed("hung for 120 s".into()),
         Some(status) if status.success() => Ended::Finished,
         Some(status) => Ended::Failed(format!("{status}: {}", stderr_of(&mut child))),
@@ -555,7 +553,7 @@ fn read_all(cache: &Cache, n: u64) -> Result<(), String> {
 /// before and after its `gc` (gc deletes no blob an entry needs).
 fn check_opens(dir: &Path, n: u64, backends: &[&str]) -> Result<(), String> {
     for (step, backend) in backends.iter().enumerate() {
-        let cache = torture_support::config(backend, dir)
+        let cache = crate::support::config(backend, dir)
             .open()
             .map_err(|error| format!("open {step} ({backend}): {error}"))?;
         read_all(&cache, n).map_err(|error| format!("open {step} ({backend}): {error}"))?;
@@ -571,7 +569,7 @@ fn check_opens(dir: &Path, n: u64, backends: &[&str]) -> Result<(), String> {
 /// After a killed rebuild: a fresh open and a complete rebuild restore every
 /// entry; `gc` then deletes none of their blobs; `verify` is clean.
 fn check_rebuild(dir: &Path, n: u64, backend: &str) -> Result<(), String> {
-    let cache = torture_support::config(backend, dir)
+    let cache = crate::support::config(backend, dir)
         .open()
         .map_err(|error| format!("open: {error}"))?;
     cache
@@ -585,7 +583,7 @@ fn check_rebuild(dir: &Path, n: u64, backend: &str) -> Result<(), String> {
 /// `verify` is clean.
 fn check_gc(dir: &Path, n: u64, backend: &str) -> Result<(), String> {
     check_opens(dir, n, &[backend])?;
-    let cache = torture_support::open(backend, dir);
+    let cache = crate::support::open(backend, dir);
     let report = cache
         .verify(false, &mut no_progress)
         .map_err(|error| format!("verify: {error}"))?;
@@ -605,7 +603,7 @@ fn kill_points(
     template: &Path,
     check: &dyn Fn(&Path) -> Result<(), String>,
 ) {
-    let seed = torture_support::seed(&format!("kill {case}"));
+    let seed = crate::support::seed(&format!("kill {case}"));
     let mut rng = Rng::new(seed);
     let rounds = scale(12, 150);
     let root = tempfile::tempdir().unwrap();
@@ -614,7 +612,7 @@ fn kill_points(
     let mut span = Duration::ZERO;
     for run in 0..3 {
         let dir = root.path().join(format!("unkilled-{run}"));
-        torture_support::clone_cache_dir(template, &dir);
+        crate::support::clone_cache_dir(template, &dir);
         let started = Instant::now();
         let ended = run_to_end(spawn_killed_role(operation, backend, &dir));
         span = span.max(started.elapsed());
@@ -626,7 +624,7 @@ fn kill_points(
     let (mut killed, mut finished, mut failures) = (0u64, 0u64, Vec::new());
     for round in 0..rounds {
         let dir = root.path().join(format!("round-{round}"));
-        torture_support::clone_cache_dir(template, &dir);
+        crate::support::clone_cache_dir(template, &dir);
         let delay = Duration::from_micros(rng.below(span_micros));
         let ended = kill_after(spawn_killed_role(operation, backend, &dir), delay);
         match &ended {
@@ -739,7 +737,7 @@ fn gc_case(backend: &str) {
     fill(backend, &template, n);
     // Work for gc, so kills land inside it: an old orphaned copy of every blob,
     // and old temp files of a writer that does not run.
-    let cache = torture_support::open(backend, &template);
+    let cache = crate::support::open(backend, &template);
     for id in 0..n {
         let entry = cache.entry(&kill_key(id)).unwrap().unwrap();
         let blob = cache.blob_path(&entry).unwrap();
@@ -877,7 +875,7 @@ fn a_switch_killed_as_each_marker_appears_loses_nothing() {
             for round in 0..rounds {
                 total += 1;
                 let dir = root.path().join(format!("{from}-{round}"));
-                torture_support::clone_cache_dir(&template, &dir);
+                crate::support::clone_cache_dir(&template, &dir);
                 let context =
                     format!("{from} to {to}, killed when {event} appeared, round {round}");
                 match kill_when_it_appears(spawn_killed_role("switch", to, &dir), &dir.join(event))

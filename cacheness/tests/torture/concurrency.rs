@@ -8,16 +8,14 @@
 //! Default: 500 operations per thread (4 000 per backend); with
 //! `CACHENESS_TORTURE_LONG=1`: 10 000 per thread.
 
-mod torture_support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::support::{Rng, scale};
 use cacheness::{key, ops::no_progress};
-use torture_support::{Rng, scale};
 
 /// The child's instructions: `backend|dir|process index|log path|ops per thread|seed`.
 const CHILD_ROLE: &str = "CACHENESS_TORTURE_CONCURRENCY_CHILD";
@@ -103,7 +101,7 @@ fn concurrency_child_role() {
         ops.parse().unwrap(),
         seed.parse().unwrap(),
     );
-    let cache = Arc::new(torture_support::open(backend, Path::new(dir)));
+    let cache = Arc::new(crate::support::open(backend, Path::new(dir)));
     let threads: Vec<_> = (0..THREADS)
         .map(|thread| {
             let cache = Arc::clone(&cache);
@@ -129,14 +127,14 @@ enum Last {
 }
 
 fn torture(backend: &str) {
-    let seed = torture_support::seed(&format!("concurrency {backend}"));
+    let seed = crate::support::seed(&format!("concurrency {backend}"));
     let ops = scale(500, 10_000);
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("cache");
     let children: Vec<_> = (0..PROCESSES)
         .map(|process| {
             let log = root.path().join(format!("writer-{process}.log"));
-            let child = torture_support::child("concurrency_child_role")
+            let child = crate::support::child("concurrency::concurrency_child_role")
                 .env(
                     CHILD_ROLE,
                     format!(
@@ -179,7 +177,7 @@ fn torture(backend: &str) {
         "every writer logged"
     );
 
-    let cache = torture_support::open(backend, &dir);
+    let cache = crate::support::open(backend, &dir);
     let mut present = 0;
     for id in 0..KEYS {
         let candidates: Vec<(u64, Last)> = last
@@ -208,7 +206,7 @@ fn torture(backend: &str) {
     }
     let report = cache.verify(false, &mut no_progress).unwrap();
     assert!(report.is_clean(), "{backend}: {report:?}");
-    assert!(torture_support::temp_files(&dir).is_empty());
+    assert!(crate::support::temp_files(&dir).is_empty());
     eprintln!(
         "concurrency {backend}: {PROCESSES} processes × {THREADS} threads × {ops} ops, {writes} writes logged, {present}/{KEYS} keys present at the end, all consistent"
     );

@@ -3,14 +3,12 @@
 //! outside the cache dir, and what it creates is private (0700 dirs, 0600 files).
 #![cfg(unix)]
 
-mod torture_support;
-
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use crate::support::DISK_BACKENDS;
 use cacheness::{CacheKey, ListOptions, PutOptions, ToKey, key, ops::no_progress};
-use torture_support::DISK_BACKENDS;
 
 fn key_of(id: u64) -> cacheness::Params {
     key!(torture = "paths", id = id)
@@ -43,7 +41,7 @@ impl Outside {
             Some(&b"must stay"[..]),
             "{context}: the file outside the cache dir was changed or deleted"
         );
-        let files = torture_support::files_under(&self.dir);
+        let files = crate::support::files_under(&self.dir);
         assert_eq!(
             files,
             vec![self.victim.clone()],
@@ -61,7 +59,7 @@ fn everything_created_is_private() {
     for backend in DISK_BACKENDS {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         for id in 0..4 {
             cache.put_bytes(&key_of(id), &blob_value(id)).unwrap();
             cache.put_bytes(&key_of(100 + id), b"tiny").unwrap();
@@ -105,7 +103,7 @@ fn prefixes_and_descriptions_never_become_paths() {
         let root = tempfile::tempdir().unwrap();
         let outside = Outside::new(root.path());
         let dir = root.path().join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         for hostile in ["../outside", "/tmp/x", "..", "a/../../b", "\0"] {
             let options = PutOptions::new().prefix(hostile);
             assert!(
@@ -140,7 +138,7 @@ fn tamper_blob_name(backend: &str, dir: &Path, key: CacheKey, name: &str) {
         }
         _ => {
             // The json backend reads the journal: append a put of the edited entry.
-            let cache = torture_support::open(backend, dir);
+            let cache = crate::support::open(backend, dir);
             let mut entry = cache.entry(&key).unwrap().unwrap();
             drop(cache);
             entry.location = cacheness::backend::Location::Blob(name.to_owned());
@@ -169,11 +167,11 @@ fn blob_names_from_metadata_never_reach_outside() {
         ];
         for (id, name) in hostile.iter().enumerate() {
             let id = id as u64;
-            let cache = torture_support::open(backend, &dir);
+            let cache = crate::support::open(backend, &dir);
             cache.put_bytes(&key_of(id), &blob_value(id)).unwrap();
             drop(cache);
             tamper_blob_name(backend, &dir, key_of(id).to_key(), name);
-            let cache = torture_support::open(backend, &dir);
+            let cache = crate::support::open(backend, &dir);
             let context = format!("{backend} blob name {name:?}");
             // Served never; a clear error or a miss.
             if let Ok(Some(bytes)) = cache.get_bytes(&key_of(id)) {
@@ -199,7 +197,7 @@ fn a_symlinked_shard_is_never_written_through() {
         let root = tempfile::tempdir().unwrap();
         let outside = Outside::new(root.path());
         let dir = root.path().join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         let shard = dir.join("blobs").join(shard_of(7));
         let _ = fs::remove_dir_all(&shard);
         symlink(&outside.dir, &shard).unwrap();
@@ -237,14 +235,14 @@ fn a_symlinked_tmp_or_blobs_dir_is_refused() {
             let root = tempfile::tempdir().unwrap();
             let outside = Outside::new(root.path());
             let dir = root.path().join("cache");
-            drop(torture_support::open(backend, &dir));
+            drop(crate::support::open(backend, &dir));
             fs::remove_dir_all(dir.join(planted)).unwrap();
             symlink(&outside.dir, dir.join(planted)).unwrap();
             // A stale-looking temp file of a dead writer in the outside dir.
             let stale = outside.dir.join("4294967295-00.tmp");
             fs::write(&stale, b"x").unwrap();
             let context = format!("{backend} with {planted} -> outside");
-            match torture_support::config(backend, &dir).open() {
+            match crate::support::config(backend, &dir).open() {
                 Err(error) => assert!(error.to_string().contains(planted), "{context}: {error}"),
                 Ok(cache) => {
                     let _ = cache.put_bytes(&key_of(1), &blob_value(1));
@@ -270,12 +268,12 @@ fn symlinked_metadata_files_are_refused() {
             let root = tempfile::tempdir().unwrap();
             let outside = Outside::new(root.path());
             let dir = root.path().join("cache");
-            drop(torture_support::open(backend, &dir));
+            drop(crate::support::open(backend, &dir));
             let target = outside.dir.join("planted");
             let _ = fs::remove_file(dir.join(name));
             symlink(&target, dir.join(name)).unwrap();
             let context = format!("{backend} with {name} -> outside");
-            match torture_support::config(backend, &dir).open() {
+            match crate::support::config(backend, &dir).open() {
                 Err(error) => assert!(error.to_string().contains(name), "{context}: {error}"),
                 Ok(cache) => {
                     let _ = cache.put_bytes(&key_of(1), &blob_value(1));

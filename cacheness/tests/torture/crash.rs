@@ -8,8 +8,6 @@
 //!
 //! Default: 100 kill points per backend; `CACHENESS_TORTURE_LONG=1`: 2000.
 
-mod torture_support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{Rng, scale};
 use cacheness::{
     CacheKey, ListOptions, ToKey, key,
     ops::{GcOptions, no_progress},
 };
-use torture_support::{Rng, scale};
 
 /// The child's instructions: `backend|dir|round seed|side log path`.
 const CHILD_ROLE: &str = "CACHENESS_TORTURE_CRASH_CHILD";
@@ -85,7 +83,7 @@ fn crash_child_role() {
         .append(true)
         .open(log)
         .unwrap();
-    let cache = torture_support::open(backend, Path::new(dir));
+    let cache = crate::support::open(backend, Path::new(dir));
     let mut stdout = std::io::stdout().lock();
     for seq in 0..1_000_000 {
         match op_at(round_seed, seq) {
@@ -120,7 +118,7 @@ fn run_child(
     kill_after: u64,
     spin: Duration,
 ) -> Vec<u64> {
-    let mut child = torture_support::child("crash_child_role")
+    let mut child = crate::support::child("crash::crash_child_role")
         .env(
             CHILD_ROLE,
             format!("{backend}|{}|{round_seed}|{}", dir.display(), log.display()),
@@ -183,7 +181,7 @@ fn apply(state: &mut BTreeMap<u64, Vec<u8>>, round_seed: u64, seq: u64) {
 }
 
 fn torture(backend: &str) {
-    let seed = torture_support::seed(&format!("crash {backend}"));
+    let seed = crate::support::seed(&format!("crash {backend}"));
     let mut rng = Rng::new(seed);
     let kill_points = scale(100, 2000);
     let root = tempfile::tempdir().unwrap();
@@ -211,7 +209,7 @@ fn torture(backend: &str) {
         let mut with_in_flight = state.clone();
         apply(&mut with_in_flight, round_seed, in_flight);
 
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         let context = format!(
             "{backend} round {round} (seed {seed}, {} acked, in flight {:?})",
             acked.len(),
@@ -258,14 +256,14 @@ fn torture(backend: &str) {
         let gc = cache
             .gc_with(&GcOptions::new().grace(Duration::ZERO), &mut no_progress)
             .unwrap();
-        let left: Vec<PathBuf> = torture_support::temp_files(&dir);
+        let left: Vec<PathBuf> = crate::support::temp_files(&dir);
         assert!(
             left.is_empty(),
             "{context}: temp files after gc: {left:?} ({gc:?})"
         );
         let report = cache.verify(false, &mut no_progress).unwrap();
         assert!(report.is_clean(), "{context}: verify after gc: {report:?}");
-        let blobs = torture_support::blob_files(&dir).len();
+        let blobs = crate::support::blob_files(&dir).len();
         let blob_entries = listed
             .iter()
             .filter(|entry| entry.blob_name().is_some())

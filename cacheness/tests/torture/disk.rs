@@ -7,15 +7,13 @@
 //! variant the machine allows and prints why it skips the other.
 #![cfg(unix)]
 
-mod torture_support;
-
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::{DISK_BACKENDS, Rng};
 use cacheness::{Cache, ListOptions, key, ops::no_progress};
-use torture_support::{DISK_BACKENDS, Rng};
 
 fn running_as_root() -> bool {
     fs::metadata("/proc/self").is_ok_and(|metadata| metadata.uid() == 0)
@@ -92,12 +90,12 @@ fn assert_exactly(cache: &Cache, dir: &Path, expected: &[(u64, Vec<u8>)], contex
         .filter(|entry| entry.blob_name().is_some())
         .count();
     assert_eq!(
-        torture_support::blob_files(dir).len(),
+        crate::support::blob_files(dir).len(),
         blob_entries,
         "{context}: blob files"
     );
     assert!(
-        torture_support::temp_files(dir).is_empty(),
+        crate::support::temp_files(dir).is_empty(),
         "{context}: temp files"
     );
 }
@@ -116,7 +114,7 @@ fn puts_on_a_full_disk_fail_and_change_nothing() {
             }
         };
         let dir = tiny.mount_point.join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         let mut stored: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut failures = 0;
         // Fill until puts fail, then keep trying a few more of various sizes.
@@ -166,7 +164,7 @@ fn puts_on_a_full_disk_fail_and_change_nothing() {
         cache.put_bytes(&key_of(500), &bytes).unwrap();
         stored.push((500, bytes));
         drop(cache);
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         assert_exactly(&cache, &dir, &stored, &format!("{backend} reopened"));
         eprintln!(
             "disk full {backend}: {failures} failed puts on a 640 KiB tmpfs, cache unchanged by each"
@@ -186,7 +184,7 @@ fn puts_into_a_read_only_dir_fail_and_change_nothing() {
     for backend in DISK_BACKENDS {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("cache");
-        let cache = torture_support::open(backend, &dir);
+        let cache = crate::support::open(backend, &dir);
         let stored = vec![(1, value(1, 5_000)), (2, value(2, 10))];
         for (id, bytes) in &stored {
             cache.put_bytes(&key_of(*id), bytes).unwrap();

@@ -1,4 +1,4 @@
-//! Shared by the `torture_*` tests: a small deterministic RNG, the cache
+//! Shared by the torture modules: a small deterministic RNG, the cache
 //! configuration they run, child-process spawning and file inspection helpers.
 #![allow(dead_code)]
 
