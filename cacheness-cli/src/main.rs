@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cacheness::{
-    CacheConfig, CacheKey, Entry, ListOptions, ListedEntry, Stats,
+    CacheConfig, CacheKey, Entry, EvictionPolicy, ListOptions, ListedEntry, Stats,
     ops::{GcOptions, Progress, VerifyOptions},
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -116,6 +116,11 @@ enum Command {
         /// The size limit to enforce, in bytes.
         #[arg(long)]
         max_size: Option<u64>,
+        /// Which entries the size limit evicts first once the expired ones are
+        /// gone: lru (least recently read, the default), lrs (least recently
+        /// stored) or lfu (least frequently read).
+        #[arg(long, default_value = "lru")]
+        eviction: EvictionPolicy,
         /// How old an unreferenced blob or a temp file must be to be removed
         /// (default 1h): a younger one may be a put in progress.
         ///
@@ -252,9 +257,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             ));
         }
     };
-    let max_size = match &cli.command {
-        Command::Gc { max_size, .. } => *max_size,
-        _ => None,
+    let (max_size, eviction) = match &cli.command {
+        Command::Gc {
+            max_size, eviction, ..
+        } => (*max_size, *eviction),
+        _ => (None, EvictionPolicy::default()),
     };
     let read_only = match &cli.command {
         Command::Ls { .. } | Command::Stats { .. } | Command::Get { .. } => true,
@@ -287,6 +294,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         .dir(dir.clone())
         .backend(backend.to_owned())
         .max_size(max_size)
+        .eviction(eviction)
         // A signed cache is checked with its key; only `sign` creates one.
         .sign_entries(key_present || matches!(cli.command, Command::Sign))
         .read_only(read_only)

@@ -1107,3 +1107,43 @@ fn verify_says_when_it_left_orphans_unchecked() {
     assert!(!dir.path().join(".cacheness-rebuilding").exists());
     assert_code(&cacheness(dir.path(), &["verify"]), 0);
 }
+
+/// `gc --max-size` evicts in the order `--eviction` names: `a`, stored first and
+/// read three times (`b` and `c` once), goes first under lrs and stays under lfu.
+#[test]
+fn gc_evicts_in_the_order_eviction_names() {
+    for (policy, evicted) in [("lrs", "a"), ("lfu", "b")] {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheConfig::new()
+            .dir(dir.path())
+            .backend("sqlite")
+            .access_granularity(std::time::Duration::ZERO)
+            .open()
+            .unwrap();
+        for (name, seed) in [("a", 1u8), ("b", 2), ("c", 3)] {
+            let value: Vec<u8> = (0..10_000u32)
+                .flat_map(|i| *blake3::hash(&[&i.to_le_bytes()[..], &[seed]].concat()).as_bytes())
+                .take(10_000)
+                .collect();
+            cache.put_bytes(&key!(name = name), &value).unwrap();
+        }
+        for name in ["a", "a", "a", "b", "c"] {
+            assert!(cache.get_bytes(&key!(name = name)).unwrap().is_some());
+        }
+        drop(cache);
+        let args = ["gc", "--max-size", "25000", "--eviction", policy];
+        assert_code(&cacheness(dir.path(), &args), 0);
+        let cache = CacheConfig::new()
+            .dir(dir.path())
+            .backend("sqlite")
+            .open()
+            .unwrap();
+        for name in ["a", "b", "c"] {
+            assert_eq!(
+                cache.contains(&key!(name = name)).unwrap(),
+                name != evicted,
+                "{policy}: {name}"
+            );
+        }
+    }
+}
