@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use cacheness_core::conformance::{key_of, sample_entry};
-use cacheness_core::{Cache, ListOptions, MetadataBackend, key};
+use cacheness_core::{Cache, EvictionPolicy, ListOptions, MetadataBackend, key};
 use cacheness_sqlite::{SqliteBackend, SqliteOptions};
 use serde::{Deserialize, Serialize};
 
@@ -63,15 +63,21 @@ fn open_cache(dir: &Path) -> Cache {
 }
 
 fn open_cache_with(dir: &Path, options: &SqliteOptions) -> Cache {
-    open_limited_cache(dir, options, None)
+    open_limited_cache(dir, options, None, EvictionPolicy::default())
 }
 
-fn open_limited_cache(dir: &Path, options: &SqliteOptions, max_size: Option<u64>) -> Cache {
+fn open_limited_cache(
+    dir: &Path,
+    options: &SqliteOptions,
+    max_size: Option<u64>,
+    policy: EvictionPolicy,
+) -> Cache {
     let backend = SqliteBackend::open_with(dir, options).expect("the sqlite backend opens");
     Cache::builder()
         .dir(dir)
         .inline_threshold(INLINE_THRESHOLD)
         .max_size(max_size)
+        .eviction(policy)
         .open(backend)
         .expect("the cache opens")
 }
@@ -107,8 +113,13 @@ fn child_process() {
         },
         ..SqliteOptions::default()
     };
+    // `evicting-POLICY` evicts by that policy.
+    let (mode, policy) = match mode.split_once('-') {
+        Some((mode, policy)) => (mode, policy.parse().expect("a known policy")),
+        None => (mode, EvictionPolicy::default()),
+    };
     let limit = (mode == "evicting").then_some(EVICTING_LIMIT);
-    let cache = open_limited_cache(&dir, &options, limit);
+    let cache = open_limited_cache(&dir, &options, limit, policy);
     match mode {
         "distinct" => {
             for index in 0..DISTINCT_KEYS {
@@ -287,11 +298,28 @@ fn assert_holds_its_value(cache: &Cache, child: u64, index: u64) {
 /// eviction index while other processes run their own.
 #[test]
 fn four_processes_evicting_at_once_keep_whole_values_and_no_stray_blob() {
+    four_processes_evicting(EvictionPolicy::Lru, "entries_by_accessed_at");
+}
+
+/// The same under the other policies, whose indexes the first eviction query
+/// for each makes while other processes run theirs.
+#[test]
+fn four_processes_evicting_by_lrs_or_lfu_keep_whole_values_and_no_stray_blob() {
+    four_processes_evicting(EvictionPolicy::Lrs, "entries_by_created_at");
+    four_processes_evicting(EvictionPolicy::Lfu, "entries_by_access_count");
+}
+
+fn four_processes_evicting(policy: EvictionPolicy, index: &str) {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("evicting");
-    run_children("evicting", &dir);
+    run_children(&format!("evicting-{policy}"), &dir);
 
-    let cache = open_limited_cache(&dir, &SqliteOptions::default(), Some(EVICTING_LIMIT));
+    let cache = open_limited_cache(
+        &dir,
+        &SqliteOptions::default(),
+        Some(EVICTING_LIMIT),
+        policy,
+    );
     let stats = cache.stats().unwrap();
     assert!(stats.evictions > 0, "the children evicted: {stats:?}");
     assert!(
@@ -317,12 +345,12 @@ fn four_processes_evicting_at_once_keep_whole_values_and_no_stray_blob() {
     let conn = rusqlite::Connection::open(dir.join(cacheness_sqlite::DB_FILE_NAME)).unwrap();
     let indexes: i64 = conn
         .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE name = 'entries_by_accessed_at'",
-            [],
+            "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+            [index],
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(indexes, 1, "one eviction index, made by the first eviction");
+    assert_eq!(indexes, 1, "one {policy} index, made by the first eviction");
     let check: String = conn
         .query_row("PRAGMA integrity_check", [], |row| row.get(0))
         .unwrap();
