@@ -562,6 +562,44 @@ mod tests {
         assert_eq!(old_damaged.0.description, "Described");
     }
 
+    /// Hostile seals: the flag set on a header with no seal, a seal cut
+    /// short, a seal of other text, a tiny header with the flag set. Each is
+    /// refused with `BadHeaderHash` (or a parse error), never a panic.
+    #[test]
+    fn a_missing_short_or_foreign_seal_is_refused() {
+        let header = plain_header(b"abc");
+        let with_flag = |mut file: Vec<u8>| {
+            file[FLAGS_AT] |= FLAG_HEADER_HASH;
+            file
+        };
+        let unsealed = with_flag(old_header(&header));
+        assert_eq!(
+            BlobHeader::decode(&unsealed).unwrap_err(),
+            FormatError::BadHeaderHash
+        );
+        // The seal of another header's JSON, spliced onto this one's.
+        let mut other = header.clone();
+        other.created_at = 6;
+        let (new, foreign) = (header.encode(), other.encode());
+        let seal_at = new.len() - SEAL_LEN;
+        let mut spliced = new[..seal_at].to_vec();
+        spliced.extend_from_slice(&foreign[foreign.len() - SEAL_LEN..]);
+        assert_eq!(
+            BlobHeader::decode(&spliced).unwrap_err(),
+            FormatError::BadHeaderHash
+        );
+        // JSON shorter than a seal, flagged as sealed.
+        let mut tiny = BLOB_MAGIC.to_vec();
+        tiny.extend_from_slice(&[BLOB_FORMAT_VERSION, FLAG_HEADER_HASH]);
+        tiny.extend_from_slice(&2u32.to_le_bytes());
+        tiny.extend_from_slice(b"{}");
+        assert!(BlobHeader::decode(&tiny).is_err());
+        // Every cut of a sealed header fails cleanly.
+        for len in 0..new.len() {
+            assert!(BlobHeader::decode(&new[..len]).is_err(), "cut at {len}");
+        }
+    }
+
     #[test]
     fn parameters_that_are_not_the_key_are_named_before_the_checksum() {
         let params = crate::key!(model = "a");
