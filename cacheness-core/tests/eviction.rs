@@ -257,3 +257,23 @@ fn remove_forgets_the_reads_it_held_back() {
         );
     }
 }
+
+/// A put that replaces a key starts it afresh too: reads of the replaced
+/// version held back by the granularity are not counted for the new one.
+#[test]
+fn a_put_over_a_key_forgets_the_reads_of_the_version_it_replaces() {
+    let clock = ManualClock::new(1_000_000);
+    let cache = cache_with(30, &clock, EvictionPolicy::Lfu);
+    let hot = key!(name = "hot");
+    cache.put_bytes(&hot, &noise(1)).unwrap();
+    clock.advance(Duration::from_millis(100));
+    for _ in 0..5 {
+        assert!(cache.get_bytes(&hot).unwrap().is_some());
+    }
+    cache.put_bytes(&hot, &noise(2)).unwrap();
+    put_each(&cache, &clock, 0..40);
+    assert!(
+        !cache.contains(&hot).unwrap(),
+        "reads of the replaced version were counted for the new one"
+    );
+}

@@ -139,7 +139,7 @@ impl<C: Codec> Cache<C> {
 
     /// Drops the reads of `key` not yet written, because its entry is gone
     /// (see [`clear`](Self::clear)).
-    fn forget_reads(&self, key: CacheKey) {
+    pub(super) fn forget_reads(&self, key: CacheKey) {
         let mut pending = self.lock_pending();
         pending.touches.remove(&key);
         pending.held_back.remove(&key);

@@ -170,6 +170,11 @@ impl<C: Codec> Cache<C> {
             }
         };
         let replaced_size = replaced.as_ref().map_or(0, |old| old.stored_size);
+        // Reads of the replaced version not yet written count for it, not
+        // for this one.
+        if replaced.is_some() {
+            self.forget_reads(key);
+        }
         // A rebuild running beside this put may have found our blob before we
         // committed and made an entry of it: that "replaced" entry is our own
         // value, and its blob is the one we just wrote.

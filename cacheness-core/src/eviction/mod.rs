@@ -156,11 +156,12 @@ impl fmt::Display for EvictionPolicy {
 impl FromStr for EvictionPolicy {
     type Err = UnknownPolicy;
 
-    /// Parses a short name (`"lru"`, `"lrs"`, `"lfu"`), in any case.
+    /// Parses a short name (`"lru"`, `"lrs"`, `"lfu"`), in any case, with
+    /// surrounding whitespace ignored (config files and the environment alike).
     fn from_str(name: &str) -> Result<Self, UnknownPolicy> {
         EvictionPolicy::ALL
             .into_iter()
-            .find(|policy| policy.name().eq_ignore_ascii_case(name))
+            .find(|policy| policy.name().eq_ignore_ascii_case(name.trim()))
             .ok_or_else(|| UnknownPolicy {
                 name: name.to_owned(),
             })
@@ -237,6 +238,10 @@ mod tests {
         assert_eq!(
             unknown.to_string(),
             "unknown eviction policy `arc` (known: lru, lrs, lfu)"
+        );
+        assert_eq!(
+            serde_json::from_str::<EvictionPolicy>("\" LFU \"").unwrap(),
+            EvictionPolicy::Lfu
         );
         let from_config = serde_json::from_str::<EvictionPolicy>("\"fifo\"").unwrap_err();
         assert!(
