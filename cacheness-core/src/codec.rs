@@ -89,6 +89,110 @@ impl Codec for JsonCodec {
     }
 }
 
+/// One of the codecs built into cacheness, chosen by name at run time: what a
+/// cache opened from a configuration (`codec = "json"`) stores values with.
+///
+/// [`NamedCodec::default`] is the codec new caches use. Names parse
+/// case-insensitively (`"JSON"`, `" json "`); an unknown or not compiled-in name
+/// is an [`UnknownCodec`] error listing the available ones.
+///
+/// ```
+/// use cacheness_core::{Codec, NamedCodec};
+///
+/// let json: NamedCodec = "json".parse()?;
+/// assert_eq!(json.name(), "json");
+/// assert!(NamedCodec::ALL.contains(&json));
+/// # Ok::<(), cacheness_core::UnknownCodec>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum NamedCodec {
+    /// [`JsonCodec`]: values readable by eye.
+    #[default]
+    Json,
+}
+
+impl NamedCodec {
+    /// Every codec compiled in, the default first.
+    pub const ALL: &'static [NamedCodec] = &[NamedCodec::Json];
+
+    /// The name stored in entries and written in configurations.
+    pub const fn name(self) -> &'static str {
+        match self {
+            NamedCodec::Json => "json",
+        }
+    }
+}
+
+/// A codec name that is not one of [`NamedCodec::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown codec `{name}`; available: {}",
+    NamedCodec::ALL.iter().map(|codec| codec.name()).collect::<Vec<_>>().join(", ")
+)]
+pub struct UnknownCodec {
+    /// The name asked for.
+    pub name: String,
+}
+
+impl std::str::FromStr for NamedCodec {
+    type Err = UnknownCodec;
+
+    fn from_str(name: &str) -> Result<Self, UnknownCodec> {
+        let wanted = name.trim();
+        NamedCodec::ALL
+            .iter()
+            .copied()
+            .find(|codec| codec.name().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| UnknownCodec {
+                name: wanted.to_owned(),
+            })
+    }
+}
+
+impl std::fmt::Display for NamedCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(NamedCodec::name(*self))
+    }
+}
+
+impl serde::Serialize for NamedCodec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(NamedCodec::name(*self))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NamedCodec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Codec for NamedCodec {
+    fn name(&self) -> &str {
+        NamedCodec::name(*self)
+    }
+
+    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, BoxError> {
+        match self {
+            NamedCodec::Json => JsonCodec.encode(value),
+        }
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &mut [u8]) -> Result<T, BoxError> {
+        match self {
+            NamedCodec::Json => JsonCodec.decode(bytes),
+        }
+    }
+
+    fn decode_slice<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BoxError> {
+        match self {
+            NamedCodec::Json => JsonCodec.decode_slice(bytes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +212,22 @@ mod tests {
             large
         );
         assert_eq!(JsonCodec.decode::<Vec<String>>(&mut bytes).unwrap(), large);
+    }
+
+    #[test]
+    fn named_codecs_parse_by_name_and_list_the_available_ones() {
+        assert_eq!(" JSON ".parse::<NamedCodec>(), Ok(NamedCodec::Json));
+        let error = "yaml".parse::<NamedCodec>().unwrap_err();
+        assert!(
+            error.to_string().contains("unknown codec `yaml`"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("json"), "{error}");
+        for codec in NamedCodec::ALL {
+            assert_eq!(codec.to_string().parse::<NamedCodec>(), Ok(*codec));
+            let quoted = serde_json::to_string(codec).unwrap();
+            assert_eq!(serde_json::from_str::<NamedCodec>(&quoted).unwrap(), *codec);
+        }
     }
 
     #[test]

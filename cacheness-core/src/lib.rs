@@ -52,7 +52,7 @@ pub use backend::{
 pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
 pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use codec::{Codec, JsonCodec, RAW_CODEC};
+pub use codec::{Codec, JsonCodec, NamedCodec, RAW_CODEC, UnknownCodec};
 pub use entry::{
     Compression, ContentHash, Entry, ListedEntry, Location, SharedEntry, UserMetadata,
 };

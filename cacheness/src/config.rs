@@ -11,7 +11,8 @@ use crate::registry::{BACKENDS, backend_info};
 
 use cacheness_core::ops::{MigrateReport, Progress};
 use cacheness_core::{
-    Cache, Clock, Durability, Error, EvictionPolicy, MetadataBackend, Result, SystemClock,
+    Cache, Clock, Durability, Error, EvictionPolicy, MetadataBackend, NamedCodec, Result,
+    SystemClock,
 };
 
 /// How to open a cache. Defaults: no dir, backend `memory`, no size limit, no
@@ -46,6 +47,9 @@ pub struct CacheConfig {
     /// gone: `"lru"` (least recently read, the default), `"lrs"` (least
     /// recently stored) or `"lfu"` (least frequently read).
     pub eviction: EvictionPolicy,
+    /// The codec values are stored with, by name (see [`NamedCodec::ALL`]);
+    /// `None` for the default, [`NamedCodec::default`].
+    pub codec: Option<NamedCodec>,
     /// Whether reads check stored bytes against their blake3 hash.
     pub verify_integrity: bool,
     /// Stored values up to this many bytes live inline in the metadata.
@@ -92,6 +96,7 @@ impl Default for CacheConfig {
             max_size: None,
             default_ttl: None,
             eviction: EvictionPolicy::default(),
+            codec: None,
             verify_integrity: true,
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
             durability: Durability::Flush,
@@ -158,6 +163,12 @@ impl CacheConfig {
     /// Which entries the size limit evicts first.
     pub fn eviction(mut self, policy: EvictionPolicy) -> Self {
         self.eviction = policy;
+        self
+    }
+
+    /// The codec values are stored with.
+    pub fn codec(mut self, codec: impl Into<Option<NamedCodec>>) -> Self {
+        self.codec = codec.into();
         self
     }
 
@@ -231,9 +242,9 @@ impl CacheConfig {
 
     /// The defaults overridden by the environment: `CACHENESS_DIR`,
     /// `CACHENESS_BACKEND`, `CACHENESS_MAX_SIZE_MB`,
-    /// `CACHENESS_DEFAULT_TTL_HOURS` (fractions allowed) and
-    /// `CACHENESS_EVICTION` (`lru`, `lrs`, `lfu`). A variable that is set
-    /// but invalid is an error naming it.
+    /// `CACHENESS_DEFAULT_TTL_HOURS` (fractions allowed), `CACHENESS_EVICTION`
+    /// (`lru`, `lrs`, `lfu`) and `CACHENESS_CODEC` (a codec's name). A
+    /// variable that is set but invalid is an error naming it.
     pub fn from_env() -> Result<Self> {
         CacheConfig::default().with_vars(|name| std::env::var(name).ok())
     }
@@ -264,6 +275,13 @@ impl CacheConfig {
                 field: "CACHENESS_EVICTION",
                 reason: format!("{error}"),
             })?;
+        }
+        if let Some(codec) = lookup("CACHENESS_CODEC") {
+            let codec = codec.parse().map_err(|error| Error::Config {
+                field: "CACHENESS_CODEC",
+                reason: format!("{error}"),
+            })?;
+            self.codec = Some(codec);
         }
         if let Some(hours) = lookup("CACHENESS_DEFAULT_TTL_HOURS") {
             let parsed: Option<f64> = hours.trim().parse().ok();
@@ -311,6 +329,7 @@ impl CacheConfig {
             .inline_threshold(self.inline_threshold)
             .durability(self.durability)
             .access_granularity(self.access_granularity)
+            .codec(self.codec.unwrap_or_default())
             .shared_clock(clock);
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);
@@ -682,6 +701,7 @@ mod tests {
             ("CACHENESS_MAX_SIZE_MB", "0"),
             ("CACHENESS_DEFAULT_TTL_HOURS", "-1"),
             ("CACHENESS_DEFAULT_TTL_HOURS", "soon"),
+            ("CACHENESS_CODEC", "yaml"),
         ] {
             let error = CacheConfig::default()
                 .with_vars(vars(&[(name, value)]))

@@ -44,8 +44,8 @@ mod registry;
 
 pub use cacheness_core::{
     Cache, CacheKey, Clock, Codec, Durability, Entry, Error, EvictionPolicy, Expiry, GetOptions,
-    JsonCodec, ListOptions, ListedEntry, ManualClock, Params, PutOptions, Result, Stats,
-    SystemClock, ToKey, Value, key::KeyError,
+    JsonCodec, ListOptions, ListedEntry, ManualClock, NamedCodec, Params, PutOptions, Result,
+    Stats, SystemClock, ToKey, UnknownCodec, Value, key::KeyError,
 };
 pub use config::CacheConfig;
 

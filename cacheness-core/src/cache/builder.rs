@@ -13,7 +13,7 @@ use super::{Cache, Held, SessionCounters, Settings};
 use crate::backend::MetadataBackend;
 use crate::blob::{BlobStore, Durability, LocalBlobStore};
 use crate::clock::{Clock, SystemClock, duration_ms};
-use crate::codec::{Codec, JsonCodec};
+use crate::codec::{Codec, NamedCodec};
 use crate::entry::ContentHash;
 use crate::error::{Error, Result};
 use crate::eviction::EvictionPolicy;
@@ -23,7 +23,7 @@ use crate::signing::{MismatchLog, Signer, check_dir_key, refuse_unsigned_writer}
 
 /// Configures and opens a [`Cache`]; see [`Cache::builder`].
 #[derive(Debug)]
-pub struct CacheBuilder<C: Codec = JsonCodec> {
+pub struct CacheBuilder<C: Codec = NamedCodec> {
     dir: Option<PathBuf>,
     default_ttl: Option<Duration>,
     max_size: Option<u64>,
@@ -49,7 +49,7 @@ enum Signing {
     Key(Signer),
 }
 
-impl Default for CacheBuilder<JsonCodec> {
+impl Default for CacheBuilder<NamedCodec> {
     fn default() -> Self {
         CacheBuilder {
             dir: None,
@@ -62,7 +62,7 @@ impl Default for CacheBuilder<JsonCodec> {
             access_granularity: DEFAULT_ACCESS_GRANULARITY,
             durability: Durability::default(),
             clock: Arc::new(SystemClock),
-            codec: JsonCodec,
+            codec: NamedCodec::default(),
             blob_store: None,
             signing: Signing::Off,
             read_only: false,
@@ -273,7 +273,7 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
-    /// The codec values are stored with (default [`JsonCodec`]).
+    /// The codec values are stored with (default [`NamedCodec::default`]).
     pub fn codec<D: Codec>(self, codec: D) -> CacheBuilder<D> {
         CacheBuilder {
             dir: self.dir,
@@ -504,10 +504,10 @@ impl BlobStore for ReadOnlyBlobs {
     }
 }
 
-impl Cache<JsonCodec> {
+impl Cache<NamedCodec> {
     /// A builder with the defaults: no dir, no TTL, no size limit, integrity checks
-    /// on, 4 KiB inline threshold, JSON codec, system clock.
-    pub fn builder() -> CacheBuilder<JsonCodec> {
+    /// on, 4 KiB inline threshold, the default [`NamedCodec`], system clock.
+    pub fn builder() -> CacheBuilder<NamedCodec> {
         CacheBuilder::default()
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::backend::{Counters, MetadataBackend, ScanFilter};
 use crate::blob::BlobStore;
 use crate::clock::Clock;
-use crate::codec::{Codec, JsonCodec};
+use crate::codec::{Codec, NamedCodec};
 use crate::entry::{Entry, ListedEntry};
 use crate::error::{Error, Result};
 use crate::eviction::EvictionPolicy;
@@ -62,7 +62,7 @@ const REMOVAL_BATCH: usize = 256;
 /// assert_eq!(cache.get::<Vec<f64>>(&key)?, None);
 /// # Ok::<(), cacheness_core::Error>(())
 /// ```
-pub struct Cache<C: Codec = JsonCodec> {
+pub struct Cache<C: Codec = NamedCodec> {
     backend: Arc<dyn MetadataBackend>,
     blobs: Option<Arc<dyn BlobStore>>,
     codec: C,
