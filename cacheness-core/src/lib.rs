@@ -50,7 +50,9 @@ pub use backend::{
     Touch,
 };
 pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
-pub use cache::{Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, Stats};
+pub use cache::{
+    Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, SingleFlight, Stats,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::{Codec, JsonCodec, NamedCodec, RAW_CODEC, UnknownCodec};
 pub use entry::{

@@ -12,7 +12,7 @@ use crate::registry::{BACKENDS, backend_info};
 use cacheness_core::ops::{MigrateReport, Progress};
 use cacheness_core::{
     Cache, Clock, Durability, Error, EvictionPolicy, MetadataBackend, NamedCodec, Result,
-    SystemClock,
+    SingleFlight, SystemClock,
 };
 
 /// How to open a cache. Defaults: no dir, backend `memory`, no size limit, no
@@ -65,6 +65,10 @@ pub struct CacheConfig {
     /// Sign entries with a keyed blake3 MAC (key in `signing.key` in the dir), so
     /// metadata edited by hand is rejected instead of served.
     pub sign_entries: bool,
+    /// Whether `get_or_insert_with` computes a missing key once per process
+    /// (`"in_process"`, the default) or once across the processes sharing
+    /// the dir (`"across_processes"`, with a lock file per key).
+    pub single_flight: SingleFlight,
     /// Open an existing cache for reading only: nothing in the dir is created,
     /// migrated, written or deleted (reads record no access and a damaged entry
     /// reads as a miss). The configured backend must be the dir's current one.
@@ -102,6 +106,7 @@ impl Default for CacheConfig {
             durability: Durability::Flush,
             access_granularity: cacheness_core::cache::DEFAULT_ACCESS_GRANULARITY,
             sign_entries: false,
+            single_flight: SingleFlight::default(),
             read_only: false,
             switch_backend_on_open: true,
             #[cfg(feature = "memlayer")]
@@ -199,6 +204,13 @@ impl CacheConfig {
     /// Sign entries; see [`CacheConfig::sign_entries`](#structfield.sign_entries).
     pub fn sign_entries(mut self, sign: bool) -> Self {
         self.sign_entries = sign;
+        self
+    }
+
+    /// Who waits for whom when `get_or_insert_with` computes a missing key;
+    /// see [`SingleFlight`].
+    pub fn single_flight(mut self, single_flight: SingleFlight) -> Self {
+        self.single_flight = single_flight;
         self
     }
 
@@ -330,6 +342,7 @@ impl CacheConfig {
             .durability(self.durability)
             .access_granularity(self.access_granularity)
             .codec(self.codec.unwrap_or_default())
+            .single_flight(self.single_flight)
             .shared_clock(clock);
         if let Some(dir) = &self.dir {
             builder = builder.dir(dir);

@@ -45,7 +45,7 @@ mod registry;
 pub use cacheness_core::{
     Cache, CacheKey, Clock, Codec, Durability, Entry, Error, EvictionPolicy, Expiry, GetOptions,
     JsonCodec, ListOptions, ListedEntry, ManualClock, NamedCodec, Params, PutOptions, Result,
-    Stats, SystemClock, ToKey, UnknownCodec, Value, key::KeyError,
+    SingleFlight, Stats, SystemClock, ToKey, UnknownCodec, Value, key::KeyError,
 };
 pub use config::CacheConfig;
 
@@ -93,7 +93,7 @@ pub mod backend {
     pub use cacheness_core::{
         AccessBatch, BackendStats, BlobHeader, BlobStore, BoxError, CacheBuilder, Capabilities,
         Compression, ContentHash, Counters, LayerStats, LocalBlobStore, Location, MetadataBackend,
-        RAW_CODEC, ScanFilter, SharedEntry, Touch, UserMetadata,
+        RAW_CODEC, ScanFilter, SharedEntry, Touch, UserMetadata, cache::LOCKS_DIR,
     };
 
     #[cfg(feature = "json")]

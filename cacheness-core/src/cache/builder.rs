@@ -9,7 +9,7 @@ use super::access::PendingAccess;
 use super::options::{DEFAULT_ACCESS_GRANULARITY, DEFAULT_INLINE_THRESHOLD, DEFAULT_LOW_WATERMARK};
 #[cfg(doc)]
 use super::options::{MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN};
-use super::{Cache, Held, SessionCounters, Settings};
+use super::{Cache, Held, SessionCounters, Settings, SingleFlight};
 use crate::backend::MetadataBackend;
 use crate::blob::{BlobStore, Durability, LocalBlobStore};
 use crate::clock::{Clock, SystemClock, duration_ms};
@@ -38,6 +38,7 @@ pub struct CacheBuilder<C: Codec = NamedCodec> {
     blob_store: Option<Arc<dyn BlobStore>>,
     signing: Signing,
     read_only: bool,
+    single_flight: SingleFlight,
     held: Held,
 }
 
@@ -66,6 +67,7 @@ impl Default for CacheBuilder<NamedCodec> {
             blob_store: None,
             signing: Signing::Off,
             read_only: false,
+            single_flight: SingleFlight::default(),
             held: Held::default(),
         }
     }
@@ -273,6 +275,14 @@ impl<C: Codec> CacheBuilder<C> {
         self
     }
 
+    /// Whether [`get_or_insert_with`](Cache::get_or_insert_with) computes a
+    /// missing key once per process (the default) or once across the
+    /// processes that share the cache dir; see [`SingleFlight`].
+    pub fn single_flight(mut self, single_flight: SingleFlight) -> Self {
+        self.single_flight = single_flight;
+        self
+    }
+
     /// The codec values are stored with (default [`NamedCodec::default`]).
     pub fn codec<D: Codec>(self, codec: D) -> CacheBuilder<D> {
         CacheBuilder {
@@ -290,6 +300,7 @@ impl<C: Codec> CacheBuilder<C> {
             blob_store: self.blob_store,
             signing: self.signing,
             read_only: self.read_only,
+            single_flight: self.single_flight,
             held: self.held,
         }
     }
@@ -396,7 +407,9 @@ impl<C: Codec> CacheBuilder<C> {
                 access_granularity_ms: duration_ms(self.access_granularity),
                 inline_limit,
                 read_only,
+                single_flight: self.single_flight,
             },
+            in_flight: Default::default(),
             pending: Mutex::new(PendingAccess {
                 last_flush_ms: now,
                 ..PendingAccess::default()

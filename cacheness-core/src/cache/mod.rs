@@ -3,6 +3,7 @@
 mod access;
 mod builder;
 mod compress;
+mod compute;
 mod evict;
 mod options;
 mod read;
@@ -27,6 +28,7 @@ use crate::signing::{MismatchLog, Signer};
 use access::PendingAccess;
 pub use builder::CacheBuilder;
 pub(crate) use compress::decompress;
+pub use compute::{LOCKS_DIR, SingleFlight};
 pub use options::{
     DEFAULT_ACCESS_GRANULARITY, DEFAULT_INLINE_THRESHOLD, DEFAULT_LOW_WATERMARK, Expiry,
     GetOptions, ListOptions, MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN, PutOptions, Stats,
@@ -72,6 +74,7 @@ pub struct Cache<C: Codec = NamedCodec> {
     mismatches: MismatchLog,
     settings: Settings,
     pending: Mutex<PendingAccess>,
+    in_flight: compute::InFlight,
     session: SessionCounters,
     approx_total_size: AtomicU64,
     puts_since_resync: AtomicU64,
@@ -104,6 +107,7 @@ struct Settings {
     inline_limit: Option<usize>,
     /// Never write: see [`CacheBuilder::read_only`].
     read_only: bool,
+    single_flight: SingleFlight,
 }
 
 #[derive(Debug, Default)]

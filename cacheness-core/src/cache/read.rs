@@ -3,7 +3,6 @@
 use std::any::type_name;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
@@ -52,32 +51,6 @@ impl<C: Codec> Cache<C> {
         Ok(self
             .load(key.to_key(), &GetOptions::default(), false)?
             .map(|(loaded, entry)| loaded.into_vec(&entry)))
-    }
-
-    /// The value under `key`; if there is none, computes it with `make`, stores it
-    /// and returns it.
-    pub fn get_or_insert_with<T, F>(&self, key: &impl ToKey, make: F) -> Result<T>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> T,
-    {
-        self.get_or_try_insert_with(key, || Ok::<T, Error>(make()))
-    }
-
-    /// Like [`get_or_insert_with`](Cache::get_or_insert_with) for a computation that
-    /// can fail; its error is returned and nothing is stored.
-    pub fn get_or_try_insert_with<T, E, F>(&self, key: &impl ToKey, make: F) -> Result<T, E>
-    where
-        T: Serialize + DeserializeOwned,
-        E: From<Error>,
-        F: FnOnce() -> Result<T, E>,
-    {
-        if let Some(value) = self.get(key)? {
-            return Ok(value);
-        }
-        let value = make()?;
-        self.put(key, &value)?;
-        Ok(value)
     }
 
     /// Whether an unexpired entry exists under `key` (its bytes are not checked).

@@ -284,16 +284,6 @@ enum Plant {
     Fifo,
 }
 
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo")
-        .arg("-m")
-        .arg("600")
-        .arg(path)
-        .status()
-        .expect("mkfifo runs");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
 /// Runs the hostile child in `mode` on `dir` under the watchdog; its report
 /// lines, or `Err` if it hung or panicked.
 fn run_child(mode: &str, backend: &str, dir: &Path) -> Result<Vec<String>, String> {
@@ -379,7 +369,7 @@ fn hostile_case(
     }
     match plant {
         Plant::Symlink => symlink(&victim, &target).unwrap(),
-        Plant::Fifo => mkfifo(&target),
+        Plant::Fifo => crate::support::mkfifo(&target),
     }
     // Everything beside the cache dir: the linked file, the saved original.
     let beside = |case_root: &Path| {

@@ -12,3 +12,4 @@ mod disk;
 mod hostile;
 mod maintenance;
 mod paths;
+mod single_flight;

@@ -255,3 +255,15 @@ pub(crate) fn clone_cache_dir(from: &Path, to: &Path) {
     }
     clone(from, to, false);
 }
+
+/// Makes a FIFO at `path` (where a file is expected: opening it to read or
+/// write would block).
+pub(crate) fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo")
+        .arg("-m")
+        .arg("600")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
