@@ -26,7 +26,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use cacheness::{
-    CacheConfig, CacheKey, Entry, EvictionPolicy, ListOptions, ListedEntry, Stats,
+    CacheConfig, CacheKey, Codec, Entry, EvictionPolicy, ListOptions, ListedEntry, NamedCodec,
+    Stats,
     ops::{GcOptions, Progress, VerifyOptions},
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -74,7 +75,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write an entry's stored value (decompressed, as encoded) to stdout or a file.
+    /// Write an entry's stored value to stdout or a file: as encoded
+    /// (decompressed), except that a value of a binary codec (msgpack) is
+    /// shown on stdout as JSON.
     Get {
         /// The key: 32 hex characters.
         #[arg(value_parser = parse_key)]
@@ -331,12 +334,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Stats { json } => print_stats(&mut out, &cache.stats()?, json)?,
         Command::Get { key, output } => {
+            let codec = cache.entry(&key)?.map(|entry| entry.codec);
             let bytes = cache
                 .get_bytes(&key)?
                 .ok_or_else(|| Failure(format!("no entry {key} in {}", shown_path(&dir)), 1))?;
             match output {
                 Some(path) => write_output(&path, &bytes)?,
-                None => out.write_all(&bytes)?,
+                None => out.write_all(&shown_value(codec.as_deref(), bytes))?,
             }
         }
         Command::Rm { keys } => {
@@ -852,6 +856,18 @@ fn human_duration(ms: u64) -> String {
         3600..86_400 => format!("{}h", seconds / 3600),
         _ => format!("{}d", seconds / 86_400),
     }
+}
+
+/// A stored value as `get` prints it: JSON and raw bytes as stored, a value of
+/// a binary codec transcoded to JSON (as stored, if it does not decode).
+fn shown_value(codec: Option<&str>, bytes: Vec<u8>) -> Vec<u8> {
+    let binary = codec
+        .and_then(|name| name.parse::<NamedCodec>().ok())
+        .filter(|codec| *codec != NamedCodec::Json);
+    binary
+        .and_then(|codec| codec.decode_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| serde_json::to_vec(&value).ok())
+        .unwrap_or(bytes)
 }
 
 #[cfg(test)]

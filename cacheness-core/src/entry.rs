@@ -242,14 +242,14 @@ impl From<Entry> for SharedEntry {
 /// and inline bytes.
 ///
 /// ```
-/// use cacheness_core::{Cache, Entry, ListOptions, key};
+/// use cacheness_core::{Cache, Codec, Entry, ListOptions, key};
 /// use cacheness_memory::MemoryBackend;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let cache = Cache::builder().dir(dir.path()).open(MemoryBackend::new())?;
 /// cache.put(&key!(model = "xgboost"), &1u32)?;
 /// let listed = cache.list(&ListOptions::default())?;
-/// assert_eq!(listed[0].codec, "json"); // the entry's fields, through `Deref`
+/// assert_eq!(listed[0].codec, cache.codec().name()); // the entry's fields, through `Deref`
 /// let owned: Entry = listed[0].clone().into_entry();
 /// assert_eq!(owned, listed[0]);
 /// assert_eq!(serde_json::to_value(&listed[0])?, serde_json::to_value(&owned)?);

@@ -54,6 +54,8 @@ pub use cache::{
     Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, SingleFlight, Stats,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
+#[cfg(feature = "msgpack")]
+pub use codec::MsgpackCodec;
 pub use codec::{Codec, JsonCodec, NamedCodec, RAW_CODEC, UnknownCodec};
 pub use entry::{
     Compression, ContentHash, Entry, ListedEntry, Location, SharedEntry, UserMetadata,

@@ -110,3 +110,8 @@ pub mod backend {
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/CODECS.md's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/CODECS.md")]
+pub struct CodecsDoctests;

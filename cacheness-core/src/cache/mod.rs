@@ -269,6 +269,11 @@ impl<C: Codec> Cache<C> {
         self.blobs.as_deref()
     }
 
+    /// The codec values are stored with.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
     /// The cache directory, when the cache has one.
     pub fn dir(&self) -> Option<&Path> {
         self.settings.dir.as_deref()

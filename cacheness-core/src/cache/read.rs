@@ -11,7 +11,8 @@ use crate::blob::MAX_HEADER_BYTES;
 use crate::blob::check::{Damage, check_blob_name, check_params, check_stored};
 use crate::blob::format::stored_offset;
 use crate::clock::duration_ms;
-use crate::codec::Codec;
+use crate::codec::raw::decode_raw;
+use crate::codec::{Codec, RAW_CODEC};
 use crate::entry::{Entry, Location, SharedEntry};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, ToKey};
@@ -19,7 +20,10 @@ use crate::key::{CacheKey, ToKey};
 impl<C: Codec> Cache<C> {
     /// The value under `key`, or `None` if it is missing, expired or corrupted.
     ///
-    /// An intact value that does not decode as `T` is an error, and the entry stays.
+    /// An intact value that does not decode as `T` is an error, and the entry
+    /// stays; so is an entry written with another codec
+    /// ([`Error::CodecMismatch`]). Entries of raw bytes read as any type that
+    /// deserializes from bytes, such as `Vec<u8>`.
     pub fn get<T: DeserializeOwned>(&self, key: &impl ToKey) -> Result<Option<T>> {
         self.get_with(key, &GetOptions::default())
     }
@@ -76,16 +80,19 @@ impl<C: Codec> Cache<C> {
         let Some((loaded, entry)) = self.load(key, options, keep_entry)? else {
             return Ok(None);
         };
-        if entry.codec != self.codec.name() {
+        let decoded = if entry.codec == RAW_CODEC {
+            decode_raw(loaded.bytes(&entry))
+        } else if entry.codec != self.codec.name() {
             return Err(Error::CodecMismatch {
                 key,
                 stored: entry.codec.clone(),
                 requested: self.codec.name().to_owned(),
             });
-        }
-        let decoded = match loaded {
-            Loaded::Owned(mut bytes) => self.codec.decode(&mut bytes),
-            Loaded::Inline => self.codec.decode_slice(loaded.bytes(&entry)),
+        } else {
+            match loaded {
+                Loaded::Owned(mut bytes) => self.codec.decode(&mut bytes),
+                Loaded::Inline => self.codec.decode_slice(loaded.bytes(&entry)),
+            }
         };
         let value = decoded.map_err(|source| Error::Decode {
             key,

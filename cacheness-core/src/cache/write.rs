@@ -9,6 +9,7 @@ use super::options::{Expiry, MAX_DESCRIPTION_LEN, MAX_USER_METADATA_LEN, PutOpti
 use super::{Cache, validate_prefix};
 use crate::blob::BlobHeader;
 use crate::clock::duration_ms;
+use crate::codec::raw::bytes_of;
 use crate::codec::{Codec, RAW_CODEC};
 use crate::entry::{Compression, ContentHash, Entry, Location};
 use crate::error::{Error, Result};
@@ -22,7 +23,10 @@ impl<C: Codec> Cache<C> {
 
     /// Stores `value` under `key` with `options` (TTL, description, prefix, metadata).
     ///
-    /// On error nothing is stored and no file is left behind.
+    /// A value that serializes as bytes (`Vec<u8>`, `[u8; N]`,
+    /// `serde_bytes::ByteBuf`) is stored as its bytes, as by
+    /// [`put_bytes`](Cache::put_bytes), whatever the codec. On error nothing is
+    /// stored and no file is left behind.
     pub fn put_with<T: Serialize + ?Sized>(
         &self,
         key: &impl ToKey,
@@ -30,6 +34,16 @@ impl<C: Codec> Cache<C> {
         options: &PutOptions,
     ) -> Result<()> {
         let cache_key = key.to_key();
+        if let Some(bytes) = bytes_of(value) {
+            return self.store(
+                cache_key,
+                key.params(),
+                &bytes,
+                RAW_CODEC,
+                type_name::<T>(),
+                options,
+            );
+        }
         let encoded = self.codec.encode(value).map_err(|source| Error::Encode {
             key: cache_key,
             codec: self.codec.name().to_owned(),

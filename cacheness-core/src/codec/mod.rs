@@ -1,4 +1,41 @@
-//! How values become bytes and back.
+//! How values become bytes and back: the [`Codec`] trait, the built-in codecs
+//! ([`JsonCodec`], and MessagePack with feature `msgpack`) and [`NamedCodec`],
+//! which picks one by name. Values that serialize as bytes skip the codec
+//! ([`raw`]).
+
+mod json;
+#[cfg(feature = "msgpack")]
+mod msgpack;
+pub(crate) mod raw;
+
+pub use json::JsonCodec;
+
+/// Why a serializer or deserializer of this module gave up: the message of a
+/// codec error.
+#[derive(Debug)]
+pub(crate) struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl serde::ser::Error for Refusal {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        Refusal(message.to_string())
+    }
+}
+
+impl serde::de::Error for Refusal {
+    fn custom<M: std::fmt::Display>(message: M) -> Self {
+        Refusal(message.to_string())
+    }
+}
+#[cfg(feature = "msgpack")]
+pub use msgpack::MsgpackCodec;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -38,8 +75,8 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     /// Encodes `value`.
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, BoxError>;
 
-    /// Decodes a value from `bytes`, which the codec may modify in place (simd-json
-    /// parses in place).
+    /// Decodes a value from `bytes`, which the codec may modify in place (a
+    /// parser that works in place, such as simd-json, can).
     fn decode<T: DeserializeOwned>(&self, bytes: &mut [u8]) -> Result<T, BoxError>;
 
     /// Decodes a value from `bytes` it may not modify: the inline bytes of an
@@ -51,48 +88,16 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// The codec entries stored with [`Cache::put_bytes`](crate::Cache::put_bytes) carry:
-/// the bytes are the value.
+/// The codec entries stored with [`Cache::put_bytes`](crate::Cache::put_bytes) carry,
+/// and those of values that serialize as bytes (`Vec<u8>`, `serde_bytes`): the
+/// bytes are the value, whatever the cache's codec.
 pub const RAW_CODEC: &str = "raw";
-
-/// The default codec: JSON, written by serde_json, read by serde_json for small
-/// values and by simd-json for large ones (where its SIMD parsing pays).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonCodec;
-
-/// From this size on, decoding uses simd-json.
-const SIMD_JSON_MIN_LEN: usize = 16 * 1024;
-
-impl Codec for JsonCodec {
-    fn name(&self) -> &str {
-        "json"
-    }
-
-    fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, BoxError> {
-        Ok(serde_json::to_vec(value)?)
-    }
-
-    fn decode<T: DeserializeOwned>(&self, bytes: &mut [u8]) -> Result<T, BoxError> {
-        if bytes.len() >= SIMD_JSON_MIN_LEN {
-            Ok(simd_json::serde::from_slice(bytes)?)
-        } else {
-            Ok(serde_json::from_slice(bytes)?)
-        }
-    }
-
-    fn decode_slice<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BoxError> {
-        if bytes.len() >= SIMD_JSON_MIN_LEN {
-            self.decode(&mut bytes.to_vec())
-        } else {
-            Ok(serde_json::from_slice(bytes)?)
-        }
-    }
-}
 
 /// One of the codecs built into cacheness, chosen by name at run time: what a
 /// cache opened from a configuration (`codec = "json"`) stores values with.
 ///
-/// [`NamedCodec::default`] is the codec new caches use. Names parse
+/// [`NamedCodec::default`] is the codec new caches use: MessagePack when the
+/// `msgpack` feature is on (the facade's default), JSON otherwise. Names parse
 /// case-insensitively (`"JSON"`, `" json "`); an unknown or not compiled-in name
 /// is an [`UnknownCodec`] error listing the available ones.
 ///
@@ -104,21 +109,35 @@ impl Codec for JsonCodec {
 /// assert!(NamedCodec::ALL.contains(&json));
 /// # Ok::<(), cacheness_core::UnknownCodec>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum NamedCodec {
+    /// [`MsgpackCodec`]: compact and fast, reads back every serde type.
+    #[cfg(feature = "msgpack")]
+    Msgpack,
     /// [`JsonCodec`]: values readable by eye.
-    #[default]
     Json,
+}
+
+impl Default for NamedCodec {
+    fn default() -> Self {
+        NamedCodec::ALL[0]
+    }
 }
 
 impl NamedCodec {
     /// Every codec compiled in, the default first.
-    pub const ALL: &'static [NamedCodec] = &[NamedCodec::Json];
+    pub const ALL: &'static [NamedCodec] = &[
+        #[cfg(feature = "msgpack")]
+        NamedCodec::Msgpack,
+        NamedCodec::Json,
+    ];
 
     /// The name stored in entries and written in configurations.
     pub const fn name(self) -> &'static str {
         match self {
+            #[cfg(feature = "msgpack")]
+            NamedCodec::Msgpack => "msgpack",
             NamedCodec::Json => "json",
         }
     }
@@ -176,18 +195,24 @@ impl Codec for NamedCodec {
 
     fn encode<T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, BoxError> {
         match self {
+            #[cfg(feature = "msgpack")]
+            NamedCodec::Msgpack => MsgpackCodec.encode(value),
             NamedCodec::Json => JsonCodec.encode(value),
         }
     }
 
     fn decode<T: DeserializeOwned>(&self, bytes: &mut [u8]) -> Result<T, BoxError> {
         match self {
+            #[cfg(feature = "msgpack")]
+            NamedCodec::Msgpack => MsgpackCodec.decode(bytes),
             NamedCodec::Json => JsonCodec.decode(bytes),
         }
     }
 
     fn decode_slice<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BoxError> {
         match self {
+            #[cfg(feature = "msgpack")]
+            NamedCodec::Msgpack => MsgpackCodec.decode_slice(bytes),
             NamedCodec::Json => JsonCodec.decode_slice(bytes),
         }
     }
@@ -196,23 +221,6 @@ impl Codec for NamedCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn json_round_trips_small_and_large_values() {
-        let small = vec![1u32, 2, 3];
-        let mut bytes = JsonCodec.encode(&small).unwrap();
-        assert_eq!(JsonCodec.decode_slice::<Vec<u32>>(&bytes).unwrap(), small);
-        assert_eq!(JsonCodec.decode::<Vec<u32>>(&mut bytes).unwrap(), small);
-
-        let large: Vec<String> = (0..5_000).map(|i| format!("value {i}")).collect();
-        let mut bytes = JsonCodec.encode(&large).unwrap();
-        assert!(bytes.len() >= SIMD_JSON_MIN_LEN);
-        assert_eq!(
-            JsonCodec.decode_slice::<Vec<String>>(&bytes).unwrap(),
-            large
-        );
-        assert_eq!(JsonCodec.decode::<Vec<String>>(&mut bytes).unwrap(), large);
-    }
 
     #[test]
     fn named_codecs_parse_by_name_and_list_the_available_ones() {
@@ -228,11 +236,8 @@ mod tests {
             let quoted = serde_json::to_string(codec).unwrap();
             assert_eq!(serde_json::from_str::<NamedCodec>(&quoted).unwrap(), *codec);
         }
-    }
-
-    #[test]
-    fn json_reports_a_type_mismatch() {
-        let mut bytes = JsonCodec.encode("text").unwrap();
-        assert!(JsonCodec.decode::<u32>(&mut bytes).is_err());
+        assert_eq!(NamedCodec::default(), NamedCodec::ALL[0]);
+        #[cfg(feature = "msgpack")]
+        assert_eq!(NamedCodec::default(), NamedCodec::Msgpack);
     }
 }
