@@ -1114,13 +1114,17 @@ fn verify_says_when_it_left_orphans_unchecked() {
 fn gc_evicts_in_the_order_eviction_names() {
     for (policy, evicted) in [("lrs", "a"), ("lfu", "b")] {
         let dir = tempfile::tempdir().unwrap();
+        // Each put and read a second apart: entries stored or read within one
+        // millisecond tie, and a tie is ordered by key, not by arrival.
+        let clock = std::sync::Arc::new(cacheness::ManualClock::new(1_000_000));
         let cache = CacheConfig::new()
             .dir(dir.path())
             .backend("sqlite")
             .access_granularity(std::time::Duration::ZERO)
-            .open()
+            .open_with_clock(clock.clone())
             .unwrap();
         for (name, seed) in [("a", 1u8), ("b", 2), ("c", 3)] {
+            clock.advance(std::time::Duration::from_secs(1));
             let value: Vec<u8> = (0..10_000u32)
                 .flat_map(|i| *blake3::hash(&[&i.to_le_bytes()[..], &[seed]].concat()).as_bytes())
                 .take(10_000)
@@ -1128,6 +1132,7 @@ fn gc_evicts_in_the_order_eviction_names() {
             cache.put_bytes(&key!(name = name), &value).unwrap();
         }
         for name in ["a", "a", "a", "b", "c"] {
+            clock.advance(std::time::Duration::from_secs(1));
             assert!(cache.get_bytes(&key!(name = name)).unwrap().is_some());
         }
         drop(cache);
