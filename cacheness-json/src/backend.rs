@@ -11,7 +11,7 @@ use cacheness_core::EvictionPolicy;
 use cacheness_core::files::open_regular_read;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry, ListedEntry,
-    MetadataBackend, ScanFilter, SharedEntry,
+    Location, MetadataBackend, ScanFilter, SharedEntry,
 };
 
 use crate::by_entry::{Parser, READ_CHUNK, parse_by_entry_from, parse_snapshot};
@@ -26,7 +26,7 @@ use crate::format::{
     parse_snapshot_tolerant,
 };
 use crate::options::JsonOptions;
-use crate::rebuild::rebuild_from_blobs;
+use crate::rebuild::{inline_values_named, rebuild_from_blobs};
 
 /// The snapshot's file name in the cache dir.
 pub const SNAPSHOT_FILE: &str = "metadata.json";
@@ -543,7 +543,7 @@ impl JsonBackend {
                             None => "the journal has no valid header",
                             Some(_) => "the snapshot is older than the journal",
                         };
-                        self.repair(state, reason, Some(journal), snapshot_generation)?;
+                        self.repair(state, reason, Some(journal), snapshot_generation, None)?;
                     }
                     journal => {
                         *state = self.install(snapshot, len);
@@ -565,14 +565,21 @@ impl JsonBackend {
                 }
             }
             (SnapshotRead::Missing, None) => {
-                self.repair(state, "no metadata file", None, 0)?;
+                self.repair(state, "no metadata file", None, 0, None)?;
             }
             (SnapshotRead::Missing, Some(journal)) => {
                 let generation = journal.generation.unwrap_or(0);
-                self.repair(state, "the snapshot is missing", Some(journal), generation)?;
+                self.repair(
+                    state,
+                    "the snapshot is missing",
+                    Some(journal),
+                    generation,
+                    None,
+                )?;
             }
             (SnapshotRead::Corrupt(reason), journal) => {
                 let aside = self.dir.join(CORRUPT_SNAPSHOT_FILE);
+                let inline_named = self.inline_entries_named(&self.snapshot_path);
                 if self.read_only {
                     // Left where it is; the repair below stays in memory.
                 } else if let Err(error) = fs::rename(&self.snapshot_path, &aside) {
@@ -586,7 +593,7 @@ impl JsonBackend {
                     "the snapshot is corrupted ({reason}); kept as {}",
                     aside.display()
                 );
-                self.repair(state, &reason, journal, generation)?;
+                self.repair(state, &reason, journal, generation, inline_named)?;
             }
         }
         state.foreign_changes = foreign_changes;
@@ -711,14 +718,25 @@ impl JsonBackend {
         }))
     }
 
+    /// How many inline values the (damaged) snapshot at `path` names: the
+    /// number of `"inline"` locations in its text, read without parsing it.
+    /// `None` if it cannot be read.
+    fn inline_entries_named(&self, path: &Path) -> Option<usize> {
+        let mut bytes = Vec::new();
+        open_regular_read(path).ok()?.read_to_end(&mut bytes).ok()?;
+        Some(inline_values_named(&bytes))
+    }
+
     /// Rebuilds the view from the blob files' headers, replays `journal` over it,
-    /// and writes it as a new snapshot (with a fresh journal).
+    /// and writes it as a new snapshot (with a fresh journal). `inline_named`
+    /// is how many inline values the lost snapshot named, when it is known.
     fn repair(
         &self,
         state: &mut State,
         reason: &str,
         journal: Option<JournalRead>,
         generation: u64,
+        inline_named: Option<usize>,
     ) -> Result<(), JsonError> {
         let rebuilt = rebuild_from_blobs(&self.dir)?;
         let fresh = rebuilt.blobs == 0 && journal.is_none();
@@ -739,6 +757,18 @@ impl JsonBackend {
             }
         });
         if !fresh {
+            // Inline values live only in the metadata: those of the snapshot
+            // are gone unless the journal put them again.
+            let replayed_inline = repaired
+                .entries
+                .values()
+                .filter(|entry| matches!(entry.location, Location::Inline(_)))
+                .count();
+            let inline_lost = inline_named.map(|named| named.saturating_sub(replayed_inline));
+            let inline_lost: &dyn std::fmt::Display = match &inline_lost {
+                Some(lost) => lost,
+                None => &"unknown (the snapshot is gone)",
+            };
             tracing::warn!(
                 dir = %self.dir.display(),
                 reason,
@@ -746,6 +776,7 @@ impl JsonBackend {
                 unreadable_blobs = rebuilt.unreadable,
                 journal_records = replayed,
                 entries = repaired.entries.len(),
+                %inline_lost,
                 read_only = self.read_only,
                 "rebuilt the json metadata from the blob files"
             );

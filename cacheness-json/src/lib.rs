@@ -77,8 +77,9 @@
 //!   metadata at all beside blob files: the entries are rebuilt from the blob
 //!   files' headers (the journal replayed over them), a new snapshot is written,
 //!   and a `warn!` says so. A damaged snapshot is kept as `metadata.json.corrupt`.
-//!   Values stored inline (only with [`JsonOptions::inline_values`]) cannot be
-//!   rebuilt.
+//!   Values stored inline ([`JsonOptions::inline_values`], on by default)
+//!   cannot be rebuilt: the `warn!` says how many the damaged snapshot named
+//!   (or that their number is unknown when the snapshot is gone).
 //! - An entry that cannot be decoded (nested past simd-json's depth limit of
 //!   1 024, a field of the wrong type), in the journal or the snapshot, never
 //!   fails the open nor hides other entries. It is kept as written (compaction

@@ -19,17 +19,22 @@ pub const DEFAULT_COMPACTION_RATIO: f64 = 1.0;
 /// let options: cacheness_json::JsonOptions =
 ///     serde_json::from_str(r#"{ "compaction_min_bytes": 65536 }"#)?;
 /// assert_eq!(options.compaction_min_bytes, 65536);
-/// assert!(!options.inline_values);
+/// assert!(options.inline_values);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JsonOptions {
-    /// Whether small values may live inline in the metadata (default `false`).
+    /// Whether values up to the cache's `inline_threshold` live inline in the
+    /// metadata (journal line and snapshot) rather than in blob files (default
+    /// `true`, like sqlite).
     ///
+    /// On, a small put is one journal append: no file is created, so puts stay
+    /// fast when the file system is busy deleting (a cache that evicts deletes
+    /// files all the time). Inline values are lost with the metadata: a rebuild
+    /// recovers the blob-file values and logs how many inline ones it could not.
     /// Off, every value is a blob file whose header describes its entry, so the
-    /// metadata can be rebuilt from the files alone if it is lost. On, tiny values
-    /// skip the blob file (faster puts) but are lost with the metadata.
+    /// metadata can be rebuilt from the files alone.
     pub inline_values: bool,
     /// The journal is never compacted below this size in bytes (default 1 MiB).
     pub compaction_min_bytes: u64,
@@ -47,7 +52,7 @@ pub struct JsonOptions {
 impl Default for JsonOptions {
     fn default() -> Self {
         JsonOptions {
-            inline_values: false,
+            inline_values: true,
             compaction_min_bytes: DEFAULT_COMPACTION_MIN_BYTES,
             compaction_ratio: DEFAULT_COMPACTION_RATIO,
             durability: Durability::Flush,

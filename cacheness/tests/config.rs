@@ -133,16 +133,18 @@ fn a_memory_layer_is_named_or_configured() {
 #[test]
 fn a_memory_layer_holds_hot_values_in_blob_files_and_verify_still_reads_the_files() {
     let dir = tempfile::tempdir().unwrap();
+    // Nothing inline: the value goes to a blob file.
     let cache = CacheConfig::new()
         .dir(dir.path())
         .backend("memlayer+json")
+        .inline_threshold(0)
         .open()
         .unwrap();
     cache.put(&key!(hot = 1), &"in a blob file").unwrap();
     let entry = cache.entry(&key!(hot = 1)).unwrap().unwrap();
     let file = cache
         .blob_path(&entry)
-        .expect("json keeps values in blob files");
+        .expect("with no inline threshold, values are blob files");
     assert_eq!(
         cache.get::<String>(&key!(hot = 1)).unwrap().as_deref(),
         Some("in a blob file")

@@ -28,8 +28,10 @@ fn without_hanging<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Sen
 }
 
 fn fill(dir: &Path, count: u64) {
+    // Every value in a blob file (not inline, the default): blob files, where the hostile plants go.
     let cache = Cache::builder()
         .dir(dir)
+        .inline_threshold(0)
         .open(JsonBackend::open(dir).unwrap())
         .unwrap();
     for index in 0..count {

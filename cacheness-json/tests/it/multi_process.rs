@@ -32,13 +32,20 @@ fn value(writer: u64, index: u64) -> Value {
 
 fn options(mode: &str) -> JsonOptions {
     match mode {
-        // Compact every few dozen puts while the others keep writing.
+        // Compact every few dozen puts while the others keep writing (the
+        // values inline, the default, so every compaction rewrites them).
         "compact" => JsonOptions {
             compaction_min_bytes: 4096,
             compaction_ratio: 0.1,
             ..JsonOptions::default()
         },
-        _ => JsonOptions::default(),
+        // Values inline in the journal lines, the default.
+        "inline" => JsonOptions::default(),
+        // Every value a blob file, for the blob files' races.
+        _ => JsonOptions {
+            inline_values: false,
+            ..JsonOptions::default()
+        },
     }
 }
 
@@ -132,13 +139,14 @@ fn blob_files(dir: &Path) -> BTreeSet<PathBuf> {
     files
 }
 
-/// Every blob file belongs to a live entry and every entry's blob exists.
+/// Every blob file belongs to a live entry and every entry's blob exists (no
+/// blob file at all when the values are inline).
 fn assert_no_orphans(cache: &Cache, dir: &Path) {
     let referenced: BTreeSet<PathBuf> = cache
         .list(&ListOptions::default())
         .unwrap()
         .iter()
-        .map(|entry| cache.blob_path(entry).expect("values are in blob files"))
+        .filter_map(|entry| cache.blob_path(entry))
         .collect();
     assert_eq!(
         blob_files(dir),
@@ -171,6 +179,26 @@ fn four_processes_write_distinct_keys_and_lose_none() {
     let cache_dir = dir.path().join("fresh");
     run_children(&cache_dir, "distinct");
     check_distinct(&cache_dir, "distinct");
+}
+
+#[test]
+fn four_processes_write_inline_values_and_lose_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("fresh");
+    run_children(&cache_dir, "inline");
+    check_distinct(&cache_dir, "inline");
+    let cache = open_cache(&cache_dir, "inline");
+    let inline = cache
+        .list(&ListOptions::default())
+        .unwrap()
+        .iter()
+        .filter(|entry| cache.blob_path(entry).is_none())
+        .count();
+    assert_eq!(
+        inline as u64,
+        CHILDREN * KEYS,
+        "small values are inline by default"
+    );
 }
 
 #[test]

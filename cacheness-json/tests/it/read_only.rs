@@ -16,8 +16,10 @@ fn read_only(dir: &Path) -> JsonBackend {
 }
 
 fn fill(dir: &Path, count: u64) {
+    // Every value in a blob file (not inline, the default): blob files, which a rebuild reads.
     let cache = Cache::builder()
         .dir(dir)
+        .inline_threshold(0)
         .open(JsonBackend::open(dir).unwrap())
         .unwrap();
     for index in 0..count {

@@ -15,6 +15,16 @@ fn value(index: u64) -> String {
     format!("value {index} ").repeat(20)
 }
 
+/// Every value in a blob file, whose header describes it: what a rebuild
+/// from the files recovers (inline values, the default, are lost with the
+/// metadata; see `a_rebuild_recovers_blob_values_and_loses_inline_ones`).
+fn in_blob_files() -> JsonOptions {
+    JsonOptions {
+        inline_values: false,
+        ..JsonOptions::default()
+    }
+}
+
 fn open_cache(dir: &Path, options: &JsonOptions) -> Cache {
     let backend = JsonBackend::open_with(dir, options).expect("json backend opens");
     Cache::builder()
@@ -24,14 +34,14 @@ fn open_cache(dir: &Path, options: &JsonOptions) -> Cache {
 }
 
 fn fill(dir: &Path, count: u64) {
-    let cache = open_cache(dir, &JsonOptions::default());
+    let cache = open_cache(dir, &in_blob_files());
     for index in 0..count {
         cache.put(&key!(recovery = index), &value(index)).unwrap();
     }
 }
 
 fn assert_all_present(dir: &Path, count: u64) {
-    let cache = open_cache(dir, &JsonOptions::default());
+    let cache = open_cache(dir, &in_blob_files());
     assert_eq!(cache.backend().len().unwrap(), count);
     for index in 0..count {
         assert_eq!(
@@ -58,7 +68,7 @@ fn a_torn_last_line_is_ignored_then_cut_off_by_the_next_write() {
     let journal = dir.path().join("metadata.journal");
     append(&journal, br#"{"put":{"key":"0123"#);
     assert_all_present(dir.path(), 10);
-    let cache = open_cache(dir.path(), &JsonOptions::default());
+    let cache = open_cache(dir.path(), &in_blob_files());
     cache.put(&key!(recovery = 10u64), &value(10)).unwrap();
     drop(cache);
     let text = fs::read_to_string(&journal).unwrap();
@@ -87,10 +97,13 @@ fn deleting_all_metadata_rebuilds_every_entry_from_the_blobs() {
     fill(dir.path(), 30);
     // Compacted, removed and replaced entries too: only the newest blob per key counts.
     {
-        let cache = open_cache(dir.path(), &JsonOptions::default());
+        let cache = open_cache(dir.path(), &in_blob_files());
         cache.put(&key!(recovery = 3u64), &value(3)).unwrap();
         cache.remove(&key!(recovery = 29u64)).unwrap();
-        JsonBackend::open(dir.path()).unwrap().compact().unwrap();
+        JsonBackend::open_with(dir.path(), &in_blob_files())
+            .unwrap()
+            .compact()
+            .unwrap();
     }
     fs::remove_file(dir.path().join("metadata.json")).unwrap();
     fs::remove_file(dir.path().join("metadata.journal")).unwrap();
@@ -112,7 +125,7 @@ fn the_rebuild_at_open_deletes_no_file() {
     fs::remove_file(dir.path().join("metadata.json")).unwrap();
     fs::remove_file(dir.path().join("metadata.journal")).unwrap();
 
-    let backend = JsonBackend::open(dir.path()).unwrap();
+    let backend = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     assert_eq!(backend.len().unwrap(), 5);
     let after = all_files(dir.path());
     let missing: Vec<_> = before.difference(&after).collect();
@@ -143,14 +156,14 @@ fn all_files(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
 fn a_put_whose_blob_a_rebuild_already_found_does_not_replace_its_own_blob() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 3);
-    let writer = JsonBackend::open(dir.path()).unwrap();
+    let writer = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     let key = key!(recovery = 1u64).key();
     let entry = writer.get(&key).unwrap().expect("filled");
     // The blob file without its entry: as between a put's rename and its commit.
     writer.remove(&key).unwrap();
     fs::remove_file(dir.path().join("metadata.json")).unwrap();
     fs::remove_file(dir.path().join("metadata.journal")).unwrap();
-    let rebuilt = JsonBackend::open(dir.path()).unwrap();
+    let rebuilt = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     assert_eq!(
         rebuilt
             .get(&key)
@@ -174,7 +187,10 @@ fn a_put_whose_blob_a_rebuild_already_found_does_not_replace_its_own_blob() {
 fn a_corrupted_snapshot_is_kept_aside_and_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     fill(dir.path(), 20);
-    JsonBackend::open(dir.path()).unwrap().compact().unwrap();
+    JsonBackend::open_with(dir.path(), &in_blob_files())
+        .unwrap()
+        .compact()
+        .unwrap();
     let snapshot = dir.path().join("metadata.json");
     let mut bytes = fs::read(&snapshot).unwrap();
     bytes.truncate(bytes.len() / 2);
@@ -195,7 +211,7 @@ fn metadata_of_a_newer_format_version_is_a_clear_error() {
     let original = fs::read(&snapshot).unwrap();
     let newer_snapshot = br#"{"format_version": 7, "generation": 1, "tables": {}}"#;
     fs::write(&snapshot, newer_snapshot).unwrap();
-    let error = JsonBackend::open(dir.path()).unwrap_err();
+    let error = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap_err();
     assert!(matches!(
         error,
         JsonError::NewerFormat {
@@ -216,7 +232,7 @@ fn metadata_of_a_newer_format_version_is_a_clear_error() {
     let text = fs::read_to_string(&journal).unwrap();
     let newer = text.replacen("\"format_version\":1", "\"format_version\":2", 1);
     fs::write(&journal, newer).unwrap();
-    let error = JsonBackend::open(dir.path()).unwrap_err();
+    let error = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap_err();
     assert!(
         matches!(error, JsonError::NewerFormat { found: 2, .. }),
         "{error}"
@@ -226,7 +242,7 @@ fn metadata_of_a_newer_format_version_is_a_clear_error() {
 #[test]
 fn blob_names_outside_the_store_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = JsonBackend::open(dir.path()).unwrap();
+    let backend = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     let good = sample_entry(key_of(1), 5);
     let mut bad = sample_entry(key_of(2), 5);
     bad.location = Location::Blob("../../../etc/passwd".into());
@@ -252,7 +268,7 @@ fn blob_names_outside_the_store_are_rejected() {
         format!("{line}\n").as_bytes(),
     );
 
-    let reopened = JsonBackend::open(dir.path()).unwrap();
+    let reopened = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     assert_eq!(reopened.get(&good.key).unwrap().as_ref(), Some(&good));
     assert_eq!(reopened.get(&bad.key).unwrap(), None);
     assert_eq!(reopened.get(&absolute.key).unwrap(), None);
@@ -266,7 +282,7 @@ fn blob_names_outside_the_store_are_rejected() {
 #[test]
 fn old_and_expired_entries_are_never_dropped_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = JsonBackend::open(dir.path()).unwrap();
+    let backend = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     let mut ancient = sample_entry(key_of(1), 0);
     ancient.accessed_at = 0;
     ancient.expires_at = None;
@@ -276,7 +292,7 @@ fn old_and_expired_entries_are_never_dropped_at_load() {
     backend.put(expired.clone()).unwrap();
     backend.compact().unwrap();
     drop(backend);
-    let reopened = JsonBackend::open(dir.path()).unwrap();
+    let reopened = JsonBackend::open_with(dir.path(), &in_blob_files()).unwrap();
     assert_eq!(reopened.get(&ancient.key).unwrap(), Some(ancient));
     assert_eq!(reopened.get(&expired.key).unwrap(), Some(expired));
 }
@@ -296,7 +312,7 @@ fn compacting_often() -> JsonOptions {
     JsonOptions {
         compaction_min_bytes: 2048,
         compaction_ratio: 0.05,
-        ..JsonOptions::default()
+        ..in_blob_files()
     }
 }
 
@@ -421,7 +437,7 @@ proptest! {
         append(&journal, &journal_line);
         append(&journal, b"\n");
         // Ok or a clear error, never a panic; when it opens, the blobs' entries are there.
-        if let Ok(backend) = JsonBackend::open(dir.path()) {
+        if let Ok(backend) = JsonBackend::open_with(dir.path(), &in_blob_files()) {
             let _ = backend.len();
             if snapshot.is_some() && backend.len().unwrap() < 2 {
                 prop_assert!(false, "entries lost after damage: {}", backend.len().unwrap());
@@ -437,7 +453,7 @@ proptest! {
 fn a_cache_dir_made_again_under_an_open_backend_is_followed() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("cache");
-    let backend = JsonBackend::open(&dir).unwrap();
+    let backend = JsonBackend::open_with(&dir, &in_blob_files()).unwrap();
     backend.put(sample_entry(key_of(1), 1)).unwrap();
 
     fs::remove_dir_all(&dir).unwrap();
@@ -449,7 +465,7 @@ fn a_cache_dir_made_again_under_an_open_backend_is_followed() {
     assert_eq!(backend.get(&key_of(2)).unwrap(), Some(second));
 
     // What it wrote is in the new dir, for another handle to find.
-    let other = JsonBackend::open(&dir).unwrap();
+    let other = JsonBackend::open_with(&dir, &in_blob_files()).unwrap();
     assert_eq!(other.len().unwrap(), 2);
     assert_eq!(other.get(&key_of(3)).unwrap(), Some(third));
     // And the first handle sees the other's writes there.
@@ -465,7 +481,7 @@ fn a_cache_dir_made_again_under_an_open_backend_is_followed() {
 fn a_cache_dir_made_again_under_an_open_cache_takes_new_values() {
     let temp = tempfile::tempdir().unwrap();
     let dir = temp.path().join("cache");
-    let open = || open_cache(&dir, &JsonOptions::default());
+    let open = || open_cache(&dir, &in_blob_files());
     let cache = open();
     cache.put(&key!(n = 1), &"before").unwrap();
 
@@ -484,4 +500,42 @@ fn a_cache_dir_made_again_under_an_open_cache_takes_new_values() {
         Some("after")
     );
     assert!(other.verify(false, &mut |_| {}).unwrap().is_clean());
+}
+
+#[test]
+fn a_rebuild_recovers_blob_values_and_loses_inline_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open_cache(dir.path(), &JsonOptions::default());
+    // Too large to be inline even compressed: digits of a generator.
+    let mut state = 7u64;
+    let large: String = (0..10_000)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            char::from(b'0' + (state >> 60) as u8 % 10)
+        })
+        .collect();
+    for index in 0..10u64 {
+        cache.put(&key!(small = index), &index).unwrap();
+        cache.put(&key!(large = index), &large).unwrap();
+    }
+    drop(cache);
+    JsonBackend::open(dir.path()).unwrap().compact().unwrap();
+    let snapshot = dir.path().join("metadata.json");
+    let mut bytes = fs::read(&snapshot).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    fs::write(&snapshot, &bytes).unwrap();
+    let cache = open_cache(dir.path(), &JsonOptions::default());
+    for index in 0..10u64 {
+        assert_eq!(
+            cache.get::<String>(&key!(large = index)).unwrap().as_ref(),
+            Some(&large)
+        );
+        assert_eq!(
+            cache.get::<u64>(&key!(small = index)).unwrap(),
+            None,
+            "inline: lost"
+        );
+    }
 }
