@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::registry::{BACKENDS, backend_info};
+use crate::settings::{CacheSettings, create_settings, read_settings};
 
 use cacheness_core::ops::{MigrateReport, Progress};
 use cacheness_core::{
@@ -15,8 +16,18 @@ use cacheness_core::{
     SingleFlight, SystemClock,
 };
 
-/// How to open a cache. Defaults: no dir, backend `memory`, no size limit, no
-/// TTL, integrity checks on, values up to 4 KiB inline, [`Durability::Flush`].
+/// How to open a cache. Defaults: the platform's cache dir
+/// (`~/.cache/cacheness` on Linux), backend `sqlite`, integrity checks on,
+/// values up to 4 KiB inline, [`Durability::Flush`]; the size limit, default
+/// TTL, eviction policy and codec of the dir's stored settings (for a new
+/// dir: no limit, no TTL, `lru`, [`NamedCodec::default`]).
+///
+/// The settings that define a cache (size limit, default TTL, eviction, codec,
+/// signing) are stored in its dir when it is created (`settings.json`, see
+/// [`CacheSettings`](crate::ops::CacheSettings)). A setting left unset here
+/// (`None`) is the stored one; a set one that differs is used by this handle
+/// with a `warn!` naming both, except the codec, where a difference is an
+/// error (the stored entries could not be read).
 ///
 /// It deserializes from a config file (unknown fields are errors); durations
 /// are written as seconds or with a unit (`"90s"`, `"15m"`, `"24h"`, `"7d"`):
@@ -35,20 +46,28 @@ use cacheness_core::{
 #[non_exhaustive]
 pub struct CacheConfig {
     /// The cache directory: blob files, and the metadata of disk backends.
+    /// `None`: the platform's cache dir (`$XDG_CACHE_HOME/cacheness`, else
+    /// `~/.cache/cacheness` on Linux) for disk backends; no dir at all for
+    /// `memory` and `sqlite-memory`.
     pub dir: Option<PathBuf>,
-    /// The metadata backend's name; see [`BACKENDS`].
+    /// The metadata backend's name; see [`BACKENDS`] (default `sqlite`, or
+    /// the first disk backend compiled in).
     pub backend: String,
-    /// The most stored bytes before least recently used entries are evicted.
+    /// The most stored bytes before entries are evicted; `None`: the dir's
+    /// stored limit (none for a new dir).
     pub max_size: Option<u64>,
-    /// The TTL of entries put without their own.
+    /// The TTL of entries put without their own; `None`: the dir's stored one.
     #[serde(deserialize_with = "duration_text::deserialize")]
     pub default_ttl: Option<Duration>,
     /// Which entries the size limit evicts first once the expired ones are
     /// gone: `"lru"` (least recently read, the default), `"lrs"` (least
-    /// recently stored) or `"lfu"` (least frequently read).
-    pub eviction: EvictionPolicy,
+    /// recently stored) or `"lfu"` (least frequently read); `None`: the
+    /// dir's stored policy.
+    pub eviction: Option<EvictionPolicy>,
     /// The codec values are stored with, by name (see [`NamedCodec::ALL`]);
-    /// `None` for the default, [`NamedCodec::default`].
+    /// `None`: the dir's stored codec, or for a new dir
+    /// [`NamedCodec::default`] (`json` for a dir created before settings
+    /// were stored, which holds JSON values).
     pub codec: Option<NamedCodec>,
     /// Whether reads check stored bytes against their blake3 hash.
     pub verify_integrity: bool,
@@ -96,10 +115,10 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             dir: None,
-            backend: "memory".into(),
+            backend: DEFAULT_BACKEND.into(),
             max_size: None,
             default_ttl: None,
-            eviction: EvictionPolicy::default(),
+            eviction: None,
             codec: None,
             verify_integrity: true,
             inline_threshold: cacheness_core::cache::DEFAULT_INLINE_THRESHOLD,
@@ -165,9 +184,9 @@ impl CacheConfig {
         self
     }
 
-    /// Which entries the size limit evicts first.
-    pub fn eviction(mut self, policy: EvictionPolicy) -> Self {
-        self.eviction = policy;
+    /// Which entries the size limit evicts first; `None` for the dir's.
+    pub fn eviction(mut self, policy: impl Into<Option<EvictionPolicy>>) -> Self {
+        self.eviction = policy.into();
         self
     }
 
@@ -283,10 +302,10 @@ impl CacheConfig {
             self.max_size = Some((megabytes * 1024.0 * 1024.0) as u64);
         }
         if let Some(policy) = lookup("CACHENESS_EVICTION") {
-            self.eviction = policy.trim().parse().map_err(|error| Error::Config {
+            self.eviction = Some(policy.trim().parse().map_err(|error| Error::Config {
                 field: "CACHENESS_EVICTION",
                 reason: format!("{error}"),
-            })?;
+            })?);
         }
         if let Some(codec) = lookup("CACHENESS_CODEC") {
             let codec = codec.parse().map_err(|error| Error::Config {
@@ -318,47 +337,29 @@ impl CacheConfig {
     /// [`ManualClock`](cacheness_core::ManualClock) instead of sleeping).
     pub fn open_with_clock(&self, clock: Arc<dyn Clock>) -> Result<Cache> {
         let info = backend_info(split_layer(&self.backend)?.1)?;
-        if info.needs_dir && self.dir.is_none() {
-            return Err(Error::Config {
-                field: "dir",
-                reason: format!(
-                    "the {} backend keeps its metadata in the cache dir; set one",
-                    info.name
-                ),
-            });
-        }
         if self.max_size == Some(0) {
             return Err(Error::Config {
                 field: "max_size",
                 reason: "must be greater than zero".into(),
             });
         }
-        let mut builder = Cache::builder()
-            .max_size(self.max_size)
-            .default_ttl(self.default_ttl)
-            .eviction(self.eviction)
-            .verify_integrity(self.verify_integrity)
-            .inline_threshold(self.inline_threshold)
-            .durability(self.durability)
-            .access_granularity(self.access_granularity)
-            .codec(self.codec.unwrap_or_default())
-            .single_flight(self.single_flight)
-            .shared_clock(clock);
-        if let Some(dir) = &self.dir {
-            builder = builder.dir(dir);
-        }
-        if self.sign_entries {
-            builder = builder.sign_entries();
+        if info.needs_dir && self.dir.is_none() {
+            return CacheConfig {
+                dir: Some(default_dir()?),
+                ..self.clone()
+            }
+            .open_with_clock(clock);
         }
         let Some(dir) = &self.dir else {
-            return builder.open_shared(self.open_backend()?);
+            return self.builder(clock).open_shared(self.open_backend()?);
         };
         check_dir(dir, self.read_only)?;
         if !info.needs_dir && self.read_only {
             crate::migration::refuse_disk_cache(dir, info.name)?;
         }
         if self.read_only {
-            return self.open_read_only(dir, info.name, builder);
+            let config = self.with_settings(dir, false)?;
+            return config.open_read_only(dir, info.name, config.builder(clock));
         }
         // A writer without the key of a signed dir would write entries its
         // signed handles hide and `verify --repair` removes: refused before
@@ -377,6 +378,104 @@ impl CacheConfig {
                 reason: format!("{} is not writable", dir.display()),
             });
         }
+        let config = self.with_settings(dir, true)?;
+        config.open_writable(dir, info, clock)
+    }
+
+    /// The engine's builder for this configuration (its settings resolved).
+    fn builder(&self, clock: Arc<dyn Clock>) -> cacheness_core::CacheBuilder {
+        let mut builder = Cache::builder()
+            .max_size(self.max_size)
+            .default_ttl(self.default_ttl)
+            .eviction(self.eviction.unwrap_or_default())
+            .verify_integrity(self.verify_integrity)
+            .inline_threshold(self.inline_threshold)
+            .durability(self.durability)
+            .access_granularity(self.access_granularity)
+            .codec(self.codec.unwrap_or_default())
+            .single_flight(self.single_flight)
+            .shared_clock(clock);
+        if let Some(dir) = &self.dir {
+            builder = builder.dir(dir);
+        }
+        if self.sign_entries {
+            builder = builder.sign_entries();
+        }
+        builder
+    }
+
+    /// This configuration with the dir's stored settings filled in where it
+    /// leaves them unset; with `create`, the settings are stored first if the
+    /// dir has none.
+    fn with_settings(&self, dir: &Path, create: bool) -> Result<CacheConfig> {
+        let stored = match read_settings(dir)? {
+            Some(stored) => Some(stored),
+            None if create => {
+                // Every cache before settings were stored held JSON values.
+                let legacy = crate::migration::current_backend(dir)?.is_some();
+                let codec = match (self.codec, legacy) {
+                    (Some(codec), _) => codec,
+                    (None, true) => NamedCodec::Json,
+                    (None, false) => NamedCodec::default(),
+                };
+                let settings = CacheSettings::new(
+                    codec,
+                    self.max_size,
+                    self.default_ttl,
+                    self.eviction.unwrap_or_default(),
+                    self.sign_entries,
+                );
+                Some(create_settings(dir, &settings)?)
+            }
+            None => None,
+        };
+        let Some(stored) = stored else {
+            return Ok(self.clone());
+        };
+        if let Some(codec) = self.codec
+            && codec != stored.codec
+        {
+            return Err(Error::Config {
+                field: "codec",
+                reason: format!(
+                    "{} stores values with the {} codec, not {codec}; open it with codec \
+                     `{}` (or leave the codec unset)",
+                    dir.display(),
+                    stored.codec,
+                    stored.codec
+                ),
+            });
+        }
+        if create && self.sign_entries && !stored.sign_entries {
+            // Signing was turned on (`sign_unsigned`): the dir says so now.
+            let signed = CacheSettings {
+                sign_entries: true,
+                ..stored.clone()
+            };
+            crate::settings::write_settings(dir, &signed)?;
+        }
+        warn_if_differs(dir, "max_size", self.max_size, stored.max_size);
+        warn_if_differs(dir, "default_ttl", self.default_ttl, stored.default_ttl());
+        warn_if_differs(dir, "eviction", self.eviction, Some(stored.eviction));
+        Ok(CacheConfig {
+            codec: Some(stored.codec),
+            max_size: self.max_size.or(stored.max_size),
+            default_ttl: self.default_ttl.or(stored.default_ttl()),
+            eviction: Some(self.eviction.unwrap_or(stored.eviction)),
+            ..self.clone()
+        })
+    }
+
+    /// Opens the cache in `dir` for writing: the backend switch or rebuild the
+    /// dir asks for, under the dir's lease.
+    fn open_writable(
+        &self,
+        dir: &Path,
+        info: &crate::registry::BackendInfo,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Cache> {
+        #[allow(unused_mut)]
+        let mut builder = self.builder(clock);
         // Decided, and marked on disk, before the backend creates its metadata;
         // the lease is held as long as the cache is open.
         let (opening, memory_lease) = match info.needs_dir {
@@ -510,6 +609,48 @@ impl CacheConfig {
         let target = config(pending.to).open_plain_backend()?;
         let source = config(pending.from).open_plain_backend()?;
         pending.run(dir, source.as_ref(), target.as_ref(), progress)
+    }
+}
+
+/// The backend a configuration opens unless it names one: `sqlite`, else the
+/// other disk backend, else `memory` (whatever is compiled in).
+const DEFAULT_BACKEND: &str = if cfg!(feature = "sqlite") {
+    "sqlite"
+} else if cfg!(feature = "json") {
+    "json"
+} else {
+    "memory"
+};
+
+/// The cache dir of a configuration without one: `cacheness` in the
+/// platform's cache directory (`$XDG_CACHE_HOME`, else `~/.cache`, on Linux).
+pub fn default_dir() -> Result<PathBuf> {
+    directories::BaseDirs::new()
+        .map(|dirs| dirs.cache_dir().join("cacheness"))
+        .ok_or_else(|| Error::Config {
+            field: "dir",
+            reason: "no platform cache directory (is HOME set?); set `dir` or CACHENESS_DIR".into(),
+        })
+}
+
+/// Logs a setting this handle uses that differs from the dir's stored one.
+fn warn_if_differs<T: PartialEq + std::fmt::Debug>(
+    dir: &Path,
+    setting: &str,
+    configured: Option<T>,
+    stored: Option<T>,
+) {
+    if let Some(configured) = configured
+        && Some(&configured) != stored.as_ref()
+    {
+        tracing::warn!(
+            dir = %dir.display(),
+            setting,
+            configured = ?configured,
+            stored = ?stored,
+            "this handle uses a setting other than the cache's stored one; \
+             change the stored one with `cacheness settings` or cacheness::ops::write_settings"
+        );
     }
 }
 

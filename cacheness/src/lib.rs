@@ -41,6 +41,7 @@
 mod config;
 mod migration;
 mod registry;
+mod settings;
 
 pub use cacheness_core::{
     Cache, CacheKey, Clock, Codec, Durability, Entry, Error, EvictionPolicy, Expiry, GetOptions,
@@ -70,7 +71,8 @@ pub use cacheness_core as __core;
 /// [`Cache::sign_unsigned`] and migrations take and report, and the
 /// operations on a cache dir as a whole.
 pub mod ops {
-    pub use crate::config::{detect_backend, migrate_dir};
+    pub use crate::config::{default_dir, detect_backend, migrate_dir};
+    pub use crate::settings::{CacheSettings, SETTINGS_FILE, read_settings, write_settings};
     pub use cacheness_core::SignReport;
     pub use cacheness_core::ops::{
         GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,

@@ -73,7 +73,7 @@ fn a_zero_size_limit_is_refused() {
 
 #[test]
 fn a_prefix_that_could_be_a_path_is_refused_at_put() {
-    let cache = CacheConfig::new().open().unwrap();
+    let cache = CacheConfig::new().backend("memory").open().unwrap();
     for prefix in ["a/b", "..", "nul\0"] {
         let error = cache
             .put_with(&key!(a = 1), &1, &PutOptions::new().prefix(prefix))
@@ -88,7 +88,7 @@ fn a_prefix_that_could_be_a_path_is_refused_at_put() {
 
 #[test]
 fn without_a_dir_the_memory_backend_holds_every_value_inline() {
-    let cache = CacheConfig::new().open().unwrap();
+    let cache = CacheConfig::new().backend("memory").open().unwrap();
     let large = vec![7u8; 1 << 20];
     cache.put_bytes(&key!(size = "large"), &large).unwrap();
     let entry = cache.entry(&key!(size = "large")).unwrap().unwrap();
@@ -215,14 +215,14 @@ fn a_size_limited_cache_keeps_its_whole_dir_near_the_limit() {
 #[test]
 fn the_eviction_policy_is_named_in_the_config() {
     let from_file: CacheConfig = serde_json::from_str(r#"{ "eviction": "lfu" }"#).unwrap();
-    assert_eq!(from_file.eviction, EvictionPolicy::Lfu);
+    assert_eq!(from_file.eviction, Some(EvictionPolicy::Lfu));
     let bad = serde_json::from_str::<CacheConfig>(r#"{ "eviction": "random" }"#).unwrap_err();
     assert!(bad.to_string().contains("random"), "{bad}");
 
     let from_env = CacheConfig::new()
         .with_vars(|name| (name == "CACHENESS_EVICTION").then(|| "lrs".to_owned()))
         .unwrap();
-    assert_eq!(from_env.eviction, EvictionPolicy::Lrs);
+    assert_eq!(from_env.eviction, Some(EvictionPolicy::Lrs));
     let error = CacheConfig::new()
         .with_vars(|name| (name == "CACHENESS_EVICTION").then(|| "fifo".to_owned()))
         .unwrap_err();
@@ -234,6 +234,7 @@ fn the_eviction_policy_is_named_in_the_config() {
 
     let clock = ManualClock::new(1_000_000);
     let cache = CacheConfig::new()
+        .backend("memory")
         .max_size(10 * 1000)
         .eviction(EvictionPolicy::Lfu)
         .open_with_clock(Arc::new(clock.clone()))
