@@ -28,7 +28,7 @@ use std::time::Duration;
 use cacheness::{
     CacheConfig, CacheKey, Codec, Entry, EvictionPolicy, ListOptions, ListedEntry, NamedCodec,
     Stats,
-    ops::{GcOptions, Progress, VerifyOptions},
+    ops::{CacheSettings, GcOptions, Progress, VerifyOptions, read_settings, write_settings},
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -89,6 +89,24 @@ enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
     },
+    /// Show the settings stored in the cache dir (size limit, default TTL,
+    /// eviction policy, codec, signing), or change them. Every process that
+    /// opens the cache without its own value for a setting uses the stored one,
+    /// and so do `gc` and the other commands.
+    Settings {
+        /// The size limit in bytes, or `none`.
+        #[arg(long, value_parser = parse_optional_u64)]
+        max_size: Option<OrNone<u64>>,
+        /// The TTL of entries put without their own (90s, 15m, 24h, 7d), or `none`.
+        #[arg(long, value_parser = parse_optional_duration)]
+        default_ttl: Option<OrNone<Duration>>,
+        /// Which entries the size limit evicts first: lru, lrs or lfu.
+        #[arg(long)]
+        eviction: Option<EvictionPolicy>,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove entries.
     Rm {
         /// Keys: 32 hex characters each.
@@ -116,14 +134,15 @@ enum Command {
     },
     /// Remove expired entries, orphaned blobs and stray temp files; enforce the size limit.
     Gc {
-        /// The size limit to enforce, in bytes.
+        /// The size limit to enforce, in bytes (default: the cache's stored
+        /// one, see `settings`).
         #[arg(long)]
         max_size: Option<u64>,
         /// Which entries the size limit evicts first once the expired ones are
-        /// gone: lru (least recently read, the default), lrs (least recently
-        /// stored) or lfu (least frequently read).
-        #[arg(long, default_value = "lru")]
-        eviction: EvictionPolicy,
+        /// gone: lru (least recently read), lrs (least recently stored) or lfu
+        /// (least frequently read). Default: the cache's stored policy.
+        #[arg(long)]
+        eviction: Option<EvictionPolicy>,
         /// How old an unreferenced blob or a temp file must be to be removed
         /// (default 1h): a younger one may be a put in progress.
         ///
@@ -166,6 +185,27 @@ fn parse_key(text: &str) -> Result<CacheKey, String> {
 }
 
 /// `90`, `90s`, `250ms`, `15m`, `24h`, `7d`.
+/// A setting's value, or `none` to have none.
+#[derive(Debug, Clone, Copy)]
+struct OrNone<T>(Option<T>);
+
+fn parse_optional_u64(text: &str) -> Result<OrNone<u64>, String> {
+    match text.trim() {
+        "none" => Ok(OrNone(None)),
+        number => number
+            .parse()
+            .map(|bytes| OrNone(Some(bytes)))
+            .map_err(|_| format!("`{text}` is not a number of bytes or `none`")),
+    }
+}
+
+fn parse_optional_duration(text: &str) -> Result<OrNone<Duration>, String> {
+    match text.trim() {
+        "none" => Ok(OrNone(None)),
+        duration => parse_duration(duration).map(|ttl| OrNone(Some(ttl))),
+    }
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text
         .find(|c: char| c.is_ascii_alphabetic())
@@ -231,6 +271,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     if let Command::Migrate { to } = &cli.command {
         return migrate(&dir, requested, current, to);
     }
+    if let Command::Settings {
+        max_size,
+        default_ttl,
+        eviction,
+        json,
+    } = &cli.command
+    {
+        return settings(&dir, *max_size, *default_ttl, *eviction, *json);
+    }
     let backend = match (current, requested) {
         (Some(current), Some(requested)) if current != requested => {
             return Err(Failure(
@@ -264,7 +313,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Gc {
             max_size, eviction, ..
         } => (*max_size, *eviction),
-        _ => (None, EvictionPolicy::default()),
+        _ => (None, None),
     };
     let read_only = match &cli.command {
         Command::Ls { .. } | Command::Stats { .. } | Command::Get { .. } => true,
@@ -492,7 +541,9 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             cache.flush()?;
             return Ok(if report.refused.is_empty() { 0 } else { 3 });
         }
-        Command::Migrate { .. } => unreachable!("handled before the cache is opened"),
+        Command::Migrate { .. } | Command::Settings { .. } => {
+            unreachable!("handled before the cache is opened")
+        }
     }
     cache.flush()?;
     Ok(0)
@@ -814,6 +865,59 @@ fn print_table(out: &mut impl Write, entries: &[ListedEntry], now: u64) -> io::R
         )?;
     }
     writeln!(out, "{} entries", entries.len())
+}
+
+/// `cacheness settings`: shows the stored settings, after changing the ones given.
+fn settings(
+    dir: &Path,
+    max_size: Option<OrNone<u64>>,
+    default_ttl: Option<OrNone<Duration>>,
+    eviction: Option<EvictionPolicy>,
+    json: bool,
+) -> Result<u8, Failure> {
+    let Some(mut stored) = read_settings(dir)? else {
+        return Err(Failure(
+            format!(
+                "{}: no settings stored yet (a program's first open stores them)",
+                shown_path(dir)
+            ),
+            1,
+        ));
+    };
+    if max_size.is_some() || default_ttl.is_some() || eviction.is_some() {
+        stored = CacheSettings::new(
+            stored.codec,
+            max_size.map_or(stored.max_size, |set| set.0),
+            default_ttl.map_or(stored.default_ttl(), |set| set.0),
+            eviction.unwrap_or(stored.eviction),
+            stored.sign_entries,
+        );
+        write_settings(dir, &stored)?;
+    }
+    let mut out = io::stdout().lock();
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&stored).map_err(io::Error::other)?
+        )?;
+    } else {
+        let or_none = |value: Option<String>| value.unwrap_or_else(|| "none".into());
+        writeln!(out, "codec        {}", stored.codec)?;
+        writeln!(
+            out,
+            "max size     {}",
+            or_none(stored.max_size.map(|bytes| format!("{bytes} bytes")))
+        )?;
+        writeln!(
+            out,
+            "default ttl  {}",
+            or_none(stored.default_ttl_ms.map(human_duration))
+        )?;
+        writeln!(out, "eviction     {}", stored.eviction)?;
+        writeln!(out, "signed       {}", stored.sign_entries)?;
+    }
+    Ok(0)
 }
 
 fn print_stats(out: &mut impl Write, stats: &Stats, json: bool) -> io::Result<()> {

@@ -1153,3 +1153,65 @@ fn gc_evicts_in_the_order_eviction_names() {
         }
     }
 }
+
+/// `settings` shows and changes the settings stored in the dir, and `gc`
+/// without `--max-size` applies the stored limit.
+#[test]
+fn settings_are_shown_changed_and_applied_by_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::new()
+        .dir(dir.path())
+        .backend("sqlite")
+        .open()
+        .unwrap();
+    for index in 0..4u32 {
+        // Incompressible: each value stores 10 000 bytes.
+        let value: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| *blake3::hash(&(i + index * 10_000).to_le_bytes()).as_bytes())
+            .take(10_000)
+            .collect();
+        cache.put_bytes(&key!(index = index), &value).unwrap();
+    }
+    drop(cache);
+    let shown = cacheness(dir.path(), &["settings"]);
+    assert_code(&shown, 0);
+    assert!(
+        stdout(&shown).contains("max size     none"),
+        "{}",
+        stdout(&shown)
+    );
+
+    let changed = cacheness(
+        dir.path(),
+        &[
+            "settings",
+            "--max-size",
+            "25000",
+            "--eviction",
+            "lrs",
+            "--default-ttl",
+            "24h",
+        ],
+    );
+    assert_code(&changed, 0);
+    let text = stdout(&changed);
+    assert!(text.contains("max size     25000 bytes"), "{text}");
+    assert!(text.contains("eviction     lrs"), "{text}");
+    assert!(text.contains("default ttl  1d"), "{text}");
+
+    assert_code(&cacheness(dir.path(), &["gc"]), 0);
+    let cache = CacheConfig::new()
+        .dir(dir.path())
+        .backend("sqlite")
+        .open()
+        .unwrap();
+    let stats = cache.stats().unwrap();
+    assert!(
+        stats.total_size <= 25_000,
+        "gc applied the stored limit: {stats:?}"
+    );
+    assert_eq!(stats.max_size, Some(25_000));
+
+    let bad = cacheness(dir.path(), &["settings", "--max-size", "lots"]);
+    assert_code(&bad, 2);
+}
