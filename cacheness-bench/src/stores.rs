@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use cacheness::backend::{Capacity, MemLayerConfig, SqliteOptions};
-use cacheness::{Cache, CacheConfig, ListOptions, key};
+use cacheness::{Cache, CacheConfig, Error, ListOptions, key};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BenchError, Result};
@@ -96,7 +96,24 @@ pub fn open(name: &str, dir: &Path, workload: &'static str) -> Result<Box<dyn St
         })),
         "raw-sqlite" => Ok(Box::new(RawSqlite::open(dir, workload)?)),
         "raw-fs" => Ok(Box::new(RawFs::open(dir, workload)?)),
-        backend => Ok(Box::new(Facade::open(backend, dir, workload)?)),
+        row => match row.split_once('/') {
+            // `sqlite/json`: a backend with a codec other than the default.
+            Some((backend, codec)) => {
+                let codec = codec.parse::<cacheness::NamedCodec>().map_err(|source| {
+                    BenchError::cache(
+                        workload,
+                        row,
+                        Error::Config {
+                            field: "codec",
+                            reason: format!("{source}"),
+                        },
+                    )
+                })?;
+                let config = CacheConfig::new().dir(dir).backend(backend).codec(codec);
+                Ok(Box::new(Facade::open_config(config, workload)?))
+            }
+            None => Ok(Box::new(Facade::open(row, dir, workload)?)),
+        },
     }
 }
 

@@ -10,7 +10,7 @@ use crate::format::{count, human_size, number, percent, times};
 use crate::markers;
 use crate::plots;
 use crate::results::{Cell, Param, Results, RowKind};
-use crate::run::DISKCACHE;
+use crate::run::{CHURN_FILES, DISKCACHE, W1_CHURN};
 use crate::seed;
 
 mod summary;

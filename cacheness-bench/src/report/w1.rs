@@ -59,7 +59,59 @@ pub(super) fn w1(results: &Results) -> String {
         }
     }
     table(&mut out, &header, &rows);
-    out.push_str("\nLIST is one call listing every entry (the mean of 5 calls). Latencies are per operation, from an HDR histogram of each repetition.\n");
+    out.push_str("\nLIST is one call listing every entry (the mean of 5 calls). Latencies are per operation, from an HDR histogram of each repetition. A row named `backend/codec` is that backend storing values with that codec instead of the default one. The rows of a cell ran interleaved, repetition by repetition (every row's first repetition, then every row's second, ...), so no row pays for the file deletions of the row before it.\n");
+    out.push_str(&w1_churn(results));
+    out
+}
+
+/// The after-deletion condition, beside the same rows in the calm one.
+fn w1_churn(results: &Results) -> String {
+    let mut out = String::new();
+    let rows: Vec<Vec<String>> = results
+        .rows(W1_CHURN)
+        .into_iter()
+        .filter_map(|row| {
+            let churned = results
+                .find(W1_CHURN, row, &[])
+                .filter(|cell| cell.not_run.is_none())?;
+            let n = match churned.params.get("n") {
+                Some(Param::Int(n)) => *n,
+                _ => return None,
+            };
+            let calm = w1_cell(results, row, n);
+            let pair = |metric: &str| {
+                format!(
+                    "{} / {}",
+                    opt(calm.and_then(|cell| cell.median(metric)), number),
+                    opt(churned.median(metric), number)
+                )
+            };
+            Some(vec![
+                label(results, row, "w1"),
+                count(n),
+                pair("put_ops_s"),
+                pair("get_ops_s"),
+            ])
+        })
+        .collect();
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n**After a mass deletion.** Each repetition starts right after {} one-byte files were created and deleted on the same file system (what a cache's eviction and gc produce; ext4 creates files much more slowly for a while after), rows interleaved as above:\n",
+        count(CHURN_FILES)
+    );
+    table(
+        &mut out,
+        &[
+            "row",
+            "N",
+            "PUT ops/s calm / after deletion",
+            "GET ops/s calm / after deletion",
+        ],
+        &rows,
+    );
     out
 }
 

@@ -26,6 +26,7 @@ mod w7;
 
 pub use child::{ChildRole, child, python_has_diskcache};
 use child::{child_json, json_f64, python_samples};
+pub use w1::{CHURN_FILES, W1_CHURN};
 
 /// The diskcache driver, shipped inside the binary and written next to the
 /// caches when a Python with diskcache is available.

@@ -20,21 +20,25 @@ impl Runner<'_> {
                 } else {
                     "incompressible"
                 };
+                let params = [
+                    ("size", Param::Int(size)),
+                    ("values", Param::Int(count)),
+                    ("data", Param::from(kind_name)),
+                ];
+                let mut runnable = Vec::new();
                 for (row, kind) in &rows {
-                    let params = [
-                        ("size", Param::Int(size)),
-                        ("values", Param::Int(count)),
-                        ("data", Param::from(kind_name)),
-                    ];
-                    if let Some(reason) = (*kind == RowKind::Cacheness)
+                    match (*kind == RowKind::Cacheness)
                         .then(|| not_compiled(row))
                         .flatten()
                     {
-                        self.push("w3", row, *kind, &params, Err(reason));
-                        continue;
+                        Some(reason) => self.push("w3", row, *kind, &params, Err(reason)),
+                        None => runnable.push((row.as_str(), *kind, Vec::new())),
                     }
-                    let mut samples = Vec::new();
-                    for rep in 1..=self.reps() {
+                }
+                // Interleaved, repetition by repetition: no row pays for the
+                // deletions of the one before it.
+                for rep in 1..=self.reps() {
+                    for (row, _, samples) in &mut runnable {
                         self.step(format!(
                             "w3 {row} {} x{count} {kind_name} rep {rep}/{}",
                             human_size(size),
@@ -46,7 +50,9 @@ impl Runner<'_> {
                         drop(store);
                         self.release_if_few_files(&dir)?;
                     }
-                    self.push("w3", row, *kind, &params, Ok(samples));
+                }
+                for (row, kind, samples) in runnable {
+                    self.push("w3", row, kind, &params, Ok(samples));
                 }
             }
         }
