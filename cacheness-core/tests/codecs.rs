@@ -126,27 +126,107 @@ fn byte_values_are_stored_as_bytes_whatever_the_codec() {
     }
 }
 
+/// JSON under a name of its own: a codec outside the built-in ones.
+#[derive(Debug)]
+struct Private;
+
+impl cacheness_core::Codec for Private {
+    fn name(&self) -> &str {
+        "private"
+    }
+    fn encode<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<u8>, cacheness_core::BoxError> {
+        Ok(serde_json::to_vec(value)?)
+    }
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &mut [u8],
+    ) -> Result<T, cacheness_core::BoxError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
 #[test]
-fn a_value_written_with_another_codec_is_a_clear_error() {
+fn built_in_codecs_read_each_other_and_other_codecs_are_a_clear_error() {
     let backend = Arc::new(MemoryBackend::new());
-    let json = Cache::builder()
-        .codec(NamedCodec::Json)
-        .open_shared(backend.clone())
-        .unwrap();
-    json.put(&key!(model = 1), &vec![1u32]).unwrap();
-    for &codec in NamedCodec::ALL
-        .iter()
-        .filter(|codec| **codec != NamedCodec::Json)
-    {
-        let other = Cache::builder()
+    for &codec in NamedCodec::ALL {
+        let cache = Cache::builder()
             .codec(codec)
             .open_shared(backend.clone())
             .unwrap();
-        let error = other.get::<Vec<u32>>(&key!(model = 1)).unwrap_err();
-        assert!(
-            matches!(&error, Error::CodecMismatch { stored, requested, .. }
-                if stored == "json" && requested == codec.name()),
-            "{error}"
+        cache
+            .put(&key!(written_by = codec.name()), &vec![1.5f64])
+            .unwrap();
+    }
+    for &reader in NamedCodec::ALL {
+        let cache = Cache::builder()
+            .codec(reader)
+            .open_shared(backend.clone())
+            .unwrap();
+        for &writer in NamedCodec::ALL {
+            assert_eq!(
+                cache
+                    .get::<Vec<f64>>(&key!(written_by = writer.name()))
+                    .unwrap(),
+                Some(vec![1.5]),
+                "{reader} reads {writer}"
+            );
+        }
+    }
+    let private = Cache::builder()
+        .codec(Private)
+        .open_shared(backend.clone())
+        .unwrap();
+    private
+        .put(&key!(written_by = "private"), &vec![1u32])
+        .unwrap();
+    let error = private
+        .get::<Vec<u32>>(&key!(written_by = "json"))
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::CodecMismatch { stored, requested, .. }
+            if stored == "json" && requested == "private"),
+        "{error}"
+    );
+    let named = Cache::builder().open_shared(backend).unwrap();
+    assert!(matches!(
+        named.get::<Vec<u32>>(&key!(written_by = "private")),
+        Err(Error::CodecMismatch { .. })
+    ));
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum BytesOrText {
+    Bytes(Vec<u8>),
+    Text(String),
+}
+
+#[test]
+fn values_that_merely_look_like_bytes_read_back_as_themselves() {
+    for &codec in NamedCodec::ALL {
+        let cache = cache(codec);
+        let empty = serde_json::json!([]);
+        cache.put(&key!(v = "empty"), &empty).unwrap();
+        assert_eq!(
+            cache.get::<serde_json::Value>(&key!(v = "empty")).unwrap(),
+            Some(empty),
+            "{codec}"
+        );
+        let bytes = BytesOrText::Bytes(b"abc".to_vec());
+        cache.put(&key!(v = "bytes"), &bytes).unwrap();
+        assert_eq!(
+            cache.get::<BytesOrText>(&key!(v = "bytes")).unwrap(),
+            Some(bytes),
+            "{codec}"
+        );
+        cache.put(&key!(v = "raw"), &vec![1u8, 2]).unwrap();
+        assert_eq!(
+            cache.get::<serde_json::Value>(&key!(v = "raw")).unwrap(),
+            Some(serde_json::json!([1, 2])),
+            "{codec}"
         );
     }
 }

@@ -26,8 +26,9 @@ use cacheness_core::{
 /// signing) are stored in its dir when it is created (`settings.json`, see
 /// [`CacheSettings`](crate::ops::CacheSettings)). A setting left unset here
 /// (`None`) is the stored one; a set one that differs is used by this handle
-/// with a `warn!` naming both, except the codec, where a difference is an
-/// error (the stored entries could not be read).
+/// with a `warn!` naming both. (A cache reads the entries of every built-in
+/// codec, whichever it writes with: a codec change never makes entries
+/// unreadable.)
 ///
 /// It deserializes from a config file (unknown fields are errors); durations
 /// are written as seconds or with a unit (`"90s"`, `"15m"`, `"24h"`, `"7d"`):
@@ -66,8 +67,8 @@ pub struct CacheConfig {
     pub eviction: Option<EvictionPolicy>,
     /// The codec values are stored with, by name (see [`NamedCodec::ALL`]);
     /// `None`: the dir's stored codec, or for a new dir
-    /// [`NamedCodec::default`] (`json` for a dir created before settings
-    /// were stored, which holds JSON values).
+    /// [`NamedCodec::default`]. Entries of every built-in codec are read
+    /// whatever this is.
     pub codec: Option<NamedCodec>,
     /// Whether reads check stored bytes against their blake3 hash.
     pub verify_integrity: bool,
@@ -411,15 +412,8 @@ impl CacheConfig {
         let stored = match read_settings(dir)? {
             Some(stored) => Some(stored),
             None if create => {
-                // Every cache before settings were stored held JSON values.
-                let legacy = crate::migration::current_backend(dir)?.is_some();
-                let codec = match (self.codec, legacy) {
-                    (Some(codec), _) => codec,
-                    (None, true) => NamedCodec::Json,
-                    (None, false) => NamedCodec::default(),
-                };
                 let settings = CacheSettings::new(
-                    codec,
+                    self.codec.unwrap_or_default(),
                     self.max_size,
                     self.default_ttl,
                     self.eviction.unwrap_or_default(),
@@ -432,20 +426,6 @@ impl CacheConfig {
         let Some(stored) = stored else {
             return Ok(self.clone());
         };
-        if let Some(codec) = self.codec
-            && codec != stored.codec
-        {
-            return Err(Error::Config {
-                field: "codec",
-                reason: format!(
-                    "{} stores values with the {} codec, not {codec}; open it with codec \
-                     `{}` (or leave the codec unset)",
-                    dir.display(),
-                    stored.codec,
-                    stored.codec
-                ),
-            });
-        }
         if create && self.sign_entries && !stored.sign_entries {
             // Signing was turned on (`sign_unsigned`): the dir says so now.
             let signed = CacheSettings {
@@ -454,11 +434,12 @@ impl CacheConfig {
             };
             crate::settings::write_settings(dir, &signed)?;
         }
+        warn_if_differs(dir, "codec", self.codec, Some(stored.codec));
         warn_if_differs(dir, "max_size", self.max_size, stored.max_size);
         warn_if_differs(dir, "default_ttl", self.default_ttl, stored.default_ttl());
         warn_if_differs(dir, "eviction", self.eviction, Some(stored.eviction));
         Ok(CacheConfig {
-            codec: Some(stored.codec),
+            codec: Some(self.codec.unwrap_or(stored.codec)),
             max_size: self.max_size.or(stored.max_size),
             default_ttl: self.default_ttl.or(stored.default_ttl()),
             eviction: Some(self.eviction.unwrap_or(stored.eviction)),

@@ -51,26 +51,34 @@ fn the_settings_of_the_first_open_are_stored_and_applied_by_later_ones() {
 }
 
 #[test]
-fn a_different_codec_is_an_error_and_other_settings_apply_to_the_handle_only() {
+fn a_different_setting_applies_to_the_handle_only_and_every_entry_still_reads() {
     let dir = tempfile::tempdir().unwrap();
-    drop(open(dir.path()).max_size(1 << 20).open().unwrap());
-    let error = open(dir.path())
-        .codec(NamedCodec::Json)
-        .open()
-        .unwrap_err()
-        .to_string();
-    assert!(
-        error.contains(&format!(
-            "with the {} codec, not json",
-            NamedCodec::default()
-        )),
-        "{error}"
+    let first = open(dir.path()).max_size(1 << 20).open().unwrap();
+    first.put(&key!(written = "first"), &vec![1.5_f64]).unwrap();
+    drop(first);
+    let json = open(dir.path()).codec(NamedCodec::Json).open().unwrap();
+    assert_eq!(
+        json.codec().name(),
+        "json",
+        "the handle writes with its own"
     );
+    json.put(&key!(written = "json"), &vec![2.5_f64]).unwrap();
+    assert_eq!(
+        json.get::<Vec<f64>>(&key!(written = "first")).unwrap(),
+        Some(vec![1.5]),
+        "entries of the stored codec still read"
+    );
+    drop(json);
     let bigger = open(dir.path()).max_size(2 << 20).open().unwrap();
     assert_eq!(bigger.stats().unwrap().max_size, Some(2 << 20));
+    assert_eq!(
+        bigger.get::<Vec<f64>>(&key!(written = "json")).unwrap(),
+        Some(vec![2.5])
+    );
     drop(bigger);
     let stored = read_settings(dir.path()).unwrap().unwrap();
     assert_eq!(stored.max_size, Some(1 << 20), "an open never changes them");
+    assert_eq!(stored.codec, NamedCodec::default());
     write_settings(
         dir.path(),
         &CacheSettings::new(stored.codec, None, None, EvictionPolicy::Lrs, false),
@@ -81,21 +89,41 @@ fn a_different_codec_is_an_error_and_other_settings_apply_to_the_handle_only() {
 }
 
 #[test]
-fn a_dir_created_before_settings_existed_is_recorded_as_json() {
+fn a_dir_from_before_settings_reads_its_json_entries_writable_or_not() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path()).codec(NamedCodec::Json).open().unwrap();
     cache.put(&key!(old = true), &vec![1u32, 2]).unwrap();
     drop(cache);
     fs::remove_file(dir.path().join(SETTINGS_FILE)).unwrap();
+    let reader = open(dir.path()).read_only(true).open().unwrap();
+    assert_eq!(
+        reader.get::<Vec<u32>>(&key!(old = true)).unwrap(),
+        Some(vec![1, 2])
+    );
+    drop(reader);
     let cache = open(dir.path()).open().unwrap();
-    assert_eq!(cache.codec().name(), "json");
     assert_eq!(
         cache.get::<Vec<u32>>(&key!(old = true)).unwrap(),
         Some(vec![1, 2])
     );
     assert_eq!(
         read_settings(dir.path()).unwrap().unwrap().codec,
-        NamedCodec::Json
+        NamedCodec::default()
+    );
+}
+
+#[test]
+fn a_stored_size_limit_of_zero_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()).open().unwrap());
+    let path = dir.path().join(SETTINGS_FILE);
+    let mut value: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    value["max_size"] = 0.into();
+    fs::write(&path, serde_json::to_vec(&value).unwrap()).unwrap();
+    let error = open(dir.path()).open().unwrap_err().to_string();
+    assert!(
+        error.contains(SETTINGS_FILE) && error.contains("max_size 0"),
+        "{error}"
     );
 }
 

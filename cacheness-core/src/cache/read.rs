@@ -21,8 +21,9 @@ impl<C: Codec> Cache<C> {
     /// The value under `key`, or `None` if it is missing, expired or corrupted.
     ///
     /// An intact value that does not decode as `T` is an error, and the entry
-    /// stays; so is an entry written with another codec
-    /// ([`Error::CodecMismatch`]). Entries of raw bytes read as any type that
+    /// stays; so is an entry written with a codec this cache's codec does not
+    /// read ([`Error::CodecMismatch`]; a [`NamedCodec`](crate::NamedCodec)
+    /// reads every built-in codec). Entries of raw bytes read as any type that
     /// deserializes from bytes, such as `Vec<u8>`.
     pub fn get<T: DeserializeOwned>(&self, key: &impl ToKey) -> Result<Option<T>> {
         self.get_with(key, &GetOptions::default())
@@ -82,16 +83,21 @@ impl<C: Codec> Cache<C> {
         };
         let decoded = if entry.codec == RAW_CODEC {
             decode_raw(loaded.bytes(&entry))
-        } else if entry.codec != self.codec.name() {
-            return Err(Error::CodecMismatch {
-                key,
-                stored: entry.codec.clone(),
-                requested: self.codec.name().to_owned(),
-            });
-        } else {
+        } else if entry.codec == self.codec.name() {
             match loaded {
                 Loaded::Owned(mut bytes) => self.codec.decode(&mut bytes),
                 Loaded::Inline => self.codec.decode_slice(loaded.bytes(&entry)),
+            }
+        } else {
+            match self.codec.decode_named(&entry.codec, loaded.bytes(&entry)) {
+                Some(decoded) => decoded,
+                None => {
+                    return Err(Error::CodecMismatch {
+                        key,
+                        stored: entry.codec.clone(),
+                        requested: self.codec.name().to_owned(),
+                    });
+                }
             }
         };
         let value = decoded.map_err(|source| Error::Decode {

@@ -86,6 +86,19 @@ pub trait Codec: Send + Sync + std::fmt::Debug + 'static {
     fn decode_slice<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, BoxError> {
         self.decode(&mut bytes.to_vec())
     }
+
+    /// Decodes bytes that the codec named `codec` wrote, if this codec reads
+    /// that codec's values; `None` if it does not (the read is then an
+    /// [`Error::CodecMismatch`](crate::Error::CodecMismatch), never a misread).
+    /// The default reads its own name only; [`NamedCodec`] reads every
+    /// built-in codec.
+    fn decode_named<T: DeserializeOwned>(
+        &self,
+        codec: &str,
+        bytes: &[u8],
+    ) -> Option<Result<T, BoxError>> {
+        (codec == self.name()).then(|| self.decode_slice(bytes))
+    }
 }
 
 /// The codec entries stored with [`Cache::put_bytes`](crate::Cache::put_bytes) carry,
@@ -95,6 +108,9 @@ pub const RAW_CODEC: &str = "raw";
 
 /// One of the codecs built into cacheness, chosen by name at run time: what a
 /// cache opened from a configuration (`codec = "json"`) stores values with.
+///
+/// A cache of a `NamedCodec` writes with it and reads the entries of every
+/// built-in codec, each with the codec its entry records.
 ///
 /// [`NamedCodec::default`] is the codec new caches use: MessagePack when the
 /// `msgpack` feature is on (the facade's default), JSON otherwise. Names parse
@@ -215,6 +231,22 @@ impl Codec for NamedCodec {
             NamedCodec::Msgpack => MsgpackCodec.decode_slice(bytes),
             NamedCodec::Json => JsonCodec.decode_slice(bytes),
         }
+    }
+
+    /// Reads the values of every built-in codec (each entry records its
+    /// own), whichever one this cache writes with: a cache whose codec
+    /// changed, or a dir from before its settings were stored, reads all its
+    /// entries.
+    fn decode_named<T: DeserializeOwned>(
+        &self,
+        codec: &str,
+        bytes: &[u8],
+    ) -> Option<Result<T, BoxError>> {
+        let writer: NamedCodec = NamedCodec::ALL
+            .iter()
+            .copied()
+            .find(|named| named.name() == codec)?;
+        Some(writer.decode_slice(bytes))
     }
 }
 

@@ -45,3 +45,34 @@ impl Codec for MsgpackCodec {
         Ok(rmp_serde::from_slice(bytes)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Sample {
+        id: u64,
+        name: String,
+        scores: Vec<f64>,
+    }
+
+    /// The bytes entries named "msgpack" hold. If an rmp-serde release lays
+    /// values out otherwise, stored entries would be misread: give the codec
+    /// a new name (`msgpack2`) instead of changing these bytes.
+    #[test]
+    fn the_wire_format_of_msgpack_entries_is_frozen() {
+        let sample = Sample {
+            id: 7,
+            name: "xgb".into(),
+            scores: vec![0.5],
+        };
+        let bytes = MsgpackCodec.encode(&sample).unwrap();
+        let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(
+            hex,
+            "83a2696407a46e616d65a3786762a673636f72657391cb3fe0000000000000"
+        );
+        assert_eq!(MsgpackCodec.decode_slice::<Sample>(&bytes).unwrap(), sample);
+    }
+}

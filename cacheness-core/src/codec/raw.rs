@@ -15,8 +15,9 @@ use super::Refusal;
 use crate::error::BoxError;
 
 /// The bytes `value` serializes as, if it serializes as bytes (or as a
-/// sequence of `u8`); `None` at the first sign of anything else, so a value
-/// that is not bytes costs one call.
+/// non-empty sequence of `u8`: an empty sequence could be a value of any
+/// type); `None` at the first sign of anything else, so a value that is not
+/// bytes costs one call.
 pub(crate) fn bytes_of<T: Serialize + ?Sized>(value: &T) -> Option<Vec<u8>> {
     value.serialize(Probe).ok()
 }
@@ -189,6 +190,15 @@ impl Collect {
     }
 }
 
+impl Collect {
+    fn end(self) -> Result<Vec<u8>, Refusal> {
+        match self.0.is_empty() {
+            true => not_bytes(),
+            false => Ok(self.0),
+        }
+    }
+}
+
 impl ser::SerializeSeq for Collect {
     type Ok = Vec<u8>;
     type Error = Refusal;
@@ -196,7 +206,7 @@ impl ser::SerializeSeq for Collect {
         self.push(value)
     }
     fn end(self) -> Result<Vec<u8>, Refusal> {
-        Ok(self.0)
+        Collect::end(self)
     }
 }
 
@@ -207,7 +217,7 @@ impl ser::SerializeTuple for Collect {
         self.push(value)
     }
     fn end(self) -> Result<Vec<u8>, Refusal> {
-        Ok(self.0)
+        Collect::end(self)
     }
 }
 
@@ -217,7 +227,25 @@ struct RawBytes<'a>(&'a [u8]);
 impl<'de> de::Deserializer<'de> for RawBytes<'_> {
     type Error = Refusal;
 
+    /// A sequence of `u8`: what a self-describing reader (`serde_json::Value`,
+    /// an untagged enum) makes of the value, as from any codec.
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Refusal> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_bytes<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Refusal> {
+        visitor.visit_bytes(self.0)
+    }
+
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Refusal> {
+        visitor.visit_bytes(self.0)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Refusal> {
+        visitor.visit_bytes(self.0)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Refusal> {
         visitor.visit_bytes(self.0)
     }
 
@@ -238,9 +266,8 @@ impl<'de> de::Deserializer<'de> for RawBytes<'_> {
     }
 
     serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf option unit unit_struct tuple_struct map struct enum
-        identifier ignored_any
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char
+        option unit unit_struct tuple_struct map struct enum identifier ignored_any
     }
 }
 
@@ -255,7 +282,8 @@ mod tests {
         assert_eq!(bytes_of(&vec![1u8, 2, 3]), Some(vec![1, 2, 3]));
         assert_eq!(bytes_of(&[7u8; 4]), Some(vec![7; 4]));
         assert_eq!(bytes_of(b"abc".as_slice()), Some(b"abc".to_vec()));
-        assert_eq!(bytes_of(&Vec::<u8>::new()), Some(Vec::new()));
+        // Empty: it could be a value of any type, so the codec stores it.
+        assert_eq!(bytes_of(&Vec::<u8>::new()), None);
         assert_eq!(bytes_of(&vec![1u16, 2]), None);
         assert_eq!(bytes_of(&vec![vec![1u8]]), None);
         assert_eq!(bytes_of("text"), None);
