@@ -170,7 +170,9 @@ impl<C: Codec> Cache<C> {
     ///   failure) are returned.
     /// - **A value that cannot be stored is still returned**: when the put fails
     ///   (larger than the size limit, a read-only cache, a full disk), the
-    ///   computed value is returned and the reason logged at `warn`.
+    ///   computed value is returned and the reason logged at `warn`. A value
+    ///   the codec cannot encode (NaN under JSON) can be neither stored nor
+    ///   handed to waiting threads: each of them computes it in turn.
     ///
     /// ```
     /// use cacheness_core::{Cache, key};
@@ -229,10 +231,9 @@ impl<C: Codec> Cache<C> {
                         done: false,
                     };
                     let _process_lock = self.lock_across_processes(key);
-                    // Another process may have stored it while this one waited.
-                    if _process_lock.is_some()
-                        && let Some(value) = self.get_readable(key)?
-                    {
+                    // Another thread may have stored it between this one's miss
+                    // and its turn, or another process while this one waited.
+                    if let Some(value) = self.get_readable(key)? {
                         return Ok(value);
                     }
                     let make = make.take().expect("a computation runs once");
@@ -297,10 +298,9 @@ impl<C: Codec> Cache<C> {
 
 /// A held per-key lock file, removed (then unlocked) on drop.
 ///
-/// Removing it can let a process that opened the old file and one that
-/// creates a new one both hold "the" lock: each then reads the cache first,
-/// so the worst case is the value computed twice when its put failed, never
-/// an entry lost or a process blocked for good.
+/// A process that was waiting on the removed file finds, once it holds it,
+/// that it is no longer the file at the path, and takes the lock again on
+/// the one there: two holders at once cannot happen through the removal.
 struct KeyLock {
     file: File,
     path: PathBuf,
@@ -322,14 +322,42 @@ impl KeyLock {
             ));
         }
         let path = locks.join(format!("{key}.lock"));
-        let opened = open_regular(
+        // The holder before removes the file as it lets go: a lock taken on
+        // the removed file is no lock, so take the one at the path again.
+        for _ in 0..64 {
+            let opened = open_regular(
+                &path,
+                OpenOptions::new().read(true).write(true).create(true),
+            );
+            let file = opened.map_err(|source| Error::io("open lock file", &path, source))?;
+            file.lock()
+                .map_err(|source| Error::io("lock", &path, source))?;
+            if same_file(&file, &path) {
+                return Ok(KeyLock { file, path });
+            }
+        }
+        Err(Error::io(
+            "lock",
             &path,
-            OpenOptions::new().read(true).write(true).create(true),
-        );
-        let file = opened.map_err(|source| Error::io("open lock file", &path, source))?;
-        file.lock()
-            .map_err(|source| Error::io("lock", &path, source))?;
-        Ok(KeyLock { file, path })
+            io::Error::other("the lock file kept being replaced"),
+        ))
+    }
+}
+
+/// Whether `file` is the file at `path` now.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 
