@@ -192,10 +192,11 @@ struct OrNone<T>(Option<T>);
 fn parse_optional_u64(text: &str) -> Result<OrNone<u64>, String> {
     match text.trim() {
         "none" => Ok(OrNone(None)),
-        number => number
-            .parse()
-            .map(|bytes| OrNone(Some(bytes)))
-            .map_err(|_| format!("`{text}` is not a number of bytes or `none`")),
+        number => match number.parse::<u64>() {
+            Ok(0) => Err("0 would hold nothing; give a positive size or `none`".into()),
+            Ok(bytes) => Ok(OrNone(Some(bytes))),
+            Err(_) => Err(format!("`{text}` is not a number of bytes or `none`")),
+        },
     }
 }
 
@@ -353,6 +354,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         // Only `migrate` switches a cache; another process may have switched it
         // since the backend was detected.
         .switch_backend_on_open(false);
+    // gc's --max-size and --eviction are for this run: a dir that has no
+    // settings yet gets them from an open without those (the defaults).
+    if !read_only && (max_size.is_some() || eviction.is_some()) && read_settings(&dir)?.is_none() {
+        drop(config.clone().max_size(None).eviction(None).open()?);
+    }
     let cache = config.open()?;
     let mut out = io::stdout().lock();
     match cli.command {

@@ -1173,10 +1173,22 @@ fn settings_are_shown_changed_and_applied_by_gc() {
         cache.put_bytes(&key!(index = index), &value).unwrap();
     }
     drop(cache);
+    // A dir from before settings were stored: gc's one-run limit is not kept.
+    fs::remove_file(dir.path().join("settings.json")).unwrap();
+    let gc = cacheness(
+        dir.path(),
+        &["gc", "--max-size", "1000000", "--eviction", "lfu"],
+    );
+    assert_code(&gc, 0);
     let shown = cacheness(dir.path(), &["settings"]);
     assert_code(&shown, 0);
     assert!(
         stdout(&shown).contains("max size     none"),
+        "{}",
+        stdout(&shown)
+    );
+    assert!(
+        stdout(&shown).contains("eviction     lru"),
         "{}",
         stdout(&shown)
     );
@@ -1212,6 +1224,8 @@ fn settings_are_shown_changed_and_applied_by_gc() {
     );
     assert_eq!(stats.max_size, Some(25_000));
 
-    let bad = cacheness(dir.path(), &["settings", "--max-size", "lots"]);
-    assert_code(&bad, 2);
+    for bad in ["lots", "0"] {
+        let refused = cacheness(dir.path(), &["settings", "--max-size", bad]);
+        assert_code(&refused, 2);
+    }
 }

@@ -116,9 +116,15 @@ pub fn read_settings(dir: &Path) -> Result<Option<CacheSettings>> {
         }
         _ => {}
     }
-    serde_json::from_slice(&text)
-        .map(Some)
-        .map_err(|error| refused(&path, error))
+    let settings: CacheSettings =
+        serde_json::from_slice(&text).map_err(|error| refused(&path, error))?;
+    if settings.max_size == Some(0) {
+        return Err(refused(
+            &path,
+            "max_size 0 is no cache (use null for no limit)",
+        ));
+    }
+    Ok(Some(settings))
 }
 
 /// Writes `settings` into `dir`, replacing what is there (a temp file renamed
