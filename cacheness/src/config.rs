@@ -359,7 +359,10 @@ impl CacheConfig {
             crate::migration::refuse_disk_cache(dir, info.name)?;
         }
         if self.read_only {
-            let config = self.with_settings(dir, false)?;
+            let config = match info.needs_dir {
+                true => self.with_settings(dir, false)?,
+                false => self.clone(),
+            };
             return config.open_read_only(dir, info.name, config.builder(clock));
         }
         // A writer without the key of a signed dir would write entries its
@@ -379,8 +382,7 @@ impl CacheConfig {
                 reason: format!("{} is not writable", dir.display()),
             });
         }
-        let config = self.with_settings(dir, true)?;
-        config.open_writable(dir, info, clock)
+        self.open_writable(dir, info, clock)
     }
 
     /// The engine's builder for this configuration (its settings resolved).
@@ -455,8 +457,6 @@ impl CacheConfig {
         info: &crate::registry::BackendInfo,
         clock: Arc<dyn Clock>,
     ) -> Result<Cache> {
-        #[allow(unused_mut)]
-        let mut builder = self.builder(clock);
         // Decided, and marked on disk, before the backend creates its metadata;
         // the lease is held as long as the cache is open.
         let (opening, memory_lease) = match info.needs_dir {
@@ -473,12 +473,23 @@ impl CacheConfig {
                 Some(crate::migration::begin_memory_open(dir, info.name)?),
             ),
         };
+        // Recorded under the lease (exclusive while the dir is being created),
+        // and only once the dir is known to be this backend's to open: an open
+        // refused above (a memory backend over a disk cache, a switch it may
+        // not make) must not give the dir's cache its settings. A memory
+        // backend's dir holds no cache that outlives it: it has none.
+        let config = match info.needs_dir {
+            true => &self.with_settings(dir, true)?,
+            false => self,
+        };
+        #[allow(unused_mut)]
+        let mut builder = config.builder(clock);
         // With a memory layer, the bytes of hot values in blob files are held
         // too, in front of the local blob store.
         #[cfg(feature = "memlayer")]
-        if let Some(config) = self.layer_config(split_layer(&self.backend)?.0) {
-            let local = cacheness_core::LocalBlobStore::open(dir, self.durability)?;
-            let layer = cacheness_memlayer::BlobLayer::new(Arc::new(local), &config)?;
+        if let Some(layer) = config.layer_config(split_layer(&config.backend)?.0) {
+            let local = cacheness_core::LocalBlobStore::open(dir, config.durability)?;
+            let layer = cacheness_memlayer::BlobLayer::new(Arc::new(local), &layer)?;
             builder = builder.blob_store(Arc::new(layer));
         }
         let lease = match (&opening, memory_lease) {
@@ -488,7 +499,7 @@ impl CacheConfig {
         if let Some(lease) = lease {
             builder = builder.hold(lease);
         }
-        let backend = self.open_backend()?;
+        let backend = config.open_backend()?;
         let (switch, rebuild) = match opening {
             Some(opening) => {
                 opening.created()?;
@@ -499,7 +510,7 @@ impl CacheConfig {
         if let Some(switch) = switch {
             let source = CacheConfig {
                 backend: switch.from.to_owned(),
-                ..self.clone()
+                ..config.clone()
             }
             .open_plain_backend()?;
             switch.run(dir, source.as_ref(), backend.as_ref(), &mut log_progress)?;

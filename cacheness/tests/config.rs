@@ -255,3 +255,87 @@ fn the_eviction_policy_is_named_in_the_config() {
     assert!(cache.contains(&key!(name = "popular")).unwrap());
     assert!(!cache.contains(&key!(index = 0u32)).unwrap());
 }
+
+/// A dir whose cache was created before settings were stored (its
+/// settings file removed), holding one entry.
+#[cfg(feature = "sqlite")]
+fn legacy_sqlite_cache(dir: &std::path::Path) {
+    let cache = CacheConfig::new()
+        .dir(dir)
+        .backend("sqlite")
+        .open()
+        .unwrap();
+    cache.put(&key!(kept = true), &"kept").unwrap();
+    drop(cache);
+    fs::remove_file(dir.join(cacheness::ops::SETTINGS_FILE)).unwrap();
+}
+
+/// Opens a sqlite cache in `dir` with a configuration that sets nothing: it
+/// must have no size limit, and the settings it leaves stored say so.
+#[cfg(feature = "sqlite")]
+fn opens_without_a_limit(dir: &std::path::Path) -> cacheness::Cache {
+    let cache = CacheConfig::new()
+        .dir(dir)
+        .backend("sqlite")
+        .open()
+        .unwrap();
+    assert_eq!(cache.stats().unwrap().max_size, None);
+    let stored = cacheness::ops::read_settings(dir).unwrap().unwrap();
+    assert_eq!(
+        (stored.max_size, stored.eviction),
+        (None, EvictionPolicy::Lru)
+    );
+    cache
+}
+
+/// An open that is refused because the dir is not its backend's records no
+/// settings: they would be the settings of the cache that is there (here a
+/// 1 000-byte limit every later open, and gc, would apply to it).
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_refused_open_records_no_settings_for_the_cache_in_the_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    legacy_sqlite_cache(dir.path());
+    let settings = dir.path().join(cacheness::ops::SETTINGS_FILE);
+
+    // A memory backend over a disk cache; a backend switch the open may not make.
+    let mut refused = vec![(CacheConfig::new().backend("memory"), "sqlite cache")];
+    if cfg!(feature = "json") {
+        let json = CacheConfig::new()
+            .backend("json")
+            .switch_backend_on_open(false);
+        refused.push((json, "may not switch"));
+    }
+    for (config, why) in refused {
+        let error = config.dir(dir.path()).max_size(1000).open().unwrap_err();
+        assert!(error.to_string().contains(why), "{error}");
+        assert!(
+            !settings.exists(),
+            "the refused open ({why}) recorded settings"
+        );
+    }
+
+    let cache = opens_without_a_limit(dir.path());
+    assert!(cache.contains(&key!(kept = true)).unwrap());
+}
+
+/// A memory backend keeps only its blob files in its dir: no cache there
+/// outlives it, so it has no settings to record, and a disk cache created
+/// there later starts from its own configuration.
+#[cfg(feature = "sqlite")]
+#[test]
+fn a_memory_cache_with_a_dir_records_no_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CacheConfig::new()
+        .dir(dir.path())
+        .backend("memory")
+        .max_size(1 << 20)
+        .eviction(EvictionPolicy::Lfu)
+        .open()
+        .unwrap();
+    cache.put(&key!(a = 1), &1).unwrap();
+    assert_eq!(cache.stats().unwrap().max_size, Some(1 << 20));
+    drop(cache);
+    assert_eq!(cacheness::ops::read_settings(dir.path()).unwrap(), None);
+    drop(opens_without_a_limit(dir.path()));
+}
