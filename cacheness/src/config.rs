@@ -428,14 +428,6 @@ impl CacheConfig {
         let Some(stored) = stored else {
             return Ok(self.clone());
         };
-        if create && self.sign_entries && !stored.sign_entries {
-            // Signing was turned on (`sign_unsigned`): the dir says so now.
-            let signed = CacheSettings {
-                sign_entries: true,
-                ..stored.clone()
-            };
-            crate::settings::write_settings(dir, &signed)?;
-        }
         warn_if_differs(dir, "codec", self.codec, Some(stored.codec));
         warn_if_differs(dir, "max_size", self.max_size, stored.max_size);
         warn_if_differs(dir, "default_ttl", self.default_ttl, stored.default_ttl());
@@ -516,6 +508,9 @@ impl CacheConfig {
             switch.run(dir, source.as_ref(), backend.as_ref(), &mut log_progress)?;
         }
         let cache = builder.open_shared(backend)?;
+        if info.needs_dir && self.sign_entries {
+            record_signing(dir)?;
+        }
         if let Some(rebuild) = rebuild {
             rebuild.run(&cache)?;
         }
@@ -623,6 +618,21 @@ pub fn default_dir() -> Result<PathBuf> {
             field: "dir",
             reason: "no platform cache directory (is HOME set?); set `dir` or CACHENESS_DIR".into(),
         })
+}
+
+/// Signing was turned on (a signed open, `sign_unsigned`) and the open
+/// succeeded: the dir's settings say so from now on.
+fn record_signing(dir: &Path) -> Result<()> {
+    match read_settings(dir)? {
+        Some(stored) if !stored.sign_entries => crate::settings::write_settings(
+            dir,
+            &CacheSettings {
+                sign_entries: true,
+                ..stored
+            },
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Logs a setting this handle uses that differs from the dir's stored one.

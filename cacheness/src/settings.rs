@@ -146,12 +146,21 @@ pub(crate) fn create_settings(dir: &Path, settings: &CacheSettings) -> Result<Ca
     // A hard link never replaces an existing file: of processes creating the
     // same dir at once, one's settings are the dir's, and the others read them.
     let linked = std::fs::hard_link(&temp, &path);
+    let created = match linked {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // A file system without hard links (FAT, some network mounts): the
+        // caller holds the dir's lease, so no other open creates it meanwhile.
+        Err(_) if std::fs::symlink_metadata(&path).is_err() => std::fs::rename(&temp, &path)
+            .map(|()| true)
+            .map_err(|source| Error::io("create", &path, source)),
+        Err(_) => Ok(false),
+    };
     let _ = std::fs::remove_file(&temp);
-    match linked {
-        Ok(()) => Ok(settings.clone()),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read_settings(dir)?
+    match created? {
+        true => Ok(settings.clone()),
+        false => read_settings(dir)?
             .ok_or_else(|| refused(&path, "vanished while the cache was being opened")),
-        Err(source) => Err(Error::io("create", &path, source)),
     }
 }
 

@@ -278,3 +278,14 @@ fn default_dir_child_role() {
     let cache = CacheConfig::from_env().unwrap().open().unwrap();
     cache.put(&key!(persistent = true), &7u32).unwrap();
 }
+
+#[test]
+fn turning_signing_on_is_recorded_once_the_signed_open_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()).open().unwrap());
+    assert!(!read_settings(dir.path()).unwrap().unwrap().sign_entries);
+    let signed = open(dir.path()).sign_entries(true).open().unwrap();
+    signed.put(&key!(signed = true), &1u32).unwrap();
+    drop(signed);
+    assert!(read_settings(dir.path()).unwrap().unwrap().sign_entries);
+}
