@@ -8,6 +8,7 @@ use crate::entry::{Entry, ListedEntry, SharedEntry};
 use crate::error::Result;
 use crate::eviction::EvictionPolicy;
 use crate::key::CacheKey;
+use crate::ops::InlineLoss;
 
 /// Stores the index of entries (the *metadata*) of one cache.
 ///
@@ -236,6 +237,16 @@ pub trait MetadataBackend: Send + Sync + Debug {
     /// layer reports its own); `None` for plain backends.
     fn layer_stats(&self) -> Option<LayerStats> {
         None
+    }
+
+    /// Entries whose value was stored inline in metadata that this handle
+    /// found lost or damaged and rebuilt from the blob files on its own (at
+    /// open): no file held their bytes.
+    /// [`Cache::rebuild`](crate::Cache::rebuild) reports it
+    /// ([`RebuildReport::inline_lost`](crate::ops::RebuildReport::inline_lost)).
+    /// The default: the backend repairs nothing itself.
+    fn inline_lost(&self) -> InlineLoss {
+        InlineLoss::default()
     }
 }
 
@@ -468,6 +479,7 @@ macro_rules! forward_backend {
             fn flush(&self) -> Result<()> { (**self).flush() }
             fn data_version(&self) -> Result<Option<u64>> { (**self).data_version() }
             fn layer_stats(&self) -> Option<LayerStats> { (**self).layer_stats() }
+            fn inline_lost(&self) -> InlineLoss { (**self).inline_lost() }
         }
     )*};
 }

@@ -209,8 +209,90 @@ pub struct RebuildReport {
     pub invalid: Vec<(String, String)>,
     /// Stored bytes of the restored entries.
     pub bytes: u64,
+    /// Entries whose value lived inline in lost or damaged metadata: no blob
+    /// file holds them, so they are not restored. Reported by the backend
+    /// ([`MetadataBackend::inline_lost`]), whose own repair of that metadata
+    /// (at open) found them.
+    pub inline_lost: InlineLoss,
     /// How long it took.
     pub elapsed: Duration,
+}
+
+/// Entries whose value was stored inline in metadata that was lost or
+/// damaged. Their bytes were in the metadata alone, with no blob file to
+/// rebuild them from (a backend holding small values inline trades that for
+/// faster puts; the `json` backend's `inline_values = false` keeps every value
+/// in a file).
+///
+/// Displayed as the sentence a report prints, empty when nothing was lost:
+///
+/// ```
+/// use cacheness_core::ops::InlineLoss;
+///
+/// assert_eq!(InlineLoss::default().to_string(), "");
+/// assert_eq!(
+///     InlineLoss::new(3, false).to_string(),
+///     "3 entries stored inline in the damaged metadata could not be recovered \
+///      (no blob file holds them)"
+/// );
+/// assert!(InlineLoss::new(0, true).to_string().contains("if there were any"));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InlineLoss {
+    /// Inline entries named by what could still be read of the damaged
+    /// metadata whose values are gone.
+    pub counted: u64,
+    /// Whether metadata was lost that could not be read at all (a missing
+    /// file, an unreadable part of one): entries stored inline there, if there
+    /// were any, are gone uncounted.
+    pub uncounted: bool,
+}
+
+impl InlineLoss {
+    /// `counted` entries known lost; `uncounted`, whether more may be.
+    pub fn new(counted: u64, uncounted: bool) -> Self {
+        InlineLoss { counted, uncounted }
+    }
+
+    /// Whether nothing was lost.
+    pub fn is_none(&self) -> bool {
+        self.counted == 0 && !self.uncounted
+    }
+
+    /// Adds the losses of another repair.
+    pub fn add(&mut self, other: InlineLoss) {
+        self.counted = self.counted.saturating_add(other.counted);
+        self.uncounted |= other.uncounted;
+    }
+}
+
+impl std::fmt::Display for InlineLoss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.counted == 0 {
+            if self.uncounted {
+                f.write_str(
+                    "entries stored inline in the lost metadata, if there were any, \
+                     cannot be recovered (no blob file holds them)",
+                )?;
+            }
+            return Ok(());
+        }
+        let (entries, them) = match self.counted {
+            1 => ("entry", "it"),
+            _ => ("entries", "them"),
+        };
+        write!(
+            f,
+            "{} {entries} stored inline in the damaged metadata could not be recovered \
+             (no blob file holds {them})",
+            self.counted
+        )?;
+        if self.uncounted {
+            f.write_str("; more may have been in the parts that could not be read")?;
+        }
+        Ok(())
+    }
 }
 
 /// What [`Cache::gc`] removed.
@@ -492,7 +574,8 @@ impl<C: Codec> Cache<C> {
     /// a valid header, whose header's parameters do not hash to its key, or whose
     /// bytes fail their hash, are reported and left alone. Entries already in
     /// the metadata are kept. Values that lived inline in the lost metadata
-    /// cannot be recovered (they had no file).
+    /// cannot be recovered (they had no file): [`RebuildReport::inline_lost`]
+    /// says how many the backend's own repair of it found gone.
     ///
     /// A blob file is never read whole to be checked: its header is read with
     /// a bound (64 MiB at most), a file whose length is not the header's plus
@@ -599,6 +682,7 @@ impl<C: Codec> Cache<C> {
             }
         }
         self.backend().flush()?;
+        report.inline_lost = self.backend().inline_lost();
         if let Some(marker) = marker {
             match std::fs::remove_file(&marker) {
                 Err(error) if error.kind() != io::ErrorKind::NotFound => {

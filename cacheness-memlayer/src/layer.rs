@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cacheness_core::EvictionPolicy;
+use cacheness_core::ops::InlineLoss;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Clock, Entry, LayerStats, ListedEntry,
     Location, MetadataBackend, Result, ScanFilter, SharedEntry, SystemClock,
@@ -496,6 +497,10 @@ impl<B: MetadataBackend> MetadataBackend for MemLayer<B> {
 
     fn layer_stats(&self) -> Option<LayerStats> {
         self.config.enabled.then(|| self.layer_counters())
+    }
+
+    fn inline_lost(&self) -> InlineLoss {
+        self.backend.inline_lost()
     }
 }
 
