@@ -6,4 +6,5 @@ mod hostile_dir;
 mod multi_process;
 mod read_only;
 mod recovery;
+mod support;
 mod unreadable;

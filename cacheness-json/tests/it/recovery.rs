@@ -1,7 +1,7 @@
 //! Crashes and damage: torn journal lines, lost or corrupted snapshots, newer
 //! formats, hostile blob names, and a writer killed with SIGKILL.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,18 +11,10 @@ use cacheness_core::{Cache, Location, MetadataBackend, key};
 use cacheness_json::{JsonBackend, JsonError, JsonOptions};
 use proptest::prelude::*;
 
+use crate::support::{append, in_blob_files};
+
 fn value(index: u64) -> String {
     format!("value {index} ").repeat(20)
-}
-
-/// Every value in a blob file, whose header describes it: what a rebuild
-/// from the files recovers (inline values, the default, are lost with the
-/// metadata; see `a_rebuild_recovers_blob_values_and_loses_inline_ones`).
-fn in_blob_files() -> JsonOptions {
-    JsonOptions {
-        inline_values: false,
-        ..JsonOptions::default()
-    }
 }
 
 fn open_cache(dir: &Path, options: &JsonOptions) -> Cache {
@@ -50,15 +42,6 @@ fn assert_all_present(dir: &Path, count: u64) {
             "entry {index}"
         );
     }
-}
-
-fn append(path: &Path, bytes: &[u8]) {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(bytes)
-        .unwrap();
 }
 
 #[test]

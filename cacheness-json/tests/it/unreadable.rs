@@ -4,14 +4,14 @@
 //! by `unreadable`, survive compaction as they were written, and go only when
 //! removed or replaced.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::path::Path;
+use std::fs;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cacheness_core::conformance::{key_of, sample_entry};
 use cacheness_core::{CacheKey, Entry, MetadataBackend, ScanFilter};
 use cacheness_json::{JOURNAL_FILE, JsonBackend, SNAPSHOT_FILE};
+
+use crate::support::append;
 
 /// Parameters nested `depth` lists deep, as `Value` writes them in JSON.
 fn deep_params(depth: usize) -> String {
@@ -33,15 +33,6 @@ fn entry_with_raw(entry: &Entry, field: &str, raw: &str) -> String {
     value.as_object_mut().unwrap().remove(field);
     let rest = serde_json::to_string(&value).unwrap();
     format!("{{\"{field}\":{raw},{}", &rest[1..])
-}
-
-fn append(path: &Path, text: &str) {
-    OpenOptions::new()
-        .append(true)
-        .open(path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
 }
 
 fn unreadable(backend: &JsonBackend) -> Vec<(CacheKey, String)> {
@@ -258,7 +249,7 @@ fn a_journal_line_without_a_key_is_passed_over() {
     backend.put(sample_entry(key_of(1), 1)).unwrap();
     append(
         &dir.path().join(JOURNAL_FILE),
-        &format!("{{\"put\":{{\"kez\":{}}}}}\n", deep_params(TOO_DEEP)),
+        format!("{{\"put\":{{\"kez\":{}}}}}\n", deep_params(TOO_DEEP)),
     );
     backend.put(sample_entry(key_of(2), 2)).unwrap();
     let reopened = JsonBackend::open(dir.path()).unwrap();
@@ -287,7 +278,7 @@ fn entries_with_a_field_of_the_wrong_type_are_reported_not_fatal() {
     let wrong = entry_with_raw(&sample_entry(key_of(3), 3), "stored_size", "-1");
     append(
         &dir.path().join(JOURNAL_FILE),
-        &format!("{{\"put\":{wrong}}}\n"),
+        format!("{{\"put\":{wrong}}}\n"),
     );
 
     let reopened = JsonBackend::open(dir.path()).unwrap();
