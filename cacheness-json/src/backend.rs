@@ -1,5 +1,6 @@
 //! [`JsonBackend`]: the in-memory index, kept in step with the files on disk.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Bound;
@@ -9,12 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use cacheness_core::EvictionPolicy;
 use cacheness_core::files::open_regular_read;
+use cacheness_core::ops::InlineLoss;
 use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Durability, Entry, ListedEntry,
-    Location, MetadataBackend, ScanFilter, SharedEntry,
+    MetadataBackend, ScanFilter, SharedEntry,
 };
 
-use crate::by_entry::{Parser, READ_CHUNK, parse_by_entry_from, parse_snapshot};
+use crate::by_entry::{
+    InlineNamed, Parser, READ_CHUNK, inline_named_in_damaged, parse_by_entry_from, parse_snapshot,
+};
 use crate::error::JsonError;
 use crate::files::{
     HeldDir, Identity, LockGuard, LockKind, create_dir, identity, open_append,
@@ -26,7 +30,7 @@ use crate::format::{
     parse_snapshot_tolerant,
 };
 use crate::options::JsonOptions;
-use crate::rebuild::{inline_values_named, rebuild_from_blobs};
+use crate::rebuild::rebuild_from_blobs;
 
 /// The snapshot's file name in the cache dir.
 pub const SNAPSHOT_FILE: &str = "metadata.json";
@@ -83,6 +87,9 @@ struct State {
     journal: Option<Journal>,
     /// Bumped whenever writes of another handle were applied.
     foreign_changes: u64,
+    /// What the repairs of lost or damaged metadata this handle made could
+    /// not recover.
+    inline_lost: InlineLoss,
     /// Where the journal is looked up before each operation.
     dir: HeldDir,
 }
@@ -530,7 +537,8 @@ impl JsonBackend {
         let journal = self.read_journal()?;
         let snapshot = self.read_snapshot()?;
         let foreign_changes = state.foreign_changes;
-        match (snapshot, journal) {
+        let mut inline_lost = state.inline_lost;
+        let lost = match (snapshot, journal) {
             (SnapshotRead::Found(snapshot, len), journal) => {
                 let snapshot_generation = snapshot.generation;
                 match journal {
@@ -539,11 +547,24 @@ impl JsonBackend {
                             .generation
                             .is_none_or(|generation| generation > snapshot_generation) =>
                     {
-                        let reason = match journal.generation {
-                            None => "the journal has no valid header",
-                            Some(_) => "the snapshot is older than the journal",
+                        let (reason, named) = match journal.generation {
+                            None => (
+                                "the journal has no valid header",
+                                InlineNamed::of_snapshot(&snapshot),
+                            ),
+                            // What the generations in between held is gone.
+                            Some(_) => (
+                                "the snapshot is older than the journal",
+                                InlineNamed::unread(),
+                            ),
                         };
-                        self.repair(state, reason, Some(journal), snapshot_generation, None)?;
+                        self.repair(
+                            state,
+                            reason,
+                            Some(journal),
+                            snapshot_generation,
+                            Some(named),
+                        )?
                     }
                     journal => {
                         *state = self.install(snapshot, len);
@@ -561,11 +582,12 @@ impl JsonBackend {
                                 stale,
                             });
                         }
+                        InlineLoss::default()
                     }
                 }
             }
             (SnapshotRead::Missing, None) => {
-                self.repair(state, "no metadata file", None, 0, None)?;
+                self.repair(state, "no metadata file", None, 0, None)?
             }
             (SnapshotRead::Missing, Some(journal)) => {
                 let generation = journal.generation.unwrap_or(0);
@@ -574,12 +596,12 @@ impl JsonBackend {
                     "the snapshot is missing",
                     Some(journal),
                     generation,
-                    None,
-                )?;
+                    Some(InlineNamed::unread()),
+                )?
             }
             (SnapshotRead::Corrupt(reason), journal) => {
                 let aside = self.dir.join(CORRUPT_SNAPSHOT_FILE);
-                let inline_named = self.inline_entries_named(&self.snapshot_path);
+                let named = self.inline_named_in_damaged_snapshot();
                 if self.read_only {
                     // Left where it is; the repair below stays in memory.
                 } else if let Err(error) = fs::rename(&self.snapshot_path, &aside) {
@@ -593,9 +615,11 @@ impl JsonBackend {
                     "the snapshot is corrupted ({reason}); kept as {}",
                     aside.display()
                 );
-                self.repair(state, &reason, journal, generation, inline_named)?;
+                self.repair(state, &reason, journal, generation, Some(named))?
             }
-        }
+        };
+        inline_lost.add(lost);
+        state.inline_lost = inline_lost;
         state.foreign_changes = foreign_changes;
         Ok(())
     }
@@ -718,28 +742,41 @@ impl JsonBackend {
         }))
     }
 
-    /// How many inline values the (damaged) snapshot at `path` names: the
-    /// number of `"inline"` locations in its text, read without parsing it.
-    /// `None` if it cannot be read.
-    fn inline_entries_named(&self, path: &Path) -> Option<usize> {
+    /// What the snapshot that could not be parsed still names of the entries
+    /// it held inline (nothing, if it cannot be read again).
+    fn inline_named_in_damaged_snapshot(&self) -> InlineNamed {
         let mut bytes = Vec::new();
-        open_regular_read(path).ok()?.read_to_end(&mut bytes).ok()?;
-        Some(inline_values_named(&bytes))
+        match open_regular_read(&self.snapshot_path)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+        {
+            Ok(_) => inline_named_in_damaged(&bytes),
+            Err(error) => {
+                tracing::warn!(%error, snapshot = %self.snapshot_path.display(), "cannot read the damaged snapshot again");
+                InlineNamed::unread()
+            }
+        }
     }
 
     /// Rebuilds the view from the blob files' headers, replays `journal` over it,
-    /// and writes it as a new snapshot (with a fresh journal). `inline_named`
-    /// is how many inline values the lost snapshot named, when it is known.
+    /// and writes it as a new snapshot (with a fresh journal). Returns what it
+    /// could not recover: the entries `lost` (what the lost or damaged
+    /// metadata still names of its inline entries; `None` when there was no
+    /// metadata at all) names that are gone, since no blob file held them.
     fn repair(
         &self,
         state: &mut State,
         reason: &str,
         journal: Option<JournalRead>,
         generation: u64,
-        inline_named: Option<usize>,
-    ) -> Result<(), JsonError> {
+        lost: Option<InlineNamed>,
+    ) -> Result<InlineLoss, JsonError> {
         let rebuilt = rebuild_from_blobs(&self.dir)?;
         let fresh = rebuilt.blobs == 0 && journal.is_none();
+        // No metadata, no journal and no blob file: a new cache, nothing lost.
+        let lost = lost.unwrap_or(InlineNamed {
+            keys: BTreeSet::new(),
+            read_whole: fresh,
+        });
         let mut repaired = State::from_entries(rebuilt.entries, Counters::default());
         repaired.generation = generation;
         let mut replayed = 0;
@@ -756,19 +793,17 @@ impl JsonBackend {
                 stale: false,
             }
         });
-        if !fresh {
-            // Inline values live only in the metadata: those of the snapshot
-            // are gone unless the journal put them again.
-            let replayed_inline = repaired
-                .entries
-                .values()
-                .filter(|entry| matches!(entry.location, Location::Inline(_)))
-                .count();
-            let inline_lost = inline_named.map(|named| named.saturating_sub(replayed_inline));
-            let inline_lost: &dyn std::fmt::Display = match &inline_lost {
-                Some(lost) => lost,
-                None => &"unknown (the snapshot is gone)",
-            };
+        // Inline values live only in the metadata: those it named are gone
+        // unless the journal put them again.
+        let gone = lost
+            .keys
+            .iter()
+            .filter(|key| {
+                !repaired.entries.contains_key(key) && !repaired.unreadable.contains_key(key)
+            })
+            .count();
+        let inline_lost = InlineLoss::new(gone as u64, !lost.read_whole);
+        if !fresh || !inline_lost.is_none() {
             tracing::warn!(
                 dir = %self.dir.display(),
                 reason,
@@ -776,10 +811,14 @@ impl JsonBackend {
                 unreadable_blobs = rebuilt.unreadable,
                 journal_records = replayed,
                 entries = repaired.entries.len(),
-                %inline_lost,
+                inline_lost = inline_lost.counted,
+                inline_uncounted = inline_lost.uncounted,
                 read_only = self.read_only,
                 "rebuilt the json metadata from the blob files"
             );
+        }
+        if !inline_lost.is_none() {
+            tracing::warn!(dir = %self.dir.display(), "{inline_lost}");
         }
         if self.read_only {
             // Nothing is written: the rebuilt view lives in memory and follows
@@ -789,7 +828,7 @@ impl JsonBackend {
             self.compact_locked(&mut repaired)?;
         }
         *state = repaired;
-        Ok(())
+        Ok(inline_lost)
     }
 
     /// Visits the entries `filter` selects, in key order, as the index's shared
@@ -1103,5 +1142,12 @@ impl MetadataBackend for JsonBackend {
 
     fn data_version(&self) -> cacheness_core::Result<Option<u64>> {
         Ok(Some(self.read(|state| state.foreign_changes)?))
+    }
+
+    /// What the repairs this handle made of lost or damaged metadata (at
+    /// open, or at a reload that found it so) could not recover: values
+    /// stored inline there, which no blob file holds.
+    fn inline_lost(&self) -> InlineLoss {
+        self.lock_state().inline_lost
     }
 }

@@ -24,12 +24,14 @@
 //! Anything else (a hand-edited layout, damage) returns `None`; the caller then
 //! parses the whole document, which gives the verdict it always gave.
 
+use std::collections::BTreeSet;
 use std::io::{self, Read};
 use std::ops::Range;
 
-use cacheness_core::Entry;
+use cacheness_core::{CacheKey, Entry};
 use memchr::memmem;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use simd_json::{Buffers, DEFAULT_MAX_DEPTH, Deserializer, INPUT_PADDING, Tape, fill_tape_padded};
 
 use crate::format::{
@@ -300,6 +302,110 @@ fn opens_top_level_value(head: &[u8]) -> bool {
     !in_string && depth == 1
 }
 
+/// What metadata that was lost or could not be parsed still tells of the
+/// entries that held their value inline (so that no blob file holds it).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct InlineNamed {
+    /// The keys of the entries it names whose value was inline.
+    pub keys: BTreeSet<CacheKey>,
+    /// Whether all of it was read: else entries may have held values inline
+    /// in the parts that could not be.
+    pub read_whole: bool,
+}
+
+impl InlineNamed {
+    /// Nothing could be read of it.
+    pub(crate) fn unread() -> InlineNamed {
+        InlineNamed::default()
+    }
+
+    /// The entries held inline in a snapshot that was read.
+    pub(crate) fn of_snapshot(snapshot: &Snapshot) -> InlineNamed {
+        InlineNamed {
+            keys: snapshot
+                .entries
+                .by_key
+                .values()
+                .filter(|shared| shared.blob_name().is_none())
+                .map(|shared| shared.key)
+                .collect(),
+            read_whole: snapshot.entries.unreadable.is_empty(),
+        }
+    }
+}
+
+/// The inline entries of a snapshot that cannot be parsed, from the pieces of
+/// the writer's layout that still can, each alone (only its key and where its
+/// value is are decoded; the inline bytes are skipped). A piece that does not
+/// parse, text between pieces that is not the writer's separator, an array
+/// without its end, or another layout (edited by hand) makes the count
+/// partial.
+pub(crate) fn inline_named_in_damaged(document: &[u8]) -> InlineNamed {
+    #[derive(Deserialize)]
+    struct Named {
+        key: CacheKey,
+        location: Place,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Place {
+        Inline(IgnoredAny),
+        Blob(IgnoredAny),
+    }
+    let mut named = InlineNamed::unread();
+    let Some(found) = memmem::find(document, ENTRIES_KEY) else {
+        return named;
+    };
+    let entry_open = memmem::Finder::new(ENTRY_OPEN);
+    let entry_close = memmem::Finder::new(ENTRY_CLOSE);
+    let mut read_whole = true;
+    let array_start = found + ENTRIES_KEY.len();
+    // Where the next entry's opening line (or the array's end) should be.
+    let mut at = array_start;
+    loop {
+        let rest = &document[at..];
+        if rest.starts_with(ENTRIES_END) || (at == array_start && rest.starts_with(b"]")) {
+            break;
+        }
+        let open_line = match rest.starts_with(ENTRY_OPEN) {
+            true => at,
+            false => {
+                read_whole = false;
+                match entry_open.find(rest) {
+                    Some(skipped) => at + skipped,
+                    None => break,
+                }
+            }
+        };
+        // At the entry's `{`.
+        let start = open_line + ENTRY_OPEN.len() - 1;
+        let Some(close) = entry_close.find(&document[start..]) else {
+            read_whole = false;
+            break;
+        };
+        let end = start + close + ENTRY_CLOSE.len();
+        match serde_json::from_slice::<Named>(&document[start..end]) {
+            Ok(Named {
+                key,
+                location: Place::Inline(_),
+            }) => {
+                named.keys.insert(key);
+            }
+            Ok(Named {
+                location: Place::Blob(_),
+                ..
+            }) => {}
+            Err(_) => read_whole = false,
+        }
+        at = match document[end..].starts_with(NEXT_ENTRY) {
+            true => end + 1,
+            false => end,
+        };
+    }
+    named.read_whole = read_whole;
+    named
+}
+
 /// Parses each span of `document` as one entry.
 fn parse_entries(document: &[u8], spans: &[Range<usize>]) -> Option<SnapshotEntries> {
     let mut parser = EntryParser::new();
@@ -560,6 +666,84 @@ mod tests {
         newer[22] = b'7';
         assert!(newer.starts_with(b"{\n  \"format_version\": 7"));
         assert_eq!(streamed(&newer, 4096), None);
+    }
+
+    /// The keys of the inline entries among `entries`.
+    fn inline_keys(entries: &[Entry]) -> BTreeSet<CacheKey> {
+        entries
+            .iter()
+            .filter(|entry| entry.blob_name().is_none())
+            .map(|entry| entry.key)
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn an_intact_snapshot_names_every_inline_entry(
+            entries in proptest::collection::vec(arb_entry(), 0..6),
+        ) {
+            let document = document_of(entries.clone());
+            let named = inline_named_in_damaged(&document);
+            prop_assert!(named.read_whole);
+            // The document holds the last entry of each key.
+            let kept: Vec<Entry> = entries
+                .into_iter()
+                .map(|entry| (entry.key, entry))
+                .collect::<std::collections::BTreeMap<_, _>>()
+                .into_values()
+                .collect();
+            prop_assert_eq!(named.keys, inline_keys(&kept));
+        }
+
+        #[test]
+        fn a_damaged_snapshot_names_only_inline_entries_it_holds_and_never_panics(
+            entries in proptest::collection::vec(arb_entry(), 1..5),
+            edits in proptest::collection::vec(
+                (any::<prop::sample::Index>(), 0..4u8, prop::sample::select(b"{}[]\",:\\ \n0a".to_vec())),
+                1..4,
+            ),
+        ) {
+            let mut document = document_of(entries.clone());
+            apply_edits(&mut document, edits);
+            let named = inline_named_in_damaged(&document);
+            prop_assert!(named.keys.is_subset(&inline_keys(&entries)));
+        }
+    }
+
+    /// Counted in a truncated snapshot: the inline entries whose piece is
+    /// whole, not a blob entry whose text mentions `"inline"`, not the cut one.
+    #[test]
+    fn a_cut_snapshot_names_the_inline_entries_before_the_cut() {
+        let entries: Vec<Entry> = (0..6)
+            .map(|index| {
+                let mut entry = sample_entry(key_of(index), index);
+                if index % 2 == 1 {
+                    entry.location = cacheness_core::Location::Blob(
+                        cacheness_core::conformance::blob_name_for(&entry.key, 1),
+                    );
+                    entry.description = r#"{"location": {"inline": "AAE="}}"#.into();
+                }
+                entry
+            })
+            .collect();
+        let document = document_of(entries);
+        let whole = inline_named_in_damaged(&document);
+        assert!(whole.read_whole);
+        assert_eq!(whole.keys.len(), 3);
+        let fourth = memmem::find_iter(&document, ENTRY_OPEN).nth(3).unwrap();
+        let cut = inline_named_in_damaged(&document[..fourth + 20]);
+        assert!(!cut.read_whole);
+        assert!(cut.keys.is_subset(&whole.keys));
+        assert!(!cut.keys.is_empty() && cut.keys.len() < 3, "{cut:?}");
+        assert_eq!(inline_named_in_damaged(b"{}"), InlineNamed::unread());
+        let empty = document_of([]);
+        assert_eq!(
+            inline_named_in_damaged(&empty),
+            InlineNamed {
+                keys: BTreeSet::new(),
+                read_whole: true
+            }
+        );
     }
 
     #[test]

@@ -96,18 +96,6 @@ fn blob_names(blobs: &Path) -> Result<Vec<BlobName>, JsonError> {
     Ok(names)
 }
 
-/// How many inline values the text of a (possibly damaged) snapshot names:
-/// its `"inline":` locations, found without parsing it.
-pub(crate) fn inline_values_named(snapshot: &[u8]) -> usize {
-    const FIELD: &[u8] = br#""inline""#;
-    memchr::memmem::find_iter(snapshot, FIELD)
-        .filter(|at| {
-            let rest = &snapshot[at + FIELD.len()..];
-            rest.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b':')
-        })
-        .count()
-}
-
 fn keep_newest(entries: &mut Entries, entry: Entry) {
     match entries.get(&entry.key) {
         Some(old) if !supersedes(&entry, old) => {}
@@ -134,14 +122,6 @@ mod tests {
     use cacheness_memory::MemoryBackend;
 
     use super::*;
-
-    #[test]
-    fn inline_values_are_counted_in_a_truncated_snapshot() {
-        let snapshot = br#"{"entries": [{"location": {"inline": "AAE="}},
-            {"location": {"blob": "ab/x"}, "description": "\"inline\" here"},
-            {"location": {"inline"  :  "AQ=="}}, {"location": {"inl"#;
-        assert_eq!(inline_values_named(snapshot), 2);
-    }
 
     #[test]
     fn a_blob_whose_header_parameters_were_damaged_is_not_rebuilt() {

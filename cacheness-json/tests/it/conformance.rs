@@ -1,5 +1,6 @@
-//! The shared conformance suite over `JsonBackend`, with the default options and
-//! with inline values compacting on nearly every write.
+//! The shared conformance suite over `JsonBackend`: with the default options
+//! (small values inline), with every value in a blob file, and with inline
+//! values compacting on nearly every write.
 
 mod default_options {
     use cacheness_json::JsonBackend;
@@ -7,6 +8,16 @@ mod default_options {
     cacheness_core::conformance_tests!(
         |dir: &std::path::Path| JsonBackend::open(dir).expect("the json backend opens")
     );
+}
+
+mod in_blob_files {
+    use cacheness_json::JsonBackend;
+
+    use crate::support::in_blob_files;
+
+    cacheness_core::conformance_tests!(|dir: &std::path::Path| {
+        JsonBackend::open_with(dir, &in_blob_files()).expect("the json backend opens")
+    });
 }
 
 mod inline_compacting {

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod hostile_dir;
+mod inline;
 mod multi_process;
 mod read_only;
 mod recovery;
