@@ -11,6 +11,8 @@ use cacheness_core::{Cache, ListOptions, MetadataBackend, key};
 use cacheness_json::{JsonBackend, JsonOptions};
 use serde::{Deserialize, Serialize};
 
+use crate::support::in_blob_files;
+
 const CHILDREN: u64 = 4;
 const KEYS: u64 = 500;
 const ROLE: &str = "CACHENESS_JSON_CHILD";
@@ -42,10 +44,7 @@ fn options(mode: &str) -> JsonOptions {
         // Values inline in the journal lines, the default.
         "inline" => JsonOptions::default(),
         // Every value a blob file, for the blob files' races.
-        _ => JsonOptions {
-            inline_values: false,
-            ..JsonOptions::default()
-        },
+        _ => in_blob_files(),
     }
 }
 
@@ -262,4 +261,174 @@ fn data_version_changes_only_for_writes_of_other_handles() {
         "a compaction elsewhere counts"
     );
     assert_eq!(second.len().unwrap(), 1);
+}
+
+const PAUSE_ROLE: &str = "CACHENESS_JSON_PAUSE_CHILD";
+/// Set for a child that waits for a line on stdin halfway through.
+const PAUSE_HALFWAY: &str = "CACHENESS_JSON_PAUSE_HALFWAY";
+
+/// The child of the torn-line test: puts `KEYS` inline values as writer
+/// `CACHENESS_JSON_WRITER` (or puts until killed, without
+/// `CACHENESS_JSON_PAUSE_HALFWAY`), reporting each finished put on stdout.
+#[test]
+fn pausing_writer_role() {
+    let Ok(dir) = std::env::var(PAUSE_ROLE) else {
+        return;
+    };
+    let writer: u64 = std::env::var("CACHENESS_JSON_WRITER")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let pause = std::env::var_os(PAUSE_HALFWAY).is_some();
+    let cache = open_cache(Path::new(&dir), "inline");
+    let mut stdout = std::io::stdout().lock();
+    let last = match pause {
+        true => KEYS - 1,
+        false => u64::MAX,
+    };
+    for index in 0..=last {
+        if pause && index == KEYS / 2 {
+            let mut go = String::new();
+            std::io::stdin().lock().read_line(&mut go).unwrap();
+        }
+        cache
+            .put(
+                &key!(experiment = "mp", writer = writer, idx = index),
+                &value(writer, index),
+            )
+            .unwrap();
+        writeln!(stdout, "put {index}").unwrap();
+        stdout.flush().unwrap();
+    }
+}
+
+/// The index of each `put <index>` line `lines` yields, until `until` says
+/// stop or the lines end; the last one.
+fn read_puts(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    mut until: impl FnMut(u64) -> bool,
+) -> Option<u64> {
+    let mut last = None;
+    for line in lines {
+        let Ok(line) = line else { break };
+        if let Some(index) = line.strip_prefix("put ") {
+            let index: u64 = index.parse().unwrap();
+            last = Some(index);
+            if until(index) {
+                break;
+            }
+        }
+    }
+    last
+}
+
+/// Two processes put inline values into one dir; one is killed with SIGKILL
+/// mid-stream, and a third dies mid-append (it holds the lock, writes half a
+/// line carrying an inline value, and is gone). Readers skip the torn line,
+/// the next writer cuts it off, and every finished put of the others
+/// survives.
+#[test]
+fn a_writer_killed_mid_append_loses_only_its_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("fresh");
+    drop(open_cache(&cache_dir, "inline"));
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |writer: u64, pause: bool| {
+        let mut command = Command::new(&exe);
+        command
+            .args([
+                "multi_process::pausing_writer_role",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(PAUSE_ROLE, &cache_dir)
+            .env("CACHENESS_JSON_WRITER", writer.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if pause {
+            command.env(PAUSE_HALFWAY, "1");
+        }
+        command.spawn().unwrap()
+    };
+    let mut survivor = spawn(0, true);
+    let mut killed = spawn(1, false);
+
+    let mut killed_lines = std::io::BufReader::new(killed.stdout.take().unwrap()).lines();
+    read_puts(&mut killed_lines, |index| index >= 100);
+    killed.kill().unwrap();
+    // Lines still in the pipe were finished puts too.
+    let killed_reported = read_puts(&mut killed_lines, |_| false).unwrap_or(100);
+    killed.wait().unwrap();
+
+    let mut survivor_lines = std::io::BufReader::new(survivor.stdout.take().unwrap()).lines();
+    read_puts(&mut survivor_lines, |index| index == KEYS / 2 - 1);
+
+    // The writer that dies mid-append: a real inline put line, of another
+    // key, cut in the middle of its value, written under the lock.
+    let journal = cache_dir.join(cacheness_json::JOURNAL_FILE);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let line = text.lines().last().unwrap();
+    let torn_key = key!(experiment = "torn");
+    let real_key = serde_json::from_str::<serde_json::Value>(line).unwrap()["put"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let torn = line.replace(&real_key, &torn_key.key().to_string());
+    let cut = torn.find("\"inline\":\"").unwrap() + 14;
+    {
+        let lock = std::fs::OpenOptions::new()
+            .append(true)
+            .open(cache_dir.join(cacheness_json::LOCK_FILE))
+            .unwrap();
+        fs4::FileExt::lock(&lock).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap()
+            .write_all(&torn.as_bytes()[..cut])
+            .unwrap();
+        // Its lock goes with it.
+    }
+
+    let reader = JsonBackend::open_read_only(&cache_dir, &JsonOptions::default()).unwrap();
+    let count = reader.len().unwrap() - KEYS / 2;
+    assert!(
+        count == killed_reported + 1 || count == killed_reported + 2,
+        "{count} entries of the killed writer, which reported {killed_reported}"
+    );
+    assert_eq!(
+        reader.get(&torn_key.key()).unwrap(),
+        None,
+        "the torn line is skipped"
+    );
+
+    survivor.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(read_puts(&mut survivor_lines, |_| false), Some(KEYS - 1));
+    assert!(survivor.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.ends_with('\n'));
+    for line in text.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("the torn line was cut off");
+    }
+    let cache = open_cache(&cache_dir, "inline");
+    for index in 0..KEYS {
+        let back: Option<Value> = cache
+            .get(&key!(experiment = "mp", writer = 0u64, idx = index))
+            .unwrap();
+        assert_eq!(back, Some(value(0, index)), "survivor's {index}");
+    }
+    for index in 0..=killed_reported {
+        let back: Option<Value> = cache
+            .get(&key!(experiment = "mp", writer = 1u64, idx = index))
+            .unwrap();
+        assert_eq!(back, Some(value(1, index)), "killed writer's {index}");
+    }
+    assert_eq!(cache.get::<Value>(&torn_key).unwrap(), None);
+    assert_eq!(cache.backend().len().unwrap(), KEYS + count);
+    assert!(
+        blob_files(&cache_dir).is_empty(),
+        "no file for inline values"
+    );
 }

@@ -290,12 +290,17 @@ fn a_fresh_dir_gets_a_readable_empty_snapshot() {
 }
 
 const KILL_ROLE: &str = "CACHENESS_JSON_KILL_CHILD";
+/// Set for a child whose values are inline; else they are blob files.
+const KILL_INLINE: &str = "CACHENESS_JSON_KILL_INLINE";
 
-fn compacting_often() -> JsonOptions {
+fn compacting_often(inline: bool) -> JsonOptions {
     JsonOptions {
         compaction_min_bytes: 2048,
         compaction_ratio: 0.05,
-        ..in_blob_files()
+        ..match inline {
+            true => JsonOptions::default(),
+            false => in_blob_files(),
+        }
     }
 }
 
@@ -305,7 +310,8 @@ fn kill_child_role() {
     let Ok(dir) = std::env::var(KILL_ROLE) else {
         return;
     };
-    let cache = open_cache(Path::new(&dir), &compacting_often());
+    let inline = std::env::var_os(KILL_INLINE).is_some();
+    let cache = open_cache(Path::new(&dir), &compacting_often(inline));
     let mut stdout = std::io::stdout().lock();
     for index in 0u64.. {
         cache.put(&key!(recovery = index), &value(index)).unwrap();
@@ -330,9 +336,14 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
     let exe = std::env::current_exe().unwrap();
-    for kill_after in [40u64, 150, 400] {
+    // Values in blob files, then inline in the journal (the default).
+    for (inline, kill_after) in [false, true]
+        .into_iter()
+        .flat_map(|inline| [40u64, 150, 400].map(|kill_after| (inline, kill_after)))
+    {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args([
                 "recovery::kill_child_role",
                 "--exact",
@@ -340,9 +351,11 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
                 "--test-threads=1",
             ])
             .env(KILL_ROLE, dir.path())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::piped());
+        if inline {
+            command.env(KILL_INLINE, "1");
+        }
+        let mut child = command.spawn().unwrap();
         // Every line the child wrote is read, also those still in the pipe when
         // it is killed: the child may be several puts ahead of this reader, so
         // the last line it wrote, not the one that triggered the kill, bounds
@@ -363,7 +376,7 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
         child.wait().unwrap();
         let reported = reported.expect("the child reported puts");
 
-        let cache = open_cache(dir.path(), &compacting_often());
+        let cache = open_cache(dir.path(), &compacting_often(inline));
         // A blob temp file goes by age now (an hour), not by its writer's pid:
         // the writer is dead, so a zero grace collects what it left.
         cache
@@ -381,7 +394,7 @@ fn a_writer_killed_mid_stream_leaves_a_consistent_cache() {
             assert_eq!(
                 cache.get::<String>(&key!(recovery = index)).unwrap(),
                 Some(value(index)),
-                "a finished put survives the kill (killed after {kill_after})"
+                "a finished put survives the kill (killed after {kill_after}, inline {inline})"
             );
         }
         // At most the put in flight is beyond what was reported, with the right bytes.
