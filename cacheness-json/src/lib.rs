@@ -31,6 +31,19 @@
 //!   `{"put":{..entry..}}`, `{"remove":{"key":".."}}`,
 //!   `{"touch":{"touches":[..],"counters":{..}}}` (batched reads) or `{"clear":{}}`.
 //!   A write is one append: O(1), whatever the number of entries.
+//!
+//! # Values
+//!
+//! Values up to the cache's `inline_threshold` (4 KiB by default) live in the
+//! entry itself, base64 in its journal line and then in the snapshot, as in
+//! the `sqlite` backend: a small put is one append and creates no file.
+//! Larger values are blob files. Inline values are lost with the metadata (no
+//! file holds them): a rebuild recovers the blob files' values and reports
+//! how many inline entries it could not recover
+//! ([`MetadataBackend::inline_lost`](cacheness_core::MetadataBackend::inline_lost),
+//! hence `Cache::rebuild`'s report). With [`JsonOptions::inline_values`]
+//! off, every value is a blob file and lost metadata can be rebuilt from the
+//! files alone.
 //! - `metadata.lock`: the lock file. Writers take an exclusive `flock` on it,
 //!   readers that replay new journal lines a shared one.
 //!
@@ -77,9 +90,11 @@
 //!   metadata at all beside blob files: the entries are rebuilt from the blob
 //!   files' headers (the journal replayed over them), a new snapshot is written,
 //!   and a `warn!` says so. A damaged snapshot is kept as `metadata.json.corrupt`.
-//!   Values stored inline ([`JsonOptions::inline_values`], on by default)
-//!   cannot be rebuilt: the `warn!` says how many the damaged snapshot named
-//!   (or that their number is unknown when the snapshot is gone).
+//!   Values stored inline cannot be rebuilt: the journal's puts are replayed,
+//!   the snapshot's inline values are gone. The repair counts the inline
+//!   entries a damaged snapshot still names (its entries that parse alone)
+//!   that no blob file or journal line brought back, and says when more may
+//!   be lost uncounted (a missing snapshot, parts that do not parse).
 //! - An entry that cannot be decoded (nested past simd-json's depth limit of
 //!   1 024, a field of the wrong type), in the journal or the snapshot, never
 //!   fails the open nor hides other entries. It is kept as written (compaction

@@ -20,6 +20,11 @@ pub const DEFAULT_COMPACTION_RATIO: f64 = 1.0;
 ///     serde_json::from_str(r#"{ "compaction_min_bytes": 65536 }"#)?;
 /// assert_eq!(options.compaction_min_bytes, 65536);
 /// assert!(options.inline_values);
+///
+/// // Every value in a blob file: lost metadata can be rebuilt from the files.
+/// let rebuildable: cacheness_json::JsonOptions =
+///     serde_json::from_str(r#"{ "inline_values": false }"#)?;
+/// assert!(!rebuildable.inline_values);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -32,9 +37,12 @@ pub struct JsonOptions {
     /// On, a small put is one journal append: no file is created, so puts stay
     /// fast when the file system is busy deleting (a cache that evicts deletes
     /// files all the time). Inline values are lost with the metadata: a rebuild
-    /// recovers the blob-file values and logs how many inline ones it could not.
+    /// recovers the blob-file values and reports how many inline entries it
+    /// could not recover
+    /// ([`RebuildReport::inline_lost`](cacheness_core::RebuildReport::inline_lost)).
     /// Off, every value is a blob file whose header describes its entry, so the
-    /// metadata can be rebuilt from the files alone.
+    /// metadata can be rebuilt from the files alone: the choice for a cache
+    /// whose entries must survive losing `metadata.json`.
     pub inline_values: bool,
     /// The journal is never compacted below this size in bytes (default 1 MiB).
     pub compaction_min_bytes: u64,
