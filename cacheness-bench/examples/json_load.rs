@@ -584,7 +584,11 @@ fn main() {
                 "json (values in blobs)",
                 Box::new(|| {
                     run(&dirs, entries, 4096, |dir| {
-                        Box::new(JsonBackend::open(dir).unwrap())
+                        let in_files = JsonOptions {
+                            inline_values: false,
+                            ..JsonOptions::default()
+                        };
+                        Box::new(JsonBackend::open_with(dir, &in_files).unwrap())
                     })
                 }),
             ),

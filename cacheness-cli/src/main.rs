@@ -520,6 +520,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                     shown(reason)
                 )?;
             }
+            // Values held inline had no blob file: what the backend's repair of
+            // damaged metadata counted, and, in a dir whose metadata was gone
+            // entirely, whatever inline values it held.
+            let mut inline_lost = report.inline_lost;
+            inline_lost.uncounted |= current.is_none();
+            if !inline_lost.is_none() {
+                writeln!(out, "{inline_lost}")?;
+            }
         }
         Command::Sign => {
             if !key_present {

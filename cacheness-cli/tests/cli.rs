@@ -209,6 +209,12 @@ fn gc_rebuild_and_migrate() {
         "{}",
         stdout(&rebuilt)
     );
+    assert!(
+        stdout(&rebuilt)
+            .contains("stored inline in the lost metadata, if there were any, cannot be recovered"),
+        "the rebuild says what it could not bring back: {}",
+        stdout(&rebuilt)
+    );
     let small = cacheness(
         dir.path(),
         &[

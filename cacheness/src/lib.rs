@@ -75,8 +75,8 @@ pub mod ops {
     pub use crate::settings::{CacheSettings, SETTINGS_FILE, read_settings, write_settings};
     pub use cacheness_core::SignReport;
     pub use cacheness_core::ops::{
-        GcOptions, GcReport, MigrateReport, Progress, RebuildReport, VerifyOptions, VerifyReport,
-        migrate, no_progress,
+        GcOptions, GcReport, InlineLoss, MigrateReport, Progress, RebuildReport, VerifyOptions,
+        VerifyReport, migrate, no_progress,
     };
 }
 

@@ -64,7 +64,7 @@ impl Rng {
     }
 }
 
-/// The configuration the torture tests open: small values partly inline (sqlite),
+/// The configuration the torture tests open: small values partly inline,
 /// frequent JSON compactions and SQLite checkpoints, so crashes and damage hit
 /// those paths too.
 pub(crate) fn config(backend: &str, dir: &Path) -> CacheConfig {
