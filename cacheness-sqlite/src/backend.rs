@@ -13,7 +13,7 @@ use cacheness_core::{
     AccessBatch, BackendStats, CacheKey, Capabilities, Counters, Entry, MetadataBackend,
     ScanFilter, Touch,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::{SqliteError, is_busy, is_disk_full};
 use crate::options::SqliteOptions;
@@ -24,6 +24,7 @@ use crate::schema::{
     open_configured, open_read_only_configured, read_only_uri, refuse_irregular_files, with_suffix,
 };
 use crate::wal_index::{Header, Watched};
+use crate::write_tx::WriteTx;
 use crate::{DB_FILE_NAME, MEMORY_PATH};
 
 /// Entries listed per query by [`scan`](MetadataBackend::scan): a scan is a series
@@ -143,7 +144,7 @@ impl OwnWrites {
     /// Commits `tx`, counting it. A commit that fails is not counted; should it
     /// have reached the database anyway, the count of others' writes only grows by
     /// one (a spurious change, never a hidden one).
-    fn commit(&self, tx: Transaction<'_>) -> rusqlite::Result<()> {
+    fn commit(&self, tx: WriteTx<'_>) -> rusqlite::Result<()> {
         self.committing.fetch_add(1, Ordering::SeqCst);
         let result = tx.commit();
         if result.is_ok() {
@@ -393,11 +394,13 @@ impl SqliteBackend {
     /// Runs `body` in a `BEGIN IMMEDIATE` transaction (the write lock is taken
     /// first, so what `body` reads cannot change before it commits), retrying
     /// while another writer holds the lock. A transaction that changed anything
-    /// also increments `stats.writes` and is counted in [`OwnWrites`].
+    /// also increments `stats.writes` (in the statement that writes the totals,
+    /// if `body` wrote them: [`WriteTx::count_once`]) and is counted in
+    /// [`OwnWrites`].
     fn write_once<T>(
         &self,
         operation: &'static str,
-        mut body: impl FnMut(&Transaction<'_>) -> Result<T, Failure>,
+        mut body: impl FnMut(&WriteTx<'_>) -> Result<T, Failure>,
     ) -> Result<T, SqliteError> {
         if self.read_only {
             return Err(SqliteError::ReadOnly {
@@ -405,20 +408,22 @@ impl SqliteBackend {
                 path: self.path.clone(),
             });
         }
-        let mut conn = self
+        let conn = self
             .pool
             .get()
             .map_err(|source| Failure::Sql(source).into_error(&self.path, operation))?;
         self.retrying(operation, || {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = WriteTx::begin(&conn)?;
             let changes = tx.total_changes();
             let value = body(&tx)?;
             if tx.total_changes() == changes {
                 // Nothing written: the commit leaves the database as it was.
                 tx.commit()?;
             } else {
-                tx.prepare_cached("UPDATE stats SET writes = writes + 1 WHERE id = 1")?
-                    .execute([])?;
+                if !tx.counted() {
+                    tx.prepare_cached("UPDATE stats SET writes = writes + 1 WHERE id = 1")?
+                        .execute([])?;
+                }
                 self.own.commit(tx)?;
             }
             Ok(value)
@@ -433,7 +438,7 @@ impl SqliteBackend {
     fn write<T>(
         &self,
         operation: &'static str,
-        mut body: impl FnMut(&Transaction<'_>) -> Result<T, Failure>,
+        mut body: impl FnMut(&WriteTx<'_>) -> Result<T, Failure>,
     ) -> Result<T, SqliteError> {
         match self.write_once(operation, &mut body) {
             Err(SqliteError::Query { source, .. }) if is_disk_full(&source) => {
@@ -1224,7 +1229,7 @@ fn select_entry(conn: &Connection, key: &CacheKey) -> Result<Option<Entry>, Fail
 
 /// Applies a touch exactly, in `u64` arithmetic: the slow path for counts beyond
 /// the i64 range; a touch of a missing key does nothing.
-fn touch_exactly(tx: &Transaction<'_>, touch: &Touch) -> Result<(), Failure> {
+fn touch_exactly(tx: &WriteTx<'_>, touch: &Touch) -> Result<(), Failure> {
     let key = touch.key.as_bytes().as_slice();
     let current = tx
         .prepare_cached("SELECT accessed_at, access_count FROM entries WHERE key = ?1")?
@@ -1278,7 +1283,7 @@ const SPARSE_PAGES: i64 = 64;
 /// Gives the database's free pages back to the filesystem, inside the removal's
 /// transaction, once they are many ([`SPARSE_PAGES`]). Costs two reads of the
 /// header otherwise. Does nothing to a database not in incremental mode.
-fn shrink_if_sparse(tx: &Transaction<'_>) -> Result<(), Failure> {
+fn shrink_if_sparse(tx: &WriteTx<'_>) -> Result<(), Failure> {
     let free: i64 = tx
         .prepare_cached("PRAGMA freelist_count")?
         .query_row([], |row| row.get(0))?;
@@ -1297,7 +1302,7 @@ fn shrink_if_sparse(tx: &Transaction<'_>) -> Result<(), Failure> {
 /// Gives every free page back to the filesystem (when the log is next copied
 /// back). The pragma answers with a row per page it moves, and frees only as
 /// many pages as it is stepped, so it is stepped to the end.
-fn incremental_vacuum(tx: &Transaction<'_>) -> Result<(), Failure> {
+fn incremental_vacuum(tx: &WriteTx<'_>) -> Result<(), Failure> {
     let mut statement = tx.prepare_cached("PRAGMA incremental_vacuum")?;
     let mut rows = statement.query([])?;
     while rows.next()?.is_some() {}
@@ -1306,7 +1311,7 @@ fn incremental_vacuum(tx: &Transaction<'_>) -> Result<(), Failure> {
 
 /// Takes removed rows out of the running totals.
 fn subtract<'a>(
-    tx: &Transaction<'_>,
+    tx: &WriteTx<'_>,
     removed: impl Iterator<Item = &'a RowRead>,
 ) -> Result<(), Failure> {
     let mut totals: Option<Totals> = None;
@@ -1363,20 +1368,32 @@ impl Totals {
         })
     }
 
-    fn write_sizes(&self, conn: &Connection) -> Result<(), Failure> {
-        conn.prepare_cached("UPDATE stats SET entries = ?1, total_size = ?2 WHERE id = 1")?
-            .execute([Wide(self.entries), Wide(self.total_size)])?;
+    /// Writes the entry count and total size, and counts the transaction in
+    /// `stats.writes` in the same statement.
+    fn write_sizes(&self, tx: &WriteTx<'_>) -> Result<(), Failure> {
+        tx.prepare_cached(
+            "UPDATE stats SET entries = ?1, total_size = ?2, writes = writes + ?3 WHERE id = 1",
+        )?
+        .execute(rusqlite::params![
+            Wide(self.entries),
+            Wide(self.total_size),
+            tx.count_once()
+        ])?;
         Ok(())
     }
 
-    fn write_counters(&self, conn: &Connection) -> Result<(), Failure> {
-        conn.prepare_cached(
-            "UPDATE stats SET hits = ?1, misses = ?2, evictions = ?3 WHERE id = 1",
+    /// Writes the counters, and counts the transaction in `stats.writes` in the
+    /// same statement.
+    fn write_counters(&self, tx: &WriteTx<'_>) -> Result<(), Failure> {
+        tx.prepare_cached(
+            "UPDATE stats SET hits = ?1, misses = ?2, evictions = ?3, writes = writes + ?4 \
+             WHERE id = 1",
         )?
-        .execute([
+        .execute(rusqlite::params![
             Wide(self.counters.hits),
             Wide(self.counters.misses),
             Wide(self.counters.evictions),
+            tx.count_once()
         ])?;
         Ok(())
     }
@@ -1631,7 +1648,7 @@ mod tests {
         assert!(all.contains("USING INDEX entries_by_key (key>?)"), "{all}");
         assert!(!all.contains("TEMP B-TREE"), "no sort: {all}");
         for touch in [
-            "UPDATE stats SET entries = ?1, total_size = ?2 WHERE id = 1",
+            "UPDATE stats SET entries = ?1, total_size = ?2, writes = writes + ?3 WHERE id = 1",
             "DELETE FROM entries WHERE key = ?1",
             UPDATE_SQL,
         ] {
@@ -1763,13 +1780,17 @@ mod tests {
         use cacheness_core::{Cache, Clock, ListOptions, ManualClock, PutOptions, key};
 
         let dir = tempfile::tempdir().unwrap();
-        let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
         // The first eviction query of each policy creates its index: a schema
         // change, after which SQLite re-prepares each statement prepared before
-        // it once. Done here, before any statement of the workload is prepared.
-        for (order, _) in EVICTION_INDEXES {
-            backend.ensure_eviction_index(order).unwrap();
+        // it once. Done here, by another handle, before the one traced prepares
+        // any statement (its write transactions' `BEGIN` included).
+        {
+            let first = SqliteBackend::open(dir.path()).unwrap();
+            for (order, _) in EVICTION_INDEXES {
+                first.ensure_eviction_index(order).unwrap();
+            }
         }
+        let backend = Arc::new(SqliteBackend::open(dir.path()).unwrap());
         // Each statement's SQL: (runs, re-preparations so far).
         let seen = Arc::new(Mutex::new(BTreeMap::<String, (u32, i32)>::new()));
         {

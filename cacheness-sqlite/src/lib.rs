@@ -51,6 +51,7 @@ mod pool;
 mod row;
 mod schema;
 mod wal_index;
+mod write_tx;
 
 pub use backend::SqliteBackend;
 pub use error::SqliteError;
