@@ -669,24 +669,26 @@ impl MetadataBackend for SqliteBackend {
 
     fn put(&self, entry: Entry) -> cacheness_core::Result<Option<Entry>> {
         Ok(self.write("put", |tx| {
-            // A row that cannot be read is replaced like any other; with no entry
-            // to return, its blob file (if any) is left to gc.
-            let previous = tx
-                .prepare_cached(concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM entries WHERE key = ?1"
-                ))?
-                .query_row([entry.key.as_bytes().as_slice()], read_row)
-                .optional()?;
-            // A replaced entry is updated where it is (its row keeps its `id`);
-            // a new one is appended to the table.
-            let mut write = tx.prepare_cached(if previous.is_some() {
-                UPDATE_SQL
+            // A new key is appended to the table in one statement, which does
+            // nothing if the key is there already.
+            let inserted = bind_entry(&mut *tx.prepare_cached(INSERT_NEW_SQL)?, &entry)? == 1;
+            // A replaced entry is read, then updated where it is (its row keeps
+            // its `id`). A row that cannot be read is replaced like any other;
+            // with no entry to return, its blob file (if any) is left to gc.
+            let previous = if inserted {
+                None
             } else {
-                INSERT_SQL
-            })?;
-            bind_entry(&mut write, &entry)?;
+                let previous = tx
+                    .prepare_cached(concat!(
+                        "SELECT ",
+                        columns!(),
+                        " FROM entries WHERE key = ?1"
+                    ))?
+                    .query_row([entry.key.as_bytes().as_slice()], read_row)
+                    .optional()?;
+                bind_entry(&mut *tx.prepare_cached(UPDATE_SQL)?, &entry)?;
+                previous
+            };
             let mut totals = Totals::read(tx)?;
             match &previous {
                 Some(old) => {
@@ -1103,14 +1105,17 @@ fn read_writes(conn: &Connection) -> Result<u64, Failure> {
         })
 }
 
-/// Inserts an entry, parameters in [`columns!`] order.
-const INSERT_SQL: &str = concat!(
+/// Inserts an entry whose key is not in the table, parameters in [`columns!`]
+/// order; does nothing if the key is there (the conflict's target is the
+/// unique index on `key`: any other constraint still fails).
+const INSERT_NEW_SQL: &str = concat!(
     "INSERT INTO entries (",
     columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+     ON CONFLICT (key) DO NOTHING"
 );
 
-/// Overwrites the entry under `?1`, the same parameters as [`INSERT_SQL`].
+/// Overwrites the entry under `?1`, the same parameters as [`INSERT_NEW_SQL`].
 const UPDATE_SQL: &str = "UPDATE entries SET prefix = ?2, description = ?3, type_tag = ?4, \
      codec = ?5, params = ?6, created_at = ?7, accessed_at = ?8, expires_at = ?9, \
      access_count = ?10, stored_size = ?11, raw_size = ?12, compression = ?13, \
