@@ -18,7 +18,9 @@ use rusqlite::{Connection, OptionalExtension};
 use crate::error::{SqliteError, is_busy, is_disk_full};
 use crate::options::SqliteOptions;
 use crate::pool::Pool;
-use crate::row::{Failure, RowRead, Wide, bind_entry, columns, entry_from_row, read_row, wide};
+use crate::row::{
+    Failure, RowRead, Wide, bind_entry, columns, entry_from_row, other_columns, read_row, wide,
+};
 use crate::schema::{
     LFU_INDEX, LRS_INDEX, LRU_INDEX, check_read_only, configure, configure_file, ensure_schema,
     open_configured, open_read_only_configured, read_only_uri, refuse_irregular_files, with_suffix,
@@ -1220,16 +1222,21 @@ impl EvictionOrder {
     }
 }
 
+/// The row under the key `?1`, as [`columns!`]. The first column is the key
+/// as bound, not the `key` column: the row found has that key, and a bound
+/// value comes back without the copy that reading a blob out of the row costs.
+const GET_SQL: &str = concat!(
+    "SELECT ?1, ",
+    other_columns!(),
+    " FROM entries WHERE key = ?1"
+);
+
 /// The entry under `key`, read on `conn`.
 fn select_entry(conn: &Connection, key: &CacheKey) -> Result<Option<Entry>, Failure> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM entries WHERE key = ?1"
-    ))?
-    .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
-    .optional()?
-    .transpose()
+    conn.prepare_cached(GET_SQL)?
+        .query_row([key.as_bytes().as_slice()], |row| Ok(entry_from_row(row)))
+        .optional()?
+        .transpose()
 }
 
 /// Applies a touch exactly, in `u64` arithmetic: the slow path for counts beyond
@@ -1634,10 +1641,7 @@ mod tests {
 
     /// The plans of the backend's queries on `conn`.
     fn check_plans(conn: &Connection) {
-        let get = query_plan(
-            conn,
-            concat!("SELECT ", columns!(), " FROM entries WHERE key = ?1"),
-        );
+        let get = query_plan(conn, GET_SQL);
         assert!(get.contains("USING INDEX entries_by_key (key=?)"), "{get}");
         let expired = query_plan(conn, expired_sql());
         assert!(expired.contains("entries_by_expires_at"), "{expired}");

@@ -12,12 +12,20 @@ use crate::error::SqliteError;
 /// that statements are `concat!`ed at compile time, not formatted per call.
 macro_rules! columns {
     () => {
-        "key, prefix, description, type_tag, codec, params, \
+        concat!("key, ", $crate::row::other_columns!())
+    };
+}
+pub(crate) use columns;
+
+/// [`columns!`] but the first, `key`.
+macro_rules! other_columns {
+    () => {
+        "prefix, description, type_tag, codec, params, \
          created_at, accessed_at, expires_at, access_count, stored_size, raw_size, \
          compression, content_hash, inline_value, blob_name, signature, user_metadata"
     };
 }
-pub(crate) use columns;
+pub(crate) use other_columns;
 
 const COLUMN_NAMES: [&str; 18] = [
     "key",
