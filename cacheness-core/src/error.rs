@@ -149,6 +149,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+
+    /// An [`AsyncCache`](crate::AsyncCache) operation could not run: the
+    /// Tokio runtime shut down before its blocking thread started.
+    #[error("cannot {operation}: the async runtime is shutting down")]
+    RuntimeShutdown {
+        /// What did not run, e.g. "get".
+        operation: &'static str,
+    },
 }
 
 /// `Result` with [`Error`] as the default error.

@@ -50,6 +50,8 @@ pub use backend::{
     Touch,
 };
 pub use blob::{BlobHeader, BlobStore, Durability, LocalBlobStore};
+#[cfg(feature = "tokio")]
+pub use cache::AsyncCache;
 pub use cache::{
     Cache, CacheBuilder, Expiry, GetOptions, ListOptions, PutOptions, SingleFlight, Stats,
 };

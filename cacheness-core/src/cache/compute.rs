@@ -13,7 +13,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
+use super::options::PutOptions;
+use super::write::Encoded;
 use crate::codec::Codec;
+use crate::codec::raw::decode_raw;
 use crate::error::{Error, Result};
 use crate::files::{create_private_dir, open_regular};
 use crate::key::{CacheKey, ToKey};
@@ -52,29 +55,59 @@ pub(super) struct InFlight {
 
 /// One computation in progress and what its waiters need.
 #[derive(Debug)]
-struct Slot {
-    leader: ThreadId,
+pub(super) struct Slot {
+    leader: Leader,
     outcome: Mutex<Outcome>,
+    /// Wakes the threads that wait.
     finished: Condvar,
+    /// Wakes the tasks that wait ([`AsyncCache`](super::AsyncCache)).
+    #[cfg(feature = "tokio")]
+    woken: tokio::sync::Notify,
+}
+
+/// Who computes a slot's value: a thread of the sync API, or a computation of
+/// the async API (which may move between threads as it runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Leader {
+    Thread(ThreadId),
+    #[cfg(feature = "tokio")]
+    Task(super::async_cache::TaskToken),
+}
+
+impl Leader {
+    pub(super) fn this_thread() -> Leader {
+        Leader::Thread(std::thread::current().id())
+    }
+
+    /// Whether the caller runs inside this leader's computation, where
+    /// waiting for it would be waiting for itself.
+    fn is_caller(self) -> bool {
+        match self {
+            Leader::Thread(id) => id == std::thread::current().id(),
+            #[cfg(feature = "tokio")]
+            Leader::Task(token) => token.is_running_here(),
+        }
+    }
 }
 
 #[derive(Debug)]
-enum Outcome {
+pub(super) enum Outcome {
     Running,
-    /// The value, encoded with the cache's codec (`None` when nobody was
-    /// waiting as it finished: latecomers read the stored value).
-    Computed(Option<Arc<Vec<u8>>>),
-    /// The computation failed or panicked: each waiter tries again.
+    /// The value as it was stored (`None` when it could not be encoded: the
+    /// waiters then compute in turn). Dropped with the last waiter.
+    Computed(Option<Arc<Encoded>>),
+    /// The computation failed, panicked or was cancelled: each waiter tries
+    /// again.
     Abandoned,
 }
 
-/// What a thread asking for a missing key does.
-enum Turn {
+/// What a caller asking for a missing key does.
+pub(super) enum Turn {
     /// Computes it (and holds the slot until done).
     Lead(Arc<Slot>),
-    /// Waits for the computation of another thread.
+    /// Waits for the computation of another thread or task.
     Wait(Arc<Slot>),
-    /// Computes it without the slot: the same thread is already computing this
+    /// Computes it without the slot: the caller is already computing this
     /// key further up its stack (waiting would be waiting for itself).
     Reentrant,
 }
@@ -85,17 +118,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl InFlight {
-    fn turn(&self, key: CacheKey) -> Turn {
-        let me = std::thread::current().id();
+    /// What `me`, asking for the missing `key`, does.
+    pub(super) fn turn(&self, key: CacheKey, me: Leader) -> Turn {
         let mut slots = lock(&self.slots);
         match slots.get(&key) {
-            Some(slot) if slot.leader == me => Turn::Reentrant,
+            Some(slot) if slot.leader.is_caller() => Turn::Reentrant,
             Some(slot) => Turn::Wait(Arc::clone(slot)),
             None => {
                 let slot = Arc::new(Slot {
                     leader: me,
                     outcome: Mutex::new(Outcome::Running),
                     finished: Condvar::new(),
+                    #[cfg(feature = "tokio")]
+                    woken: tokio::sync::Notify::new(),
                 });
                 slots.insert(key, Arc::clone(&slot));
                 Turn::Lead(slot)
@@ -113,16 +148,14 @@ impl InFlight {
         }
         *lock(&slot.outcome) = outcome;
         slot.finished.notify_all();
+        #[cfg(feature = "tokio")]
+        slot.woken.notify_waiters();
     }
 }
 
 impl Slot {
-    /// Whether anyone but the table and the leader holds this slot.
-    fn has_waiters(self: &Arc<Self>) -> bool {
-        Arc::strong_count(self) > 2
-    }
-
-    fn wait(&self) -> MutexGuard<'_, Outcome> {
+    /// Blocks until the computation ends; its value, if there is one to share.
+    fn wait(&self) -> Option<Arc<Encoded>> {
         let mut outcome = lock(&self.outcome);
         while matches!(*outcome, Outcome::Running) {
             outcome = self
@@ -130,16 +163,63 @@ impl Slot {
                 .wait(outcome)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        outcome
+        outcome.shared()
+    }
+
+    /// Waits, without blocking the thread, until the computation ends; its
+    /// value, if there is one to share.
+    #[cfg(feature = "tokio")]
+    pub(super) async fn finished(&self) -> Option<Arc<Encoded>> {
+        loop {
+            let woken = self.woken.notified();
+            let mut woken = std::pin::pin!(woken);
+            // Registered before the check, so a finish in between still wakes it.
+            woken.as_mut().enable();
+            {
+                let outcome = lock(&self.outcome);
+                if !matches!(*outcome, Outcome::Running) {
+                    return outcome.shared();
+                }
+            }
+            woken.await;
+        }
     }
 }
 
-/// Abandons the slot if the computation returns early or panics.
-struct Leading<'a> {
+impl Outcome {
+    fn shared(&self) -> Option<Arc<Encoded>> {
+        match self {
+            Outcome::Computed(shared) => shared.clone(),
+            Outcome::Running | Outcome::Abandoned => None,
+        }
+    }
+}
+
+/// Holds a slot while its value is computed: ends it with the value, or, if
+/// the computation returns early, panics or (async) is dropped, abandons it.
+pub(super) struct Leading<'a> {
     in_flight: &'a InFlight,
     key: CacheKey,
     slot: Arc<Slot>,
     done: bool,
+}
+
+impl<'a> Leading<'a> {
+    pub(super) fn new(in_flight: &'a InFlight, key: CacheKey, slot: Arc<Slot>) -> Self {
+        Leading {
+            in_flight,
+            key,
+            slot,
+            done: false,
+        }
+    }
+
+    /// Ends the computation, handing `shared` to the waiters.
+    pub(super) fn finish(mut self, shared: Option<Arc<Encoded>>) {
+        self.done = true;
+        self.in_flight
+            .finish(self.key, &self.slot, Outcome::Computed(shared));
+    }
 }
 
 impl Drop for Leading<'_> {
@@ -203,49 +283,68 @@ impl<C: Codec> Cache<C> {
         E: From<Error>,
         F: FnOnce() -> Result<T, E>,
     {
-        let key = key.to_key();
+        self.get_or_try_insert_with_options(key, &PutOptions::default(), make)
+    }
+
+    /// Like [`get_or_try_insert_with`](Cache::get_or_try_insert_with), storing
+    /// the computed value with `options` (a TTL, a prefix, a description).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cacheness_core::{Cache, PutOptions, key};
+    /// use cacheness_memory::MemoryBackend;
+    ///
+    /// let cache = Cache::builder().open(MemoryBackend::new())?;
+    /// let hourly = PutOptions::new().ttl(Duration::from_secs(3600)).prefix("rates");
+    /// let rate = cache.get_or_try_insert_with_options(&key!(currency = "EUR"), &hourly, || {
+    ///     Ok::<_, cacheness_core::Error>(1.08)
+    /// })?;
+    /// assert_eq!(rate, 1.08);
+    /// # Ok::<(), cacheness_core::Error>(())
+    /// ```
+    pub fn get_or_try_insert_with_options<T, E, F>(
+        &self,
+        key: &impl ToKey,
+        options: &PutOptions,
+        make: F,
+    ) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Result<T, E>,
+    {
+        let cache_key = key.to_key();
         let mut make = Some(make);
         loop {
-            if let Some(value) = self.get_readable(key)? {
+            if let Some(value) = self.get_readable(cache_key)? {
                 return Ok(value);
             }
-            match self.in_flight.turn(key) {
+            match self.in_flight.turn(cache_key, Leader::this_thread()) {
                 Turn::Reentrant => {
                     let make = make.take().expect("a computation runs once");
-                    return self.compute_and_store(key, make);
+                    let value = make()?;
+                    self.store_computed(key, &value, options);
+                    return Ok(value);
                 }
                 Turn::Wait(slot) => {
-                    let outcome = slot.wait();
-                    if let Outcome::Computed(Some(bytes)) = &*outcome
-                        && let Ok(value) = self.codec.decode_slice::<T>(bytes)
+                    if let Some(value) = slot.wait().and_then(|shared| self.decode_shared(&shared))
                     {
                         return Ok(value);
                     }
                     // Stored (read it above), abandoned or undecodable: again.
                 }
                 Turn::Lead(slot) => {
-                    let mut leading = Leading {
-                        in_flight: &self.in_flight,
-                        key,
-                        slot,
-                        done: false,
-                    };
-                    let _process_lock = self.lock_across_processes(key);
+                    let leading = Leading::new(&self.in_flight, cache_key, slot);
+                    let _process_lock = self.lock_across_processes(cache_key);
                     // Another thread may have stored it between this one's miss
                     // and its turn, or another process while this one waited.
-                    if let Some(value) = self.get_readable(key)? {
+                    if let Some(value) = self.get_readable(cache_key)? {
                         return Ok(value);
                     }
                     let make = make.take().expect("a computation runs once");
-                    let value = self.compute_and_store(key, make)?;
-                    let shared = leading
-                        .slot
-                        .has_waiters()
-                        .then(|| self.codec.encode(&value).ok().map(Arc::new))
-                        .flatten();
-                    leading.done = true;
-                    self.in_flight
-                        .finish(key, &leading.slot, Outcome::Computed(shared));
+                    let value = make()?;
+                    let stored = self.store_computed(key, &value, options);
+                    leading.finish(stored);
                     return Ok(value);
                 }
             }
@@ -254,7 +353,7 @@ impl<C: Codec> Cache<C> {
 
     /// The stored value, with a value that does not decode as `T` (or was
     /// written with another codec) read as a miss.
-    fn get_readable<T: DeserializeOwned>(&self, key: CacheKey) -> Result<Option<T>> {
+    pub(super) fn get_readable<T: DeserializeOwned>(&self, key: CacheKey) -> Result<Option<T>> {
         match self.get(&key) {
             Err(error @ (Error::Decode { .. } | Error::CodecMismatch { .. })) => {
                 tracing::info!(%key, %error, "the stored value cannot be read; computing it again");
@@ -264,24 +363,57 @@ impl<C: Codec> Cache<C> {
         }
     }
 
-    fn compute_and_store<T, E, F>(&self, key: CacheKey, make: F) -> Result<T, E>
-    where
-        T: Serialize,
-        E: From<Error>,
-        F: FnOnce() -> Result<T, E>,
-    {
-        let value = make()?;
-        if let Err(error) = self.put(&key, &value) {
+    /// Stores a computed value; a put that fails is logged, not returned (the
+    /// value is returned all the same). The encoding, for waiters, unless the
+    /// value could not be encoded.
+    fn store_computed<T: Serialize>(
+        &self,
+        key: &impl ToKey,
+        value: &T,
+        options: &PutOptions,
+    ) -> Option<Arc<Encoded>> {
+        let encoded = self.encode_computed(key.to_key(), value)?;
+        self.log_unstored(key.to_key(), self.store_encoded(key, &encoded, options));
+        Some(encoded)
+    }
+
+    /// A computed value encoded for storing; `None`, logged, if it cannot be.
+    pub(super) fn encode_computed<T: Serialize>(
+        &self,
+        key: CacheKey,
+        value: &T,
+    ) -> Option<Arc<Encoded>> {
+        match self.encode_value(key, value) {
+            Ok(encoded) => Some(Arc::new(encoded)),
+            Err(error) => {
+                self.log_unstored(key, Err(error));
+                None
+            }
+        }
+    }
+
+    pub(super) fn log_unstored(&self, key: CacheKey, stored: Result<()>) {
+        if let Err(error) = stored {
             tracing::warn!(%key, %error, "the computed value was not stored; returning it anyway");
         }
-        Ok(value)
+    }
+
+    /// A value another caller computed, from its encoding; `None` if it does
+    /// not decode as `T` (a caller asking for another type).
+    pub(super) fn decode_shared<T: DeserializeOwned>(&self, shared: &Encoded) -> Option<T> {
+        let decoded = if shared.raw {
+            decode_raw(&shared.bytes)
+        } else {
+            self.codec.decode_slice(&shared.bytes)
+        };
+        decoded.ok()
     }
 
     /// With [`SingleFlight::AcrossProcesses`] and a writable cache dir, waits
     /// for and takes the key's lock file. `None` when there is nothing to lock
     /// or the lock cannot be taken (logged: the value is then computed without
     /// it, at worst twice).
-    fn lock_across_processes(&self, key: CacheKey) -> Option<KeyLock> {
+    pub(super) fn lock_across_processes(&self, key: CacheKey) -> Option<KeyLock> {
         if self.settings.single_flight != SingleFlight::AcrossProcesses || self.settings.read_only {
             return None;
         }
@@ -301,7 +433,7 @@ impl<C: Codec> Cache<C> {
 /// A process that was waiting on the removed file finds, once it holds it,
 /// that it is no longer the file at the path, and takes the lock again on
 /// the one there: two holders at once cannot happen through the removal.
-struct KeyLock {
+pub(super) struct KeyLock {
     file: File,
     path: PathBuf,
 }

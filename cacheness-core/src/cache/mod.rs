@@ -1,6 +1,8 @@
 //! The cache engine: values in, values out, over any metadata backend.
 
 mod access;
+#[cfg(feature = "tokio")]
+mod async_cache;
 mod builder;
 mod compress;
 mod compute;
@@ -26,6 +28,8 @@ use crate::key::{CacheKey, ToKey};
 use crate::signing::{MismatchLog, Signer};
 
 use access::PendingAccess;
+#[cfg(feature = "tokio")]
+pub use async_cache::AsyncCache;
 pub use builder::CacheBuilder;
 pub(crate) use compress::decompress;
 pub use compute::{LOCKS_DIR, SingleFlight};

@@ -15,6 +15,16 @@ use crate::entry::{Compression, ContentHash, Entry, Location};
 use crate::error::{Error, Result};
 use crate::key::{CacheKey, MAX_NESTING, Params, ToKey};
 
+/// A value encoded for storing, by [`Cache::encode_value`].
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    /// The encoding, or the value's own bytes when `raw`.
+    pub(crate) bytes: Vec<u8>,
+    /// Stored under [`RAW_CODEC`] rather than the cache's codec.
+    pub(crate) raw: bool,
+    pub(crate) type_tag: &'static str,
+}
+
 impl<C: Codec> Cache<C> {
     /// Stores `value` under `key`, replacing what was there, with the default TTL.
     pub fn put<T: Serialize + ?Sized>(&self, key: &impl ToKey, value: &T) -> Result<()> {
@@ -33,28 +43,55 @@ impl<C: Codec> Cache<C> {
         value: &T,
         options: &PutOptions,
     ) -> Result<()> {
-        let cache_key = key.to_key();
+        let encoded = self.encode_value(key.to_key(), value)?;
+        self.store_encoded(key, &encoded, options)
+    }
+
+    /// `value` as [`put_with`](Cache::put_with) stores it: its bytes if it
+    /// serializes as bytes, else its encoding with the cache's codec.
+    pub(crate) fn encode_value<T: Serialize + ?Sized>(
+        &self,
+        key: CacheKey,
+        value: &T,
+    ) -> Result<Encoded> {
+        let type_tag = type_name::<T>();
         if let Some(bytes) = bytes_of(value) {
-            return self.store(
-                cache_key,
-                key.params(),
-                &bytes,
-                RAW_CODEC,
-                type_name::<T>(),
-                options,
-            );
+            return Ok(Encoded {
+                bytes,
+                raw: true,
+                type_tag,
+            });
         }
-        let encoded = self.codec.encode(value).map_err(|source| Error::Encode {
-            key: cache_key,
+        let bytes = self.codec.encode(value).map_err(|source| Error::Encode {
+            key,
             codec: self.codec.name().to_owned(),
             source,
         })?;
+        Ok(Encoded {
+            bytes,
+            raw: false,
+            type_tag,
+        })
+    }
+
+    /// Stores a value [`encode_value`](Cache::encode_value) encoded.
+    pub(crate) fn store_encoded(
+        &self,
+        key: &impl ToKey,
+        encoded: &Encoded,
+        options: &PutOptions,
+    ) -> Result<()> {
+        let codec = if encoded.raw {
+            RAW_CODEC
+        } else {
+            self.codec.name()
+        };
         self.store(
-            cache_key,
+            key.to_key(),
             key.params(),
-            &encoded,
-            self.codec.name(),
-            type_name::<T>(),
+            &encoded.bytes,
+            codec,
+            encoded.type_tag,
             options,
         )
     }

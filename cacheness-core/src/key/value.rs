@@ -86,6 +86,41 @@ impl Value {
         Value::Bytes(bytes.into())
     }
 
+    /// The value of anything `Serialize`, by the rules of
+    /// [`Params::from_serialize`](super::Params::from_serialize) for a field:
+    /// integers of any type are [`Value::Int`], sequences and tuples
+    /// [`Value::List`], structs and string-keyed maps [`Value::Map`], and so
+    /// on. The nesting limit is checked where the value becomes a parameter
+    /// ([`Params::insert`](super::Params::insert)).
+    ///
+    /// ```
+    /// use cacheness_core::key::Value;
+    /// use cacheness_core::key;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Split { train: f64, seed: u32 }
+    ///
+    /// let split = Value::from_serialize(&Split { train: 0.8, seed: 7 })?;
+    /// assert_eq!(
+    ///     key!(split = split),
+    ///     key!(split = Value::Map([
+    ///         ("seed".to_owned(), Value::from(7)),
+    ///         ("train".to_owned(), Value::from(0.8)),
+    ///     ].into())),
+    /// );
+    /// # Ok::<(), cacheness_core::key::KeyError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Unsupported`](super::KeyError::Unsupported) for a map whose
+    /// keys are not strings, and
+    /// [`KeyError::Serialize`](super::KeyError::Serialize) if the value's
+    /// `Serialize` impl fails.
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Value, super::KeyError> {
+        value.serialize(super::ser::ValueSerializer)
+    }
+
     /// How deeply lists and maps nest in this value: 0 for a scalar, 1 for a
     /// list or map of scalars, and so on. Walks the value without recursing, so
     /// any depth is measured without exhausting the stack.
