@@ -39,10 +39,14 @@
 //! [`Cache::builder`]).
 
 mod config;
+#[cfg(feature = "macros")]
+pub mod memoize;
 mod migration;
 mod registry;
 mod settings;
 
+#[cfg(feature = "tokio")]
+pub use cacheness_core::AsyncCache;
 pub use cacheness_core::{
     Cache, CacheKey, Clock, Codec, Durability, Entry, Error, EvictionPolicy, Expiry, GetOptions,
     JsonCodec, ListOptions, ListedEntry, ManualClock, NamedCodec, Params, PutOptions, Result,

@@ -275,8 +275,8 @@ impl<C: Codec> AsyncCache<C> {
     pub async fn get_or_insert_with<T, F, Fut>(&self, key: &impl ToKey, make: F) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T> + Send,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T>,
     {
         self.get_or_try_insert_with(key, move || async move { Ok::<T, Error>(make().await) })
             .await
@@ -292,9 +292,9 @@ impl<C: Codec> AsyncCache<C> {
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
-        E: From<Error> + Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
         self.get_or_try_insert_with_options(key, &PutOptions::default(), make)
             .await
@@ -310,9 +310,9 @@ impl<C: Codec> AsyncCache<C> {
     ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned + Send + 'static,
-        E: From<Error> + Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
         let key = OwnedKey::of(key);
         let options = options.clone();
