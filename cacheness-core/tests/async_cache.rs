@@ -119,10 +119,10 @@ fn the_futures_can_be_spawned() {
 }
 
 #[test]
-fn without_a_runtime_operations_run_on_the_calling_thread() {
+fn operations_need_no_tokio_runtime() {
     let (_dir, cache) = on_disk();
     let key = key!(outside = "tokio");
-    // A minimal executor of one future: the operations must not need Tokio.
+    // A minimal executor of one future: the I/O threads are the cache's own.
     let stored = futures_lite_block_on(cache.put(&key, &1_u8));
     stored.unwrap();
     assert_eq!(

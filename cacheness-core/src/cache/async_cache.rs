@@ -8,7 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Cache;
-use super::compute::{Leader, Leading, Turn};
+use super::blocking;
+use super::compute::{KeyLock, Leader, Leading, Turn};
 use super::options::{GetOptions, ListOptions, PutOptions, Stats};
 use super::write::Encoded;
 use crate::codec::{Codec, NamedCodec};
@@ -19,14 +20,17 @@ use crate::key::{CacheKey, Params, ToKey};
 /// A [`Cache`] for async code: the same operations, with the same meaning, as
 /// futures that never block the runtime's worker threads.
 ///
-/// Each operation that may wait for the disk or for another process (a
-/// read, a write, a lock) runs on Tokio's blocking threads
-/// ([`spawn_blocking`](tokio::task::spawn_blocking)), so a server's other
-/// tasks keep running while it waits; values are encoded on the calling task
-/// and decoded on the blocking thread. A cache that holds everything in
-/// memory (a backend that does not persist, without a cache dir) has no disk
-/// to wait for, and runs its operations on the calling task. Polled outside
-/// a Tokio runtime, every operation runs on the calling thread.
+/// Each operation that may wait for the disk (a read, a write) runs on the
+/// cache's I/O threads, a small pool shared by the process, so a server's
+/// other tasks keep running while it waits; values are encoded on the calling
+/// task and decoded on the I/O thread. The pool is built for short calls: a
+/// call whose job is first in line watches for its result for up to 50 µs
+/// before its future yields, so a stream of calls from one task costs no
+/// system call. Waiting for another process's lock
+/// ([`SingleFlight::AcrossProcesses`](crate::SingleFlight)) runs on Tokio's
+/// blocking threads. A cache that holds everything in memory (a backend that
+/// does not persist, without a cache dir) has no disk to wait for, and runs
+/// its operations on the calling task.
 ///
 /// `AsyncCache` is a cheap handle (an [`Arc`] around the cache): clone it into
 /// each task. [`sync`](AsyncCache::sync) gives the [`Cache`] behind it for
@@ -99,34 +103,36 @@ impl<C: Codec> AsyncCache<C> {
         Arc::clone(&self.cache)
     }
 
-    /// Runs `work` on the cache where it may block: a blocking thread, or the
-    /// calling task when there is no disk (or no runtime).
-    fn run<R, W>(
-        &self,
-        operation: &'static str,
-        work: W,
-    ) -> impl Future<Output = Result<R>> + Send + 'static
+    /// Runs `work` on the cache where it may block: a thread of the cache's
+    /// I/O pool, or the calling task when there is no disk.
+    async fn run<R, W>(&self, work: W) -> Result<R>
     where
         R: Send + 'static,
         W: FnOnce(&Cache<C>) -> Result<R> + Send + 'static,
     {
+        if self.inline {
+            return work(&self.cache);
+        }
         let cache = Arc::clone(&self.cache);
-        let runtime = if self.inline {
-            None
-        } else {
-            tokio::runtime::Handle::try_current().ok()
+        blocking::pool().run(move || work(&cache)).await
+    }
+
+    /// Waits for the key's lock file of
+    /// [`SingleFlight::AcrossProcesses`](crate::SingleFlight) on one of
+    /// Tokio's blocking threads: another process may hold it for as long as
+    /// its computation takes, which no pool thread may wait for.
+    async fn lock_across_processes(&self, key: CacheKey) -> Result<Option<KeyLock>> {
+        let cache = Arc::clone(&self.cache);
+        let wait = move || cache.lock_across_processes(key);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(wait());
         };
-        async move {
-            let Some(runtime) = runtime else {
-                return work(&cache);
-            };
-            match runtime.spawn_blocking(move || work(&cache)).await {
-                Ok(done) => done,
-                Err(failed) => match failed.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    Err(_) => Err(Error::RuntimeShutdown { operation }),
-                },
-            }
+        match runtime.spawn_blocking(wait).await {
+            Ok(lock) => Ok(lock),
+            Err(failed) => match failed.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => Err(Error::RuntimeShutdown { operation: "lock" }),
+            },
         }
     }
 
@@ -145,8 +151,7 @@ impl<C: Codec> AsyncCache<C> {
     {
         let key = key.to_key();
         let options = *options;
-        self.run("get", move |cache| cache.get_with(&key, &options))
-            .await
+        self.run(move |cache| cache.get_with(&key, &options)).await
     }
 
     /// The value under `key` with its entry, as [`Cache::get_with_entry`].
@@ -155,26 +160,25 @@ impl<C: Codec> AsyncCache<C> {
         T: DeserializeOwned + Send + 'static,
     {
         let key = key.to_key();
-        self.run("get", move |cache| cache.get_with_entry(&key))
-            .await
+        self.run(move |cache| cache.get_with_entry(&key)).await
     }
 
     /// The stored bytes under `key`, as [`Cache::get_bytes`].
     pub async fn get_bytes(&self, key: &impl ToKey) -> Result<Option<Vec<u8>>> {
         let key = key.to_key();
-        self.run("get", move |cache| cache.get_bytes(&key)).await
+        self.run(move |cache| cache.get_bytes(&key)).await
     }
 
     /// Whether an unexpired entry exists under `key`, as [`Cache::contains`].
     pub async fn contains(&self, key: &impl ToKey) -> Result<bool> {
         let key = key.to_key();
-        self.run("get", move |cache| cache.contains(&key)).await
+        self.run(move |cache| cache.contains(&key)).await
     }
 
     /// The entry under `key`, as [`Cache::entry`].
     pub async fn entry(&self, key: &impl ToKey) -> Result<Option<Entry>> {
         let key = key.to_key();
-        self.run("get", move |cache| cache.entry(&key)).await
+        self.run(move |cache| cache.entry(&key)).await
     }
 
     /// Stores `value` under `key`, as [`Cache::put`]. The value is encoded
@@ -193,10 +197,8 @@ impl<C: Codec> AsyncCache<C> {
         let encoded = self.cache.encode_value(key.to_key(), value);
         let key = OwnedKey::of(key);
         let options = options.clone();
-        self.run("put", move |cache| {
-            cache.store_encoded(&key, &encoded?, &options)
-        })
-        .await
+        self.run(move |cache| cache.store_encoded(&key, &encoded?, &options))
+            .await
     }
 
     /// Stores raw bytes under `key`, as [`Cache::put_bytes`].
@@ -215,49 +217,46 @@ impl<C: Codec> AsyncCache<C> {
         let bytes = bytes.into();
         let key = OwnedKey::of(key);
         let options = options.clone();
-        self.run("put", move |cache| {
-            cache.put_bytes_with(&key, &bytes, &options)
-        })
-        .await
+        self.run(move |cache| cache.put_bytes_with(&key, &bytes, &options))
+            .await
     }
 
     /// Removes the entry under `key`, as [`Cache::remove`].
     pub async fn remove(&self, key: &impl ToKey) -> Result<bool> {
         let key = key.to_key();
-        self.run("remove", move |cache| cache.remove(&key)).await
+        self.run(move |cache| cache.remove(&key)).await
     }
 
     /// Removes every entry filed under `prefix`, as [`Cache::remove_prefix`].
     pub async fn remove_prefix(&self, prefix: &str) -> Result<u64> {
         let prefix = prefix.to_owned();
-        self.run("remove", move |cache| cache.remove_prefix(&prefix))
-            .await
+        self.run(move |cache| cache.remove_prefix(&prefix)).await
     }
 
     /// The entries `options` select, as [`Cache::list`].
     pub async fn list(&self, options: &ListOptions) -> Result<Vec<ListedEntry>> {
         let options = options.clone();
-        self.run("list", move |cache| cache.list(&options)).await
+        self.run(move |cache| cache.list(&options)).await
     }
 
     /// Counts, sizes and counters, as [`Cache::stats`].
     pub async fn stats(&self) -> Result<Stats> {
-        self.run("stats", |cache| cache.stats()).await
+        self.run(|cache| cache.stats()).await
     }
 
     /// Removes every entry, as [`Cache::clear`].
     pub async fn clear(&self) -> Result<u64> {
-        self.run("clear", |cache| cache.clear()).await
+        self.run(|cache| cache.clear()).await
     }
 
     /// Removes every expired entry, as [`Cache::cleanup_expired`].
     pub async fn cleanup_expired(&self) -> Result<u64> {
-        self.run("cleanup", |cache| cache.cleanup_expired()).await
+        self.run(|cache| cache.cleanup_expired()).await
     }
 
     /// Writes buffered reads to the backend, as [`Cache::flush`].
     pub async fn flush(&self) -> Result<()> {
-        self.run("flush", |cache| cache.flush()).await
+        self.run(|cache| cache.flush()).await
     }
 
     /// The value under `key`; if there is none, awaits `make`'s future, stores
@@ -342,11 +341,7 @@ impl<C: Codec> AsyncCache<C> {
                 }
                 Turn::Lead(slot) => {
                     let leading = Leading::new(&self.cache.in_flight, cache_key, slot);
-                    let process_lock = self
-                        .run("lock", move |cache| {
-                            Ok(cache.lock_across_processes(cache_key))
-                        })
-                        .await?;
+                    let process_lock = self.lock_across_processes(cache_key).await?;
                     // Stored meanwhile by another caller or process?
                     if let Some(value) = self.get_readable::<T>(cache_key).await? {
                         return Ok(value);
@@ -368,7 +363,7 @@ impl<C: Codec> AsyncCache<C> {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        self.run("get", move |cache| cache.get_readable(key)).await
+        self.run(move |cache| cache.get_readable(key)).await
     }
 
     /// Encodes and stores a computed value (a failure logged, not returned),
@@ -379,12 +374,12 @@ impl<C: Codec> AsyncCache<C> {
         key: OwnedKey,
         value: &T,
         options: PutOptions,
-        process_lock: Option<super::compute::KeyLock>,
+        process_lock: Option<KeyLock>,
     ) -> Option<Arc<Encoded>> {
         let cache_key = key.to_key();
         let encoded = self.cache.encode_computed(cache_key, value)?;
         let stored = Arc::clone(&encoded);
-        let put = self.run("put", move |cache| {
+        let put = self.run(move |cache| {
             let stored = cache.store_encoded(&key, &stored, &options);
             drop(process_lock);
             cache.log_unstored(cache_key, stored);

@@ -3,6 +3,8 @@
 mod access;
 #[cfg(feature = "tokio")]
 mod async_cache;
+#[cfg(feature = "tokio")]
+mod blocking;
 mod builder;
 mod compress;
 mod compute;
