@@ -33,6 +33,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! [`#[memoize]`](macro@memoize) (feature `macros`, default) keeps a
+//! function's results in a cache, keyed by its arguments; `AsyncCache`
+//! (feature `tokio`) is the API as futures.
+//!
 //! The root holds what a user calls; [`ops`] holds maintenance, and
 //! [`backend`] what a backend author or a tool over raw metadata needs (a
 //! custom backend implements [`backend::MetadataBackend`] and opens with
@@ -52,6 +56,8 @@ pub use cacheness_core::{
     JsonCodec, ListOptions, ListedEntry, ManualClock, NamedCodec, Params, PutOptions, Result,
     SingleFlight, Stats, SystemClock, ToKey, UnknownCodec, Value, key::KeyError,
 };
+#[cfg(feature = "macros")]
+pub use cacheness_macros::memoize;
 pub use config::CacheConfig;
 
 /// Builds [`Params`] (which hash to a [`CacheKey`]) from named parameters, in

@@ -1,5 +1,27 @@
-//! What [`#[memoize]`](crate::memoize) needs at run time: the process-wide
-//! default cache, and the calls its expansion makes.
+//! What [`#[memoize]`](macro@crate::memoize) needs at run time: the
+//! process-wide default cache, and the calls its expansion makes.
+//!
+//! ```
+//! use std::sync::LazyLock;
+//! use cacheness::{Cache, CacheConfig, memoize};
+//!
+//! static MODELS: LazyLock<Cache> = LazyLock::new(|| {
+//!     CacheConfig::new().backend("memory").open().expect("an in-process cache opens")
+//! });
+//!
+//! #[memoize(cache = MODELS, version = 2, skip(verbose))]
+//! fn fit(dataset: &str, folds: u32, verbose: bool) -> Result<Vec<f64>, String> {
+//!     if verbose {
+//!         eprintln!("fitting {dataset}");
+//!     }
+//!     Ok(vec![0.5; folds as usize])
+//! }
+//!
+//! assert_eq!(fit("iris", 3, true), Ok(vec![0.5; 3]));
+//! assert_eq!(fit("iris", 3, false), Ok(vec![0.5; 3])); // read back: not fitted again
+//! assert_eq!(MODELS.stats()?.entries, 1);
+//! # Ok::<(), cacheness::Error>(())
+//! ```
 //!
 //! A memoized function without a `cache = ...` option stores its results in
 //! the default cache: the one given to [`set_default_cache`] before its first
@@ -185,10 +207,13 @@ pub mod __private {
     pub trait MemoizedValue: Serialize + DeserializeOwned {}
     impl<T: Serialize + DeserializeOwned> MemoizedValue for T {}
 
-    /// Which cache a memoized sync function uses: anything that is or
-    /// dereferences to a [`Cache`] (or an `AsyncCache`).
+    /// Asserts, at compile time, that the function's value can be stored.
+    pub fn stores<T: MemoizedValue>() {}
+
+    /// Which cache a memoized sync function uses: a [`Cache`], an
+    /// `AsyncCache`, or a reference, `Arc`, `Box` or `LazyLock` of one.
     #[diagnostic::on_unimplemented(
-        message = "`cache = ...` of a memoized function must be a `cacheness::Cache` (or dereference to one)",
+        message = "`cache = ...` of a memoized function must be a `cacheness::Cache` (or a reference, `Arc`, `Box` or `LazyLock` of one); this is `{Self}`",
         label = "not a cache"
     )]
     pub trait SyncTarget {
@@ -209,6 +234,35 @@ pub mod __private {
         fn memoize_sync(&self) -> &Cache<C> {
             self.sync()
         }
+    }
+
+    /// A smart pointer or reference to a cache is that cache.
+    macro_rules! pointers_to_targets {
+        ($target:ident, $method:ident -> $output:ty, $($pointer:ty),+) => {$(
+            impl<T: $target + ?Sized> $target for $pointer {
+                type Codec = T::Codec;
+                fn $method(&self) -> $output {
+                    (**self).$method()
+                }
+            }
+        )+};
+    }
+
+    pointers_to_targets!(
+        SyncTarget, memoize_sync -> &Cache<T::Codec>,
+        &T, Arc<T>, Box<T>
+    );
+
+    impl<T: SyncTarget, F: FnOnce() -> T> SyncTarget for std::sync::LazyLock<T, F> {
+        type Codec = T::Codec;
+        fn memoize_sync(&self) -> &Cache<T::Codec> {
+            (**self).memoize_sync()
+        }
+    }
+
+    /// `cache = EXPR` of a sync function, as `&Cache`.
+    pub fn sync_target<T: SyncTarget + ?Sized>(target: &T) -> &Cache<T::Codec> {
+        target.memoize_sync()
     }
 
     /// The default cache, for a sync function.
@@ -334,11 +388,11 @@ pub mod __private {
         call_result(cache, key, options, move || compute().ok_or(())).ok()
     }
 
-    /// Which cache a memoized async function uses: an `AsyncCache` (or
-    /// anything that dereferences to one) or an `Arc<Cache>`.
+    /// Which cache a memoized async function uses: an `AsyncCache`, an
+    /// `Arc<Cache>`, or a reference, `Box` or `LazyLock` of one.
     #[cfg(feature = "tokio")]
     #[diagnostic::on_unimplemented(
-        message = "`cache = ...` of a memoized async function must be a `cacheness::AsyncCache` or an `Arc<cacheness::Cache>` (or dereference to one)",
+        message = "`cache = ...` of a memoized async function must be a `cacheness::AsyncCache` or an `Arc<cacheness::Cache>` (or a reference, `Box` or `LazyLock` of one); this is `{Self}`",
         label = "not an async cache"
     )]
     pub trait AsyncTarget {
@@ -360,6 +414,34 @@ pub mod __private {
         fn memoize_async(&self) -> crate::AsyncCache<C> {
             crate::AsyncCache::from(Arc::clone(self))
         }
+    }
+
+    #[cfg(feature = "tokio")]
+    impl<C: Codec> AsyncTarget for Arc<crate::AsyncCache<C>> {
+        type Codec = C;
+        fn memoize_async(&self) -> crate::AsyncCache<C> {
+            (**self).clone()
+        }
+    }
+
+    #[cfg(feature = "tokio")]
+    pointers_to_targets!(
+        AsyncTarget, memoize_async -> crate::AsyncCache<T::Codec>,
+        &T, Box<T>
+    );
+
+    #[cfg(feature = "tokio")]
+    impl<T: AsyncTarget, F: FnOnce() -> T> AsyncTarget for std::sync::LazyLock<T, F> {
+        type Codec = T::Codec;
+        fn memoize_async(&self) -> crate::AsyncCache<T::Codec> {
+            (**self).memoize_async()
+        }
+    }
+
+    /// `cache = EXPR` of an async function, as an `AsyncCache`.
+    #[cfg(feature = "tokio")]
+    pub fn async_target<T: AsyncTarget + ?Sized>(target: &T) -> crate::AsyncCache<T::Codec> {
+        target.memoize_async()
     }
 
     /// The default cache, for an async function.

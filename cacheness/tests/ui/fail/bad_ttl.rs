@@ -1,0 +1,6 @@
+#[cacheness::memoize(ttl = "an hour")]
+fn users(id: u32) -> Vec<String> {
+    vec![id.to_string()]
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[cacheness::memoize]
+fn log(line: &str) {
+    println!("{line}");
+}
+
+fn main() {}

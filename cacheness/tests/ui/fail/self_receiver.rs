@@ -1,0 +1,10 @@
+struct Scorer;
+
+impl Scorer {
+    #[cacheness::memoize]
+    fn score(&self, n: u32) -> u32 {
+        n
+    }
+}
+
+fn main() {}
