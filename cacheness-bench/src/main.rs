@@ -28,8 +28,8 @@ struct Cli {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Workloads to run, comma-separated (w1..w7; w2 is drawn from w1).
-    #[arg(long, value_delimiter = ',', default_value = "w1,w3,w4,w5,w6,w7")]
+    /// Workloads to run, comma-separated (w1..w8; w2 is drawn from w1).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w3,w4,w5,w6,w7,w8")]
     workload: Vec<String>,
     /// cacheness backends by facade name, comma-separated; those not compiled
     /// in are reported as not run.

@@ -72,6 +72,16 @@ impl Mode {
         }
     }
 
+    /// W8: (entries, tasks of the async API, threads of the sync API for
+    /// the many-callers figures).
+    pub fn w8_sizes(self) -> (u64, u64, u64) {
+        match self {
+            Mode::Smoke => (50, 8, 2),
+            Mode::Quick => (2_000, 64, 4),
+            Mode::Full => (10_000, 64, 4),
+        }
+    }
+
     /// W6 and W7: entries held.
     pub fn large_n(self) -> u64 {
         match self {
@@ -141,6 +151,13 @@ impl Mode {
                 "w7".to_owned(),
                 format!("{} entries", count(self.large_n())),
             ),
+            ("w8".to_owned(), {
+                let (entries, tasks, threads) = self.w8_sizes();
+                format!(
+                    "{} entries; many callers: {tasks} tasks (async) or {threads} threads (sync)",
+                    count(entries)
+                )
+            }),
         ])
     }
 }
@@ -151,7 +168,7 @@ pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * 1024;
 
 /// The workloads, in report order.
-pub const WORKLOADS: &[&str] = &["w1", "w3", "w4", "w5", "w6", "w7"];
+pub const WORKLOADS: &[&str] = &["w1", "w3", "w4", "w5", "w6", "w7", "w8"];
 
 /// Every backend of BENCHMARK.md, in report order.
 pub const ALL_BACKENDS: &[&str] = &[

@@ -75,7 +75,7 @@ fn smoke_run_writes_results_the_report_reads() {
     assert_eq!(results.repetitions, 1);
     assert_ne!(results.machine.filesystem, "");
     assert_eq!(results.date.len(), "2026-01-02T03:04:05Z".len());
-    for workload in ["w1", "w3", "w4", "w5", "w5p", "w6", "w7"] {
+    for workload in ["w1", "w3", "w4", "w5", "w5p", "w6", "w7", "w8"] {
         assert!(
             results.cells.iter().any(|cell| cell.workload == workload),
             "no {workload} cells"
@@ -126,6 +126,15 @@ fn smoke_run_writes_results_the_report_reads() {
             .cells("w7", "memory")
             .all(|cell| cell.median("peak_rss_bytes").is_some_and(|peak| peak > 0.0))
     );
+
+    // W8: every figure and its baseline, for both of its backends.
+    for (_, baseline, measured) in cacheness_bench::run::W8_FIGURES {
+        for row in cacheness_bench::run::W8_BACKENDS {
+            let cell = results.cells("w8", row).next().unwrap();
+            assert!(cell.median(baseline).unwrap() > 0.0, "{row} {baseline}");
+            assert!(cell.median(measured).unwrap() > 0.0, "{row} {measured}");
+        }
+    }
 
     let (_docs, performance, readme, img) = documents();
     let output = report(&out, &performance, &readme, &img);

@@ -10,7 +10,7 @@ use crate::format::{count, human_size, number, percent, times};
 use crate::markers;
 use crate::plots;
 use crate::results::{Cell, Param, Results, RowKind};
-use crate::run::{CHURN_FILES, DISKCACHE, W1_CHURN};
+use crate::run::{CHURN_FILES, DISKCACHE, W1_CHURN, W8_BACKENDS, W8_FIGURES};
 use crate::seed;
 
 mod summary;
@@ -21,6 +21,7 @@ mod w4;
 mod w5;
 mod w6;
 mod w7;
+mod w8;
 
 use summary::{machine, seed_reference, summary, targets};
 use w1::{w1, w1_ratios};
@@ -30,6 +31,7 @@ use w4::w4;
 use w5::w5;
 use w6::w6;
 use w7::w7;
+use w8::{w8, w8_pair};
 
 /// The blocks `docs/PERFORMANCE.md` must have, in order.
 pub const PERFORMANCE_BLOCKS: &[&str] = &[
@@ -45,6 +47,7 @@ pub const PERFORMANCE_BLOCKS: &[&str] = &[
     "w5",
     "w6",
     "w7",
+    "w8",
 ];
 
 /// The block `README.md` must have.
@@ -123,6 +126,7 @@ pub fn blocks(results: &Results) -> BTreeMap<String, String> {
         ("w5", w5(results)),
         ("w6", w6(results)),
         ("w7", w7(results)),
+        ("w8", w8(results)),
     ];
     blocks
         .into_iter()

@@ -316,6 +316,29 @@ pub(super) fn targets(results: &Results) -> String {
             times,
         ));
     }
+    for row in W8_BACKENDS {
+        let (by_hand, memoized) = w8_pair(results, row, "memoized");
+        list.push(check(
+            format!("`{row}` memoized call on a hit ≥ 90 % of a hand-written `get`"),
+            ratio(memoized, by_hand),
+            0.9,
+            percent,
+        ));
+        for (figure, what) in [
+            ("put_1", "PUT, one task"),
+            ("get_1", "GET, one task"),
+            ("get_many", "GET, many tasks"),
+            ("put_many", "PUT, many tasks"),
+        ] {
+            let (sync, asynchronous) = w8_pair(results, row, figure);
+            list.push(check(
+                format!("`{row}` async {what} ≥ 80 % of sync"),
+                ratio(asynchronous, sync),
+                0.8,
+                percent,
+            ));
+        }
+    }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|target| {

@@ -23,10 +23,12 @@ mod w4;
 mod w5;
 mod w6;
 mod w7;
+mod w8;
 
 pub use child::{ChildRole, child, python_has_diskcache};
 use child::{child_json, json_f64, python_samples};
 pub use w1::{CHURN_FILES, W1_CHURN};
+pub use w8::{W8_BACKENDS, W8_FIGURES};
 
 /// The diskcache driver, shipped inside the binary and written next to the
 /// caches when a Python with diskcache is available.
@@ -109,6 +111,9 @@ pub fn run(plan: &Plan) -> Result<(Vec<Cell>, Leftovers)> {
     }
     if plan.runs("w7") {
         runner.w7()?;
+    }
+    if plan.runs("w8") {
+        runner.w8()?;
     }
     let leftovers = runner.leftovers()?;
     runner.progress.finish_and_clear();
