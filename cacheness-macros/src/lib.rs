@@ -30,8 +30,9 @@ use syn::{Error, Expr, FnArg, GenericParam, Ident, ItemFn, Lit, LitStr, Pat, Ret
 /// - `ttl = "1h"`: how long results live, parsed at compile time
 ///   (humantime: `"90s"`, `"1h 30m"`, `"7d"`); or `ttl = EXPR`, a `Duration`.
 ///   Without it, the cache's default TTL.
-/// - `version = N`: part of the key (default 0); bump it when the function
-///   changes what it returns, so old results are never read.
+/// - `version = N`: part of the key (default 0, which is left out of it);
+///   bump it when the function changes what it returns, so old results are
+///   never read.
 /// - `skip(a, b)`: arguments left out of the key (a connection, a logger).
 ///   Arguments named `_` are always left out.
 /// - `key = EXPR`: the key given by hand, any `Serialize` value, in place of

@@ -97,7 +97,7 @@ pub mod __private {
 
     /// The parameter naming the function.
     pub const FUNCTION: &str = "#fn";
-    /// The parameter holding the function's `version`.
+    /// The parameter holding the function's `version`, when not 0.
     pub const VERSION: &str = "#version";
     /// The parameter holding a key given by hand (`key = ...`).
     pub const BY_HAND: &str = "#key";
@@ -114,7 +114,11 @@ pub mod __private {
         pub fn new(function: &'static str, version: u64) -> Key {
             let mut params = Params::__with_capacity(4);
             params.__insert_unique(FUNCTION, Value::from(function));
-            params.__insert_unique(VERSION, Value::from(version));
+            // Version 0, the default, is left out: a shorter key hashes in
+            // fewer blake3 blocks, and every call hashes its key.
+            if version != 0 {
+                params.__insert_unique(VERSION, Value::from(version));
+            }
             Key {
                 function,
                 params,
@@ -302,7 +306,12 @@ pub mod __private {
         if let Some(error) = key.error {
             return Err(Failure::Cache(error));
         }
-        cache?.get_or_try_insert_with_options(&key.params, &options.put_options(), || {
+        let cache = cache?;
+        // A hit needs no put options (whose prefix is a copy).
+        if let Ok(Some(value)) = cache.get(&key.params) {
+            return Ok(value);
+        }
+        cache.get_or_try_insert_with_options(&key.params, &options.put_options(), || {
             let compute = compute.take().expect("a memoized function runs once");
             compute().map_err(Failure::Function)
         })
