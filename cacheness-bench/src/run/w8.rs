@@ -116,7 +116,7 @@ impl W8<'_> {
     /// odd repetitions and second on even ones.
     fn rep(&self, runner: &mut Runner<'_>, rep: u32) -> Result<Sample> {
         let mut sample = Sample::new();
-        let records: Vec<Record> = (0..self.entries).map(Record::new).collect();
+        let records: Arc<Vec<Record>> = Arc::new((0..self.entries).map(Record::new).collect());
         let sync_first = rep % 2 == 1;
         // Times `baseline` and `measured` one after the other, in an order
         // that alternates between repetitions.
@@ -253,11 +253,15 @@ impl W8<'_> {
                 })
             },
             &mut || {
-                self.async_callers(&many_async, |cache, idx| async move {
-                    cache
-                        .put(&key!(experiment = "w8", idx = idx), &Record::new(idx))
-                        .await?;
-                    Ok(Some(true))
+                let records = Arc::clone(&records);
+                self.async_callers(&many_async, move |cache, idx| {
+                    let records = Arc::clone(&records);
+                    async move {
+                        cache
+                            .put(&key!(experiment = "w8", idx = idx), &records[idx as usize])
+                            .await?;
+                        Ok(Some(true))
+                    }
                 })
             },
         )?;
