@@ -29,7 +29,12 @@ const WORKER_WATCH: Duration = Duration::from_micros(100);
 /// before its future yields.
 const CALLER_WATCH: Duration = Duration::from_micros(50);
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job: runs, and returns the waker of the task waiting for its result
+/// (woken once the thread's batch is done).
+type Job = Box<dyn FnOnce() -> Option<Waker> + Send>;
+
+/// The most jobs a thread takes from the queue at once.
+const BATCH: usize = 16;
 
 /// The process's pool, started on first use.
 pub(super) fn pool() -> &'static Pool {
@@ -49,6 +54,8 @@ struct Shared {
     sleeping: AtomicUsize,
     /// Threads watching the queue (awake, no job).
     watching: AtomicUsize,
+    /// How many threads take jobs.
+    threads: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,13 +65,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Pool {
     fn start() -> Pool {
+        let threads = thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             queued: Condvar::new(),
             sleeping: AtomicUsize::new(0),
             watching: AtomicUsize::new(0),
+            threads,
         });
-        let threads = thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
         for index in 0..threads {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
@@ -92,7 +100,7 @@ impl Pool {
         let completion = Arc::clone(&result);
         let job: Job = Box::new(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-            completion.complete(outcome);
+            completion.complete(outcome)
         });
         let first_in_line = {
             let mut queue = lock(&self.shared.queue);
@@ -113,33 +121,37 @@ impl Pool {
 
 impl Shared {
     fn work(&self) {
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut wakers = Vec::with_capacity(BATCH);
         loop {
-            let job = self.next_job();
-            job();
+            self.next_jobs(&mut batch);
+            // The tasks of a batch are woken together: a runtime thread
+            // asleep is woken once for all of them, not once per job.
+            wakers.extend(batch.drain(..).filter_map(|job| job()));
+            wakers.drain(..).for_each(Waker::wake);
         }
     }
 
-    /// The next job: taken at once, or found while watching, or after a sleep.
-    fn next_job(&self) -> Job {
-        if let Some(job) = lock(&self.queue).pop_front() {
-            return job;
+    /// The next jobs, taken at once, found while watching, or after a sleep:
+    /// at least one, and when many wait, a share of them (at most
+    /// [`BATCH`]), so that the other threads get theirs.
+    fn next_jobs(&self, batch: &mut Vec<Job>) {
+        if self.take(&mut lock(&self.queue), batch) {
+            return;
         }
         self.watching.fetch_add(1, Ordering::SeqCst);
         let started = Instant::now();
         let mut spins = 0_u32;
         while started.elapsed() < WORKER_WATCH {
-            if let Some(job) = lock(&self.queue).pop_front() {
+            if self.take(&mut lock(&self.queue), batch) {
                 self.watching.fetch_sub(1, Ordering::SeqCst);
-                return job;
+                return;
             }
             spins = backoff(spins);
         }
         self.watching.fetch_sub(1, Ordering::SeqCst);
         let mut queue = lock(&self.queue);
-        loop {
-            if let Some(job) = queue.pop_front() {
-                return job;
-            }
+        while !self.take(&mut queue, batch) {
             self.sleeping.fetch_add(1, Ordering::SeqCst);
             queue = self
                 .queued
@@ -147,6 +159,13 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner);
             self.sleeping.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+
+    /// Moves this thread's share of `queue` into `batch`; whether any.
+    fn take(&self, queue: &mut VecDeque<Job>, batch: &mut Vec<Job>) -> bool {
+        let share = queue.len().div_ceil(self.threads).min(BATCH);
+        batch.extend(queue.drain(..share));
+        share > 0
     }
 }
 
@@ -174,16 +193,12 @@ struct Slot<R> {
 }
 
 impl<R> Completion<R> {
-    fn complete(&self, outcome: Outcome<R>) {
-        let waker = {
-            let mut slot = lock(&self.slot);
-            slot.value = Some(outcome);
-            self.done.store(true, Ordering::Release);
-            slot.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+    /// Stores the outcome; the waker of the task to wake, if it waits.
+    fn complete(&self, outcome: Outcome<R>) -> Option<Waker> {
+        let mut slot = lock(&self.slot);
+        slot.value = Some(outcome);
+        self.done.store(true, Ordering::Release);
+        slot.waker.take()
     }
 }
 
