@@ -422,3 +422,64 @@ fn params_given_to_put_are_stored_with_the_entry() {
         assert_eq!(entry.params, Some(params));
     });
 }
+
+#[test]
+fn across_processes_a_waiting_task_takes_the_value_the_lock_holder_stored() {
+    // Two caches on one dir stand for two processes: each has its own
+    // in-process slots, so only the lock file in `locks/` joins them.
+    let dir = tempfile::tempdir().unwrap();
+    let backend: Arc<dyn MetadataBackend> = Arc::new(MemoryBackend::new());
+    let open = || {
+        AsyncCache::new(
+            Cache::builder()
+                .dir(dir.path())
+                .single_flight(cacheness_core::SingleFlight::AcrossProcesses)
+                .open_shared(Arc::clone(&backend))
+                .unwrap(),
+        )
+    };
+    let (first, second) = (open(), open());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let key = key!(model = "across");
+    runtime().block_on(async {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let leader = {
+            let (cache, runs, release, key) =
+                (first.clone(), runs.clone(), release.clone(), key.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with(&key, move || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        release.notified().await;
+                        "from the first".to_owned()
+                    })
+                    .await
+                    .unwrap()
+            })
+        };
+        until(|| runs.load(Ordering::SeqCst) == 1).await;
+        let lock = dir.path().join("locks").join(format!("{}.lock", key.key()));
+        assert!(lock.exists(), "the leader holds the key's lock file");
+        let waiter = {
+            let (cache, runs, key) = (second.clone(), runs.clone(), key.clone());
+            tokio::spawn(async move {
+                cache
+                    .get_or_insert_with(&key, move || async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        "from the second".to_owned()
+                    })
+                    .await
+                    .unwrap()
+            })
+        };
+        // The waiter has missed and is waiting for the lock (on a blocking
+        // thread: this runtime keeps running tasks meanwhile).
+        until(|| second.sync().stats().unwrap().misses >= 1).await;
+        assert_eq!(tokio::spawn(async { 7 }).await.unwrap(), 7);
+        release.notify_one();
+        assert_eq!(leader.await.unwrap(), "from the first");
+        assert_eq!(waiter.await.unwrap(), "from the first");
+        assert!(!lock.exists(), "the lock file is removed after use");
+    });
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
