@@ -347,10 +347,12 @@ fn expand(options: Options, function: &ItemFn) -> syn::Result<TokenStream2> {
         },
     };
     // The body runs as the computation: an async block (awaited by the
-    // call) or a closure; `return` and `?` in it keep their meaning.
+    // call) or a closure; `return` and `?` in it keep their meaning. Neither
+    // is `move`: the body takes by value only what it consumes, so the
+    // `cache` expression may borrow an argument the body uses too.
     let (computation, awaited) = if is_async {
         let computation = quote! {
-            async move {
+            async {
                 let __cacheness_value: #ret = #block;
                 #[allow(unreachable_code)]
                 __cacheness_value
@@ -358,7 +360,7 @@ fn expand(options: Options, function: &ItemFn) -> syn::Result<TokenStream2> {
         };
         (computation, quote!(.await))
     } else {
-        (quote!(move || -> #ret #block), TokenStream2::new())
+        (quote!(|| -> #ret #block), TokenStream2::new())
     };
     let body = quote! {{
         #value_check

@@ -42,6 +42,18 @@ fn cache_as_argument(cache: &Arc<Cache>, _: u8, r#type: &str) -> String {
     r#type.to_owned()
 }
 
+#[memoize(cache = cache, skip(cache))]
+fn owned_cache_used_in_the_body(cache: Arc<Cache>, words: Vec<String>) -> usize {
+    let entries = cache.stats().map_or(0, |stats| stats.entries);
+    words.into_iter().count() + entries as usize
+}
+
+#[memoize(cache = shared, skip(shared))]
+async fn owned_async_cache_used_in_the_body(shared: AsyncCache, words: Vec<String>) -> usize {
+    let entries = shared.stats().await.map_or(0, |stats| stats.entries);
+    words.into_iter().count() + entries as usize
+}
+
 #[memoize(cache = CACHE)]
 fn fallible(text: &str) -> Result<u32, std::num::ParseIntError> {
     let n: u32 = text.parse()?;
@@ -95,6 +107,7 @@ async fn fetch_default(n: u32) -> Result<u32, std::num::ParseIntError> {
 
 fn main() {
     let _ = (plain, every_string_option, by_hand, cache_as_argument, fallible);
+    let _ = (owned_cache_used_in_the_body, owned_async_cache_used_in_the_body);
     let _ = (strict, maybe, generic::<u8, 2>, fetch, fetch_maybe, fetch_strict, fetch_with, fetch_default);
     fn assert_send<T: Send>(_: T) {}
     assert_send(fetch("Lyon".into()));
