@@ -145,6 +145,12 @@ pub mod __private {
             self
         }
 
+        /// Whether the key can be stored: arguments nested too deep, or too
+        /// large, cannot be a key (an error of the cache, not the function's).
+        fn within_limits(&self) -> Result<()> {
+            Ok(self.params.check_limits()?)
+        }
+
         /// The key given by hand, in place of the arguments.
         pub fn by_hand<T: MemoizedArgument + ?Sized>(self, value: &T) -> Key {
             self.arg(BY_HAND, value)
@@ -307,10 +313,12 @@ pub mod __private {
             return Err(Failure::Cache(error));
         }
         let cache = cache?;
-        // A hit needs no put options (whose prefix is a copy).
+        // A hit needs no put options (whose prefix is a copy), and its key
+        // was within the limits when it was stored.
         if let Ok(Some(value)) = cache.get(&key.params) {
             return Ok(value);
         }
+        key.within_limits()?;
         cache.get_or_try_insert_with_options(&key.params, &options.put_options(), || {
             let compute = compute.take().expect("a memoized function runs once");
             compute().map_err(Failure::Function)
@@ -474,6 +482,7 @@ pub mod __private {
         if let Some(error) = key.error {
             return Err(Failure::Cache(error));
         }
+        key.within_limits()?;
         cache?
             .get_or_try_insert_with_options(&key.params, &options.put_options(), || {
                 let compute = compute.take().expect("a memoized function runs once");

@@ -242,6 +242,36 @@ fn by_pairs_strict(cache: &Cache, weights: HashMap<(u8, u8), u32>) -> Result<u32
     Ok(weights.values().sum())
 }
 
+/// `depth` lists, one inside the other.
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(serde_json::json!(1), |inner, _| serde_json::json!([inner]))
+}
+
+#[memoize(cache = cache, skip(cache))]
+fn deep(cache: &Cache, tree: serde_json::Value) -> usize {
+    tree.to_string().len()
+}
+
+#[memoize(cache = cache, skip(cache), cache_errors = "return")]
+fn deep_strict(cache: &Cache, tree: serde_json::Value) -> Result<usize, ServiceError> {
+    Ok(tree.to_string().len())
+}
+
+#[test]
+fn arguments_over_the_key_limits_run_uncached_or_return_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path());
+    assert_eq!(deep(&cache, nested(40)), 81);
+    assert_eq!(deep(&cache, nested(3)), 7);
+    assert_eq!(entries(&cache).len(), 1, "only the key within the limits");
+    match deep_strict(&cache, nested(40)) {
+        Err(ServiceError::Cache(Error::Key(cacheness::KeyError::TooDeep { depth, .. }))) => {
+            assert_eq!(depth, 40);
+        }
+        other => panic!("expected the nesting limit, got {other:?}"),
+    }
+}
+
 #[memoize(cache = cache, skip(cache))]
 fn stored_anyway(cache: &Cache, n: u32) -> u32 {
     n + 1
